@@ -1,0 +1,73 @@
+"""The ``build-warehouse`` flow: load, transform and publish the warehouse.
+
+Each task is one call of a :mod:`jamrec.etl` function; ``jamrec etl`` runs the same
+functions without Prefect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+
+import flows  # noqa: F401 - sets up logging before Prefect starts
+from jamrec import etl
+from jamrec.config import BuildParams
+from jamrec.errors import WarehouseLockedError
+
+
+def _locked(task, task_run, state) -> bool:
+    """Retry only when another process held the warehouse; bad input never heals."""
+    try:
+        state.result()
+    except WarehouseLockedError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+start_build = task(
+    name="start-build", retries=2, retry_delay_seconds=30, retry_condition_fn=_locked
+)(etl.start_build)
+load_timj = task(name="load-timj")(etl.load_timj)
+load_spotify = task(name="load-spotify")(etl.load_spotify)
+load_truth = task(name="load-truth")(etl.load_truth)
+transform = task(name="transform")(etl.transform)
+publish = task(name="publish", retries=2, retry_delay_seconds=30, retry_condition_fn=_locked)(
+    etl.publish
+)
+fail_build = task(name="record-failure")(etl.fail_build)
+
+
+@flow(name="build-warehouse")
+def build_warehouse(
+    timj: Path = Path("data/small"),
+    spotify: Path = Path("data/small/tracks.csv"),
+    warehouse: Path | None = None,
+    seed: int = 0,
+    n_negatives: int = 10,
+    k_test: int = 1,
+    k_val: int = 1,
+) -> dict:
+    """Build the warehouse from the TIMJ dump (folder or zip) and a Spotify features CSV.
+
+    Publishes only a complete build; on any failure the failed build is recorded in
+    ``builds`` and the published warehouse is left as it was.
+    """
+    params = BuildParams(seed=seed, n_negatives=n_negatives, k_test=k_test, k_val=k_val)
+    build = start_build(timj, spotify, warehouse, params)
+    try:
+        load_timj(build)
+        load_spotify(build)
+        load_truth(build)
+        counts = transform(build)
+        summary = publish(build)
+    except BaseException as exc:
+        fail_build(build, exc)
+        raise
+    return {**summary, "stage_counts": counts}
+
+
+if __name__ == "__main__":
+    build_warehouse()

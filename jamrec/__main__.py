@@ -1,0 +1,3 @@
+from jamrec.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,540 @@
+"""Build the warehouse: load raw files, run the SQL transforms, publish.
+
+A build writes its own DuckDB file in ``warehouse/.work/`` and touches the published
+warehouse only twice, copy-on-write (see :mod:`jamrec.warehouse`): once to register
+its ``builds`` row, once to publish (or to record its failure). Each stage is a plain
+function of a :class:`Build`, so the CLI and the Prefect flow run the same code.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+from duckdb import sqltypes
+
+from jamrec import builds, ingest, sqlrunner
+from jamrec.config import BuildParams, get_settings
+from jamrec.errors import JamrecError
+from jamrec.log import log, stage
+from jamrec.spotify import read_spotify
+from jamrec.textfix import repair_text
+from jamrec.warehouse import Warehouse, connect_new, copy_tables, retry_locked
+
+# Tables a build produces but does not publish stay in its file only until publishing.
+_META = "build_meta"
+
+
+@dataclass(frozen=True)
+class Build:
+    """One warehouse build in progress: its id, inputs, parameters and working file."""
+
+    build_id: str
+    warehouse: Path
+    file: Path
+    timj: Path
+    spotify: Path
+    params: BuildParams = field(default_factory=BuildParams)
+    lock_timeout_s: float = 60.0
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A read-write connection to the build's own file, with jamrec's SQL functions."""
+        con = connect_new(self.file)
+        settings = get_settings()
+        if settings.duckdb_threads:
+            con.execute(f"set threads = {int(settings.duckdb_threads)}")
+        if settings.duckdb_memory_limit:
+            con.execute(f"set memory_limit = {sqlrunner.quote(settings.duckdb_memory_limit)}")
+        con.execute("set preserve_insertion_order = true")
+        con.create_function(
+            "repair_text", repair_text, [sqltypes.VARCHAR], sqltypes.VARCHAR, side_effects=False
+        )
+        return con
+
+    @property
+    def store(self) -> Warehouse:
+        """The published warehouse this build will replace."""
+        return Warehouse(self.warehouse, self.lock_timeout_s)
+
+
+_BUILD_LOCKS: dict[str, int] = {}
+
+
+def start_build(
+    timj: Path, spotify: Path, warehouse: Path | None = None, params: BuildParams | None = None
+) -> Build:
+    """Take the build lock, register a ``running`` row in ``builds``, create the build file.
+
+    Only one build runs at a time per warehouse: a second one fails at once, naming the
+    process that holds the lock.
+    """
+    settings = get_settings()
+    warehouse = Path(warehouse or settings.warehouse)
+    params = params or BuildParams()
+    build_id = builds.new_build_id()
+    store = Warehouse(warehouse, settings.lock_timeout_s)
+    _take_build_lock(store, build_id)
+    try:
+        with store.update(f"register build {build_id}") as con:
+            builds.register(
+                con,
+                build_id,
+                builds.now(),
+                {
+                    **params.model_dump(),
+                    "timj": builds.relative(timj),
+                    "spotify": builds.relative(spotify),
+                },
+            )
+            sqlrunner.apply_comments(con, sqlrunner.load_schema(settings.sql_dir))
+        build = Build(
+            build_id,
+            warehouse,
+            store.new_file(f"build-{build_id}"),
+            Path(timj),
+            Path(spotify),
+            params,
+            settings.lock_timeout_s,
+        )
+        build.connect().close()
+    except BaseException:
+        _release_build_lock(build_id)
+        raise
+    log.info("build %s started: %s + %s -> %s", build_id, timj, spotify, warehouse)
+    return build
+
+
+def _take_build_lock(store: Warehouse, build_id: str) -> None:
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    path = store.path.with_name(store.path.name + ".build.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise JamrecError(
+            f"{path}: another build is running ({holder}); wait for it to finish"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}, build {build_id}".encode(), 0)
+    _BUILD_LOCKS[build_id] = fd
+
+
+def _release_build_lock(build_id: str) -> None:
+    fd = _BUILD_LOCKS.pop(build_id, None)
+    if fd is not None:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _put_meta(con: duckdb.DuckDBPyConnection, key: str, value) -> None:
+    con.execute(f"create table if not exists {_META} (key varchar primary key, value json)")
+    con.execute(
+        f"insert or replace into {_META} values ($k, $v)", {"k": key, "v": json.dumps(value)}
+    )
+
+
+def _get_meta(con: duckdb.DuckDBPyConnection) -> dict:
+    rows = con.execute(f"select key, value from {_META}").fetchall()
+    return {key: json.loads(value) for key, value in rows}
+
+
+def load_timj(build: Build) -> dict:
+    """Load ``jams.tsv``, ``likes.tsv`` and ``followers.tsv`` as numbered raw lines.
+
+    Creates ``raw_jams``, ``raw_likes``, ``raw_followers`` (``line_number``, ``raw_line``)
+    in the build file. Returns, per file, its fingerprint and line count.
+    """
+    sources = ingest.locate_timj(build.timj)
+    info = {}
+    con = build.connect()
+    try:
+        for name, source in sources.items():
+            with stage(f"load {name}") as counts:
+                raw = ingest.split_lines(source, source.read_bytes())
+                ingest.check_header(raw, ingest.TIMJ_HEADERS[name])
+                table_name = "raw_" + name.removesuffix(".tsv")
+                arrow_table = raw.table  # noqa: F841 - read by DuckDB below, by name
+                con.execute(f"create or replace table {table_name} as select * from arrow_table")
+                n_invalid, first_invalid = con.execute(
+                    f"select count(*), min(line_number) from {table_name} "
+                    "where try(decode(raw_line)) is null"
+                ).fetchone()
+                ingest.check_utf8_share(raw, n_invalid, first_invalid)
+                for note in raw.notes:
+                    log.warning("%s: %s", source.display, note)
+                counts.update(lines=raw.n_lines - 1)
+                info[name] = {
+                    **raw.fingerprint(),
+                    "data_lines": raw.n_lines - 1,
+                    "notes": raw.notes,
+                }
+        _put_meta(con, "timj", info)
+    finally:
+        con.close()
+    return info
+
+
+def load_spotify(build: Build) -> dict:
+    """Load the Spotify features file (any of the five variants) as canonical raw text.
+
+    Creates ``raw_tracks`` (one row per CSV record), ``raw_tracks_lines`` (the file's
+    lines, for showing rejects) and ``raw_tracks_unreadable`` (records with the wrong
+    field count or bytes that are not UTF-8).
+    """
+    source = ingest.Source(build.spotify.name, build.spotify)
+    if build.spotify.is_dir():
+        raise ingest.InputError(build.spotify, "is a folder; --spotify takes one CSV file")
+    con = build.connect()
+    try:
+        with stage(f"load {build.spotify.name}") as counts:
+            parsed = read_spotify(con, source)
+            rows, lines, bad = parsed.rows, parsed.lines.table, parsed.bad_records  # noqa: F841
+            con.execute("create or replace table raw_tracks as select * from rows")
+            con.execute("create or replace table raw_tracks_lines as select * from lines")
+            con.execute("create or replace table raw_tracks_unreadable as select * from bad")
+            invalid = [r for r in bad.to_pylist() if r["reason"] == "invalid UTF-8"]
+            ingest.check_utf8_share(
+                parsed.lines, len(invalid), invalid[0]["line_number"] if invalid else None
+            )
+            for note in parsed.lines.notes:
+                log.warning("%s: %s", source.display, note)
+            counts.update(variant=parsed.variant.name, records=rows.num_rows + bad.num_rows)
+            info = {
+                **parsed.lines.fingerprint(),
+                "variant": parsed.variant.name,
+                "data_lines": parsed.lines.n_lines - 1,
+                "records": rows.num_rows + bad.num_rows,
+                "notes": parsed.lines.notes,
+            }
+        _put_meta(con, "spotify", info)
+    finally:
+        con.close()
+    return info
+
+
+def load_truth(build: Build) -> dict:
+    """Load a generated dump's ``truth/`` folder as ``truth_*`` tables (none for real data)."""
+    folder = ingest.locate_truth(build.timj)
+    info: dict = {}
+    if folder is None:
+        return info
+    con = build.connect()
+    try:
+        with stage("load truth") as counts:
+            for path in sorted(folder.glob("*.parquet")):
+                table = "truth_" + path.stem
+                con.execute(
+                    f"create or replace table {table} as select * from read_parquet($p)",
+                    {"p": str(path)},
+                )
+                info[table] = {"file": str(path), "sha256": builds_file_sha256(path)}
+                counts[table] = con.execute(f"select count(*) from {table}").fetchone()[0]
+            params = folder / "params.json"
+            if params.is_file():
+                values = json.loads(params.read_text())
+                con.execute("create or replace table truth_params (name varchar, value json)")
+                con.executemany(
+                    "insert into truth_params values (?, ?)",
+                    [(k, json.dumps(v)) for k, v in sorted(values.items())],
+                )
+                info["truth_params"] = {"file": str(params), "sha256": builds_file_sha256(params)}
+        _put_meta(con, "truth", info)
+    finally:
+        con.close()
+    return info
+
+
+def builds_file_sha256(path: Path) -> str:
+    """SHA-256 of a file's content."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def transform(build: Build) -> dict:
+    """Run every SQL model, check that no line was lost, drop what is not published.
+
+    Returns the build's stage counts (also stored for its ``builds`` row): lines,
+    loaded and rejected rows per input file, rejects per reason, jams per URI status,
+    positives with and without audio features, negatives, and the splits.
+    """
+    settings = get_settings()
+    con = build.connect()
+    try:
+        meta = _get_meta(con)
+        variables = {**build.params.model_dump(), "spotify_file": build.spotify.name}
+        with stage("sql transforms") as info:
+            rows = sqlrunner.run_models(con, settings.sql_dir, variables)
+            info.update(tables=len(rows))
+        counts = stage_counts(con, meta)
+        check_accounting(counts)
+        schema = sqlrunner.load_schema(settings.sql_dir)
+        for table in _tables(con):
+            if table not in schema and table != _META and not table.startswith("truth_"):
+                con.execute(f"drop table {table}")
+        sqlrunner.apply_comments(con, schema)
+        _put_meta(con, "stage_counts", counts)
+        _log_counts(counts)
+    finally:
+        con.close()
+    return counts
+
+
+_TIMJ_TABLES = {"jams.tsv": "jams", "likes.tsv": "likes", "followers.tsv": "followers"}
+
+
+def stage_counts(con: duckdb.DuckDBPyConnection, meta: dict) -> dict:
+    """Counts through every stage, read from the build's tables (see :func:`transform`)."""
+
+    def scalar(sql: str, params: dict | None = None) -> int:
+        return con.execute(sql, params or {}).fetchone()[0]
+
+    rejected = dict(con.execute("select source_file, count(*) from rejects group by 1").fetchall())
+    files = {}
+    for name, table in _TIMJ_TABLES.items():
+        files[name] = {
+            "lines": meta["timj"][name]["data_lines"],
+            "loaded": scalar(f"select count(*) from {table}"),
+            "rejected": rejected.get(name, 0),
+        }
+    spotify = meta["spotify"]
+    files[spotify["file"].rsplit("/", 1)[-1]] = {
+        "lines": spotify["data_lines"],
+        "records": spotify["records"],
+        "loaded": scalar("select coalesce(sum(n_source_lines), 0) from tracks"),
+        "merged_repeats": scalar("select coalesce(sum(n_source_lines - 1), 0) from tracks"),
+        "rejected": rejected.get(spotify["file"].rsplit("/", 1)[-1], 0),
+    }
+    by_reason: dict[str, dict[str, int]] = {}
+    for source_file, reason, n in con.execute(
+        r"select source_file, regexp_replace(reason, ' \(.*\)$', ''), count(*) "
+        "from rejects group by all order by 1, 3 desc, 2"
+    ).fetchall():
+        by_reason.setdefault(source_file, {})[reason] = n
+    splits = dict(
+        con.execute("select split, count(*) from splits group by 1 order by 1").fetchall()
+    )
+    return {
+        "files": files,
+        "rejects_by_reason": by_reason,
+        "jams_by_uri_status": dict(
+            con.execute(
+                "select uri_status, count(*) from jams group by 1 order by 2 desc"
+            ).fetchall()
+        ),
+        "positives": scalar("select count(*) from int_positives"),
+        "positives_with_features": scalar("select count(*) from interactions"),
+        "positives_without_features": scalar("select count(*) from int_positives_without_features"),
+        "users_with_interactions": scalar("select count(distinct user_id) from interactions"),
+        "tracks": scalar("select count(*) from tracks"),
+        "tracks_with_interactions": scalar("select count(distinct track_id) from interactions"),
+        "negatives": scalar("select count(*) from negatives"),
+        "splits": splits,
+        "users_held_out": scalar(
+            "select count(distinct user_id) from splits where split <> 'train'"
+        ),
+    }
+
+
+def check_accounting(counts: dict) -> None:
+    """Every input line is loaded or rejected: a mismatch is a bug, and fails the build."""
+    for name, c in counts["files"].items():
+        expected = c.get("records", c["lines"])
+        if c["loaded"] + c["rejected"] != expected:
+            raise JamrecError(
+                f"{name}: {c['loaded']:,} loaded + {c['rejected']:,} rejected != {expected:,} "
+                "records read; a transform lost or duplicated rows"
+            )
+
+
+def _log_counts(counts: dict) -> None:
+    for name, c in counts["files"].items():
+        log.info(
+            "%s: %s lines, %s loaded, %s rejected",
+            name,
+            f"{c['lines']:,}",
+            f"{c['loaded']:,}",
+            f"{c['rejected']:,}",
+        )
+        for reason, n in counts["rejects_by_reason"].get(name, {}).items():
+            log.info("  rejected %s: %s", f"{n:,}", reason)
+    statuses = ", ".join(f"{k} {v:,}" for k, v in counts["jams_by_uri_status"].items())
+    log.info("jams by Spotify URI: %s", statuses)
+    log.info(
+        "positives: %s, with audio features %s (interactions), without %s",
+        f"{counts['positives']:,}",
+        f"{counts['positives_with_features']:,}",
+        f"{counts['positives_without_features']:,}",
+    )
+    log.info(
+        "negatives: %s; splits: %s",
+        f"{counts['negatives']:,}",
+        ", ".join(f"{k} {v:,}" for k, v in counts["splits"].items()),
+    )
+
+
+def publish(build: Build) -> dict:
+    """Make the build the published warehouse, keeping the tables it does not rebuild.
+
+    Model results (``model_runs``, ``metrics``, ...) and the ``builds`` history are
+    copied from the currently published file, then the build file atomically replaces
+    it. Returns a summary: the warehouse path, the build id and published row counts.
+    """
+    store = build.store
+    with stage("publish") as info:
+        con = build.connect()
+        try:
+            meta = _get_meta(con)
+            con.execute(f"drop table {_META}")
+            with store.lock(f"publish build {build.build_id}"):
+                if store.exists():
+                    retry_locked(
+                        lambda: con.execute(
+                            f"attach {sqlrunner.quote(str(store.path))} as prev (read_only)"
+                        ),
+                        store.path,
+                        build.lock_timeout_s,
+                    )
+                    kept = kept_tables(_tables(con, "prev"), set(_tables(con)))
+                    copy_tables(con, "prev", kept)
+                    con.execute("detach prev")
+                    info.update(kept_tables=len(kept))
+                builds.finish(
+                    con,
+                    build.build_id,
+                    "published",
+                    inputs=_inputs(meta),
+                    stage_counts=meta.get("stage_counts"),
+                )
+                rows = {
+                    t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in _tables(con)
+                }
+                con.execute("checkpoint")
+                con.close()
+                store.replace_with(build.file)
+        except BaseException:
+            con.close()
+            raise
+    _release_build_lock(build.build_id)
+    log.info("build %s published: %s", build.build_id, store.path)
+    return {"build_id": build.build_id, "warehouse": str(store.path), "rows": rows}
+
+
+def kept_tables(published: list[str], built: set[str]) -> list[str]:
+    """Tables of the published warehouse that a new build must carry over.
+
+    Everything a build owns (``owner: build`` in ``sql/schema.yml``, and ``truth_*``) is
+    replaced, or dropped when the new build has none (real data has no truth); the rest
+    (``builds``, model results, anything else written beside the build) is kept.
+    """
+    schema = sqlrunner.load_schema(get_settings().sql_dir)
+    owned = {t for t, spec in schema.items() if spec.get("owner") == "build"}
+    return [
+        t for t in published if t not in built and t not in owned and not t.startswith("truth_")
+    ]
+
+
+def _tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[str]:
+    """Tables in ``database``'s main schema (default: the connection's own file)."""
+    rows = con.execute(
+        "select table_name from duckdb_tables() "
+        "where database_name = coalesce($db, current_database()) and schema_name = 'main' "
+        "order by 1",
+        {"db": database},
+    ).fetchall()
+    return [t for (t,) in rows]
+
+
+def _inputs(meta: dict) -> dict:
+    inputs = {
+        name: {k: v for k, v in info.items() if k != "notes"}
+        for name, info in meta.get("timj", {}).items()
+    }
+    if "spotify" in meta:
+        inputs["spotify"] = {k: v for k, v in meta["spotify"].items() if k != "notes"}
+    for name, info in meta.get("truth", {}).items():
+        inputs[name] = info
+    return inputs
+
+
+def fail_build(build: Build, error: BaseException) -> None:
+    """Record a failed build in ``builds`` and keep its file for inspection.
+
+    The published tables are untouched. The failed build's file is kept as
+    ``warehouse/.work/failed-build.duckdb`` (the latest failure only).
+    """
+    message = str(error).strip() or type(error).__name__
+    meta: dict = {}
+    try:
+        con = duckdb.connect(str(build.file), read_only=True)
+        try:
+            meta = _get_meta(con)
+        finally:
+            con.close()
+    except (duckdb.Error, OSError):
+        pass
+    try:
+        with build.store.update(f"record failed build {build.build_id}") as con:
+            builds.finish(
+                con,
+                build.build_id,
+                "failed",
+                inputs=_inputs(meta) or None,
+                stage_counts=meta.get("stage_counts"),
+                error=message,
+            )
+        if build.file.exists():
+            os.replace(build.file, build.store.work_dir / "failed-build.duckdb")
+            Path(str(build.file) + ".wal").unlink(missing_ok=True)
+    except Exception as exc:
+        log.error("could not record the failure of build %s: %s", build.build_id, exc)
+    finally:
+        _release_build_lock(build.build_id)
+    log.error("build %s failed: %s", build.build_id, message)
+
+
+def run_build(
+    timj: Path, spotify: Path, warehouse: Path | None = None, params: BuildParams | None = None
+) -> dict:
+    """Every stage in order, without Prefect (``jamrec etl``); see ``flows/build_warehouse.py``."""
+    start = time.perf_counter()
+    build = start_build(timj, spotify, warehouse, params)
+    try:
+        load_timj(build)
+        load_spotify(build)
+        load_truth(build)
+        counts = transform(build)
+        summary = publish(build)
+    except BaseException as exc:
+        fail_build(build, exc)
+        raise
+    summary["stage_counts"] = counts
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    return summary
+
+
+def build_as_dict(build: Build) -> dict:
+    """A JSON-able view of a build (for Prefect artifacts and logs)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(build).items()}
+
+
+__all__ = [
+    "Build",
+    "fail_build",
+    "load_spotify",
+    "load_timj",
+    "load_truth",
+    "publish",
+    "run_build",
+    "start_build",
+    "transform",
+]

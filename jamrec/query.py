@@ -1,0 +1,81 @@
+"""Ad-hoc, read-only SQL against the published warehouse (``jamrec sql``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TextIO
+
+import duckdb
+
+from jamrec.config import get_settings
+from jamrec.errors import JamrecError
+from jamrec.warehouse import Warehouse
+
+
+def _open(path: Path | None) -> duckdb.DuckDBPyConnection:
+    settings = get_settings()
+    return Warehouse(path or settings.warehouse, settings.lock_timeout_s).connect_readonly()
+
+
+def run(path: Path | None, sql: str, fmt: str, max_rows: int, out: TextIO) -> None:
+    """Run ``sql`` read-only and print the result as a table, CSV or JSON lines."""
+    con = _open(path)
+    try:
+        try:
+            relation = con.sql(sql)
+        except duckdb.Error as exc:
+            raise JamrecError(f"query failed: {str(exc).strip()}") from None
+        if relation is None:
+            return
+        if fmt == "table":
+            out.write(relation.__str__() if max_rows <= 0 else _render(relation, max_rows))
+            return
+        columns = relation.columns
+        rows = relation.fetchall()
+        if fmt == "csv":
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows(rows)
+        else:
+            for row in rows:
+                out.write(json.dumps(dict(zip(columns, row)), default=str) + "\n")
+    finally:
+        con.close()
+
+
+def _render(relation: duckdb.DuckDBPyRelation, max_rows: int) -> str:
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        relation.show(max_rows=max_rows, max_width=160)
+    return buffer.getvalue()
+
+
+def describe(path: Path | None, out: TextIO) -> None:
+    """List every table with its comment and row count, then its columns and comments."""
+    con = _open(path)
+    try:
+        tables = con.execute(
+            "select table_name, comment, estimated_size from duckdb_tables() "
+            "where database_name = current_database() and schema_name = 'main' order by table_name"
+        ).fetchall()
+        for table, comment, _ in tables:
+            n = con.execute(f'select count(*) from "{table}"').fetchone()[0]
+            out.write(f"{table}  ({n:,} rows)\n")
+            if comment:
+                out.write(f"  {comment}\n")
+            for column, dtype, col_comment in con.execute(
+                "select column_name, data_type, comment from duckdb_columns() "
+                "where database_name = current_database() and schema_name = 'main' "
+                "and table_name = $t "
+                "order by column_index",
+                {"t": table},
+            ).fetchall():
+                out.write(f"    {column:<22} {dtype:<26} {col_comment or ''}\n")
+            out.write("\n")
+    finally:
+        con.close()

@@ -1,0 +1,143 @@
+"""Run the SQL transforms in ``sql/``: one table per file, in dependency order.
+
+Each ``sql/<name>.sql`` holds one ``select``; the runner wraps it in
+``create or replace table <name> as ...`` so a table's name can never drift from its
+file. Dependencies are the other models a file names, found by scanning its text, so
+adding a file needs no registry. Files starting with ``_`` (macros) run first.
+``sql/schema.yml`` describes the published tables and their columns; the runner turns
+those descriptions into table and column comments.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from jamrec.errors import JamrecError
+from jamrec.log import log
+
+_COMMENT = re.compile(r"--[^\n]*")
+_WORD = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Model:
+    """One SQL file: the table it builds, its ``select``, and the models it reads."""
+
+    name: str
+    path: Path
+    sql: str
+    deps: frozenset[str]
+
+
+def discover(sql_dir: Path) -> dict[str, Model]:
+    """All models in ``sql_dir`` (``_*.sql`` excluded), keyed by table name."""
+    texts = {
+        p.stem: p.read_text() for p in sorted(sql_dir.glob("*.sql")) if not p.stem.startswith("_")
+    }
+    models = {}
+    for name, text in texts.items():
+        words = set(_WORD.findall(_COMMENT.sub("", text).lower()))
+        deps = frozenset(w for w in words if w in texts and w != name)
+        models[name] = Model(name, sql_dir / f"{name}.sql", text.strip().rstrip(";"), deps)
+    return models
+
+
+def order(models: dict[str, Model]) -> list[Model]:
+    """Models sorted so that each comes after the models it reads (ties by name)."""
+    done: list[Model] = []
+    seen: set[str] = set()
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        if name in visiting:
+            raise JamrecError(f"sql/{name}.sql: dependency cycle through {sorted(visiting)}")
+        visiting.add(name)
+        for dep in sorted(models[name].deps):
+            visit(dep)
+        visiting.discard(name)
+        seen.add(name)
+        done.append(models[name])
+
+    for name in sorted(models):
+        visit(name)
+    return done
+
+
+def run_macros(con: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:
+    """Execute every ``sql/_*.sql`` file (temporary macros used by the models)."""
+    for path in sorted(sql_dir.glob("_*.sql")):
+        con.execute(path.read_text())
+
+
+def run_models(
+    con: duckdb.DuckDBPyConnection, sql_dir: Path, variables: dict[str, object]
+) -> dict[str, int]:
+    """Build every model table; return its row count. ``variables`` become DuckDB
+    variables the SQL reads with ``getvariable('name')`` (seed, sample sizes, ...)."""
+    for key, value in variables.items():
+        con.execute(f"set variable {key} = $value", {"value": value})
+    run_macros(con, sql_dir)
+    counts = {}
+    for model in order(discover(sql_dir)):
+        start = time.perf_counter()
+        try:
+            con.execute(f"create or replace table {model.name} as\n{model.sql}")
+        except duckdb.Error as exc:
+            raise JamrecError(f"{model.path}: {str(exc).splitlines()[0]}") from exc
+        counts[model.name] = con.execute(f"select count(*) from {model.name}").fetchone()[0]
+        log.info(
+            "sql %s: %.1f s  rows=%s",
+            model.name,
+            time.perf_counter() - start,
+            f"{counts[model.name]:,}",
+        )
+    return counts
+
+
+def load_schema(sql_dir: Path) -> dict[str, dict]:
+    """``sql/schema.yml``: ``{table: {"description": str, "columns": {col: str}, ...}}``."""
+    return yaml.safe_load((sql_dir / "schema.yml").read_text())["tables"]
+
+
+def apply_comments(con: duckdb.DuckDBPyConnection, schema: dict[str, dict]) -> None:
+    """``comment on`` every described table and column that exists in ``con``."""
+    existing = {
+        (t, c)
+        for t, c in con.execute(
+            "select table_name, column_name from duckdb_columns() "
+            "where database_name = current_database() and schema_name = 'main'"
+        ).fetchall()
+    }
+    tables = {t for t, _ in existing}
+    for table, spec in schema.items():
+        if table not in tables:
+            continue
+        con.execute(f"comment on table {table} is {quote(spec['description'].strip())}")
+        for column, text in spec.get("columns", {}).items():
+            if (table, column) in existing:
+                con.execute(f"comment on column {table}.{column} is {quote(text.strip())}")
+
+
+def quote(text: str) -> str:
+    """A SQL string literal for ``text`` (statements such as ``comment on`` take no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def run_model(
+    con: duckdb.DuckDBPyConnection, sql_dir: Path, name: str, variables: dict[str, object]
+) -> int:
+    """Build one model table from tables already in ``con`` (for tests and debugging)."""
+    for key, value in variables.items():
+        con.execute(f"set variable {key} = $value", {"value": value})
+    run_macros(con, sql_dir)
+    model = discover(sql_dir)[name]
+    con.execute(f"create or replace table {model.name} as\n{model.sql}")
+    return con.execute(f"select count(*) from {model.name}").fetchone()[0]

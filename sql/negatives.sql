@@ -1,0 +1,44 @@
+with catalogue as (
+    select
+        track_id,
+        row_number() over (order by track_id) - 1 as track_index
+    from tracks
+),
+
+catalogue_size as (
+    select count(*) as n_tracks from catalogue
+),
+
+users as (
+    select distinct user_id from interactions
+),
+
+-- Three draws per wanted negative leave room for collisions with the user's positives
+-- and with each other; a user who holds most of a tiny catalogue gets fewer than N.
+draws as (
+    select
+        users.user_id,
+        draw.range as draw,
+        hash('negatives', getvariable('seed'), users.user_id, draw.range) % catalogue_size.n_tracks as track_index
+    from users
+    cross join range(3 * getvariable('n_negatives')) as draw
+    cross join catalogue_size
+),
+
+candidates as (
+    select
+        draws.user_id,
+        catalogue.track_id,
+        min(draws.draw) as draw
+    from draws
+    inner join catalogue on draws.track_index = catalogue.track_index
+    anti join interactions
+        on draws.user_id = interactions.user_id and catalogue.track_id = interactions.track_id
+    group by draws.user_id, catalogue.track_id
+)
+
+select
+    user_id,
+    track_id
+from candidates
+qualify row_number() over (partition by user_id order by draw) <= getvariable('n_negatives')

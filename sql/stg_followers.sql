@@ -1,0 +1,29 @@
+with raw_lines as (
+    select
+        line_number,
+        try(decode(raw_line)) as line
+    from raw_followers
+),
+
+typed as (
+    select
+        line_number,
+        line,
+        len(tsv_fields(line)) as n_fields,
+        nullif(tsv_fields(line)[1], '') as followed_user_id,
+        nullif(tsv_fields(line)[2], '') as follower_user_id
+    from raw_lines
+)
+
+select
+    line_number,
+    followed_user_id,
+    follower_user_id,
+    case
+        when line is null then 'invalid UTF-8'
+        when line = '' then 'empty line'
+        when n_fields <> 2 then format('expected 2 tab-separated fields (found {})', n_fields)
+        when not is_timj_id(followed_user_id) then 'followed_user_id is not 32 lowercase hex characters'
+        when not is_timj_id(follower_user_id) then 'follower_user_id is not 32 lowercase hex characters'
+    end as reject_reason
+from typed
