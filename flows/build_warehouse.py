@@ -1,7 +1,7 @@
-"""The ``build-warehouse`` flow: load, transform and publish the warehouse.
+"""The ``build-warehouse`` flow: load, transform, validate and publish the warehouse.
 
 Each task is one call of a :mod:`jamrec.etl` function; ``jamrec etl`` runs the same
-functions without Prefect.
+functions without Prefect. Nothing is published unless every suite passes.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 
 import flows  # noqa: F401 - sets up logging before Prefect starts
-from jamrec import etl
+from jamrec import etl, quality
 from jamrec.config import BuildParams
 from jamrec.errors import WarehouseLockedError
 
@@ -34,10 +35,19 @@ load_timj = task(name="load-timj")(etl.load_timj)
 load_spotify = task(name="load-spotify")(etl.load_spotify)
 load_truth = task(name="load-truth")(etl.load_truth)
 transform = task(name="transform")(etl.transform)
+validate = task(name="validate")(etl.validate_build)
 publish = task(name="publish", retries=2, retry_delay_seconds=30, retry_condition_fn=_locked)(
     etl.publish
 )
 fail_build = task(name="record-failure")(etl.fail_build)
+
+
+@task(name="quality-artifact")
+def quality_artifact(summary: dict) -> None:
+    """Attach the per-table validation summary to the flow run."""
+    create_markdown_artifact(
+        key="data-quality", markdown=quality.artifact_markdown(summary), description="Data quality"
+    )
 
 
 @flow(name="build-warehouse")
@@ -52,8 +62,8 @@ def build_warehouse(
 ) -> dict:
     """Build the warehouse from the TIMJ dump (folder or zip) and a Spotify features CSV.
 
-    Publishes only a complete build; on any failure the failed build is recorded in
-    ``builds`` and the published warehouse is left as it was.
+    Publishes only a complete build whose every suite passes; on any failure the failed
+    build is recorded in ``builds`` and the published warehouse is left as it was.
     """
     params = BuildParams(seed=seed, n_negatives=n_negatives, k_test=k_test, k_val=k_val)
     build = start_build(timj, spotify, warehouse, params)
@@ -62,11 +72,17 @@ def build_warehouse(
         load_spotify(build)
         load_truth(build)
         counts = transform(build)
+        validation = validate(build)
+        quality_artifact(validation)
         summary = publish(build)
+    except quality.ValidationFailed as exc:
+        quality_artifact(exc.report.summary())
+        fail_build(build, exc)
+        raise
     except BaseException as exc:
         fail_build(build, exc)
         raise
-    return {**summary, "stage_counts": counts}
+    return {**summary, "stage_counts": counts, "validation": validation}
 
 
 if __name__ == "__main__":

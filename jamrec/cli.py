@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     etl.set_defaults(func=cmd_etl)
 
+    val = sub.add_parser("validate", help="re-validate the published warehouse")
+    _warehouse_arg(val)
+    val.set_defaults(func=cmd_validate)
+
     sql = sub.add_parser("sql", help="run a read-only SQL query against the warehouse")
     sql.add_argument("query", nargs="?", help="the SQL to run")
     sql.add_argument(
@@ -131,6 +135,17 @@ def print_build_summary(summary: dict) -> None:
         'query it: jamrec sql "select * from interactions limit 5"'
         f"  (or: duckdb -readonly {summary['warehouse']})"
     )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """``jamrec validate``: run every suite on the published warehouse; 1 if any fails."""
+    from jamrec.quality import validate_published
+
+    report = validate_published(args.warehouse)
+    print(report.message("validation of the published warehouse"))
+    if report.docs_path:
+        print(f"report: {report.docs_path}")
+    return 0 if report.success else 1
 
 
 def cmd_sql(args: argparse.Namespace) -> int:

@@ -382,6 +382,41 @@ def _log_counts(counts: dict) -> None:
     )
 
 
+def validate_build(build: Build) -> dict:
+    """Run every Great Expectations suite on the build's tables (write-audit-publish).
+
+    Writes Data Docs under ``warehouse/reports/``. Raises
+    :class:`~jamrec.quality.ValidationFailed`, naming each failed expectation, its table,
+    how many rows broke it and the report's path, when any suite fails; the build is then
+    not published. Returns the validation summary stored in ``builds.validation``.
+    """
+    from jamrec import quality
+
+    con = build.connect()
+    try:
+        meta = _get_meta(con)
+        with stage("validate") as info:
+            parameters = quality.expectation_parameters(
+                con, meta["stage_counts"], build.params.model_dump()
+            )
+            report = quality.validate(con, reports_dir(build.warehouse), parameters)
+            info.update(tables=len(report.tables), failed=len(report.failures))
+        _put_meta(con, "validation", report.summary())
+    finally:
+        con.close()
+    if not report.success:
+        raise quality.ValidationFailed(report, f"validation of build {build.build_id}")
+    log.info("%s", report.message())
+    if report.docs_path:
+        log.info("data docs: %s", report.docs_path)
+    return report.summary()
+
+
+def reports_dir(warehouse: Path) -> Path:
+    """Where reports for the warehouse at ``warehouse`` go: ``<its folder>/reports``."""
+    return Path(warehouse).parent / "reports"
+
+
 def publish(build: Build) -> dict:
     """Make the build the published warehouse, keeping the tables it does not rebuild.
 
@@ -414,6 +449,7 @@ def publish(build: Build) -> dict:
                     "published",
                     inputs=_inputs(meta),
                     stage_counts=meta.get("stage_counts"),
+                    validation=meta.get("validation"),
                 )
                 rows = {
                     t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in _tables(con)
@@ -490,6 +526,7 @@ def fail_build(build: Build, error: BaseException) -> None:
                 "failed",
                 inputs=_inputs(meta) or None,
                 stage_counts=meta.get("stage_counts"),
+                validation=meta.get("validation"),
                 error=message,
             )
         if build.file.exists():
@@ -513,11 +550,13 @@ def run_build(
         load_spotify(build)
         load_truth(build)
         counts = transform(build)
+        validation = validate_build(build)
         summary = publish(build)
     except BaseException as exc:
         fail_build(build, exc)
         raise
     summary["stage_counts"] = counts
+    summary["validation"] = validation
     summary["seconds"] = round(time.perf_counter() - start, 1)
     return summary
 

@@ -101,3 +101,24 @@ def pytest_configure(config):
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
+
+
+@pytest.fixture(scope="session")
+def tiny_dump(tmp_path_factory) -> Path:
+    """A tiny generated dump (seed 0) with all five Spotify variants."""
+    from jamrec.generate import generate
+    from jamrec.spotify import VARIANTS
+
+    out = tmp_path_factory.mktemp("tiny") / "dump"
+    generate(out, scale="tiny", seed=0, spotify_variants=[v.name for v in VARIANTS])
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_warehouse(tiny_dump, tmp_path_factory) -> Path:
+    """A warehouse built from :func:`tiny_dump` (read it, never write it)."""
+    from jamrec.etl import run_build
+
+    path = tmp_path_factory.mktemp("tiny_wh") / "jamrec.duckdb"
+    run_build(tiny_dump, tiny_dump / "tracks.csv", path)
+    return path

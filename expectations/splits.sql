@@ -1,0 +1,22 @@
+with per_user as (
+    select
+        user_id,
+        count(*) filter (where split = 'train') as n_train,
+        count(*) filter (where split = 'val') as n_val,
+        count(*) filter (where split = 'test') as n_test
+    from splits
+    group by user_id
+)
+
+select
+    splits.user_id,
+    splits.track_id,
+    splits.split,
+    per_user.n_test as user_test_rows,
+    per_user.n_val as user_val_rows,
+    per_user.n_train > 0 as check_user_has_train,
+    (splits.user_id, splits.track_id) in (select (user_id, track_id) from interactions)
+        as check_is_an_interaction,
+    count(*) over (partition by splits.user_id, splits.track_id) = 1 as check_pair_once
+from splits
+inner join per_user on splits.user_id = per_user.user_id

@@ -1,0 +1,1 @@
+select track_id, bias from truth_tracks

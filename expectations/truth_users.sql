@@ -1,0 +1,1 @@
+select user_id from truth_users

@@ -1,0 +1,218 @@
+"""Deterministic synthetic TIMJ + Spotify dumps with planted preferences.
+
+``generate(out, scale, seed)`` writes, under `out`:
+``archive/jams.tsv``, ``archive/likes.tsv``, ``archive/followers.tsv`` (the TIMJ dump,
+real format and quirks), ``tracks.csv`` and optionally the four other Kaggle variants,
+and ``truth/`` (users.parquet, tracks.parquet, params.json: the planted preferences).
+The same seed gives the same bytes; each part of the world draws from its own generator
+``default_rng([seed, part])``, so changing one part does not reshuffle the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from jamrec.generate import activity, names, spotify, taste, text, timj, truth
+
+BETA = 2.0  # taste vs popularity: beta * u.t has sd ~2.2, the log-popularity sd 1.6
+LURKER_SHARE = 0.05  # users who only like or follow, on top of those who jam
+DUPLICATE_SHARE = 0.006
+BROKEN_SHARE = 0.0002
+# One generator per part of the world (the numbers are part of the output's identity).
+POOL, NAMES, IDS, USERS, COUNTS, JAMS, DAYS, LIKES, FOLLOWERS, TIMJ, SPOTIFY = range(1, 12)
+
+
+@dataclass(frozen=True)
+class ScaleSpec:
+    """Target sizes of one dump; the summary of `generate` reports what was written."""
+
+    n_users: int  # users with at least one jam (plus LURKER_SHARE who only like/follow)
+    n_jams: int  # jam rows, injected duplicates included
+    n_likes: int
+    n_followers: int
+    n_tracks: int  # the Spotify catalogue
+    n_songs: int  # distinct songs jammed, about n_jams / 4.2
+    # Songs TIMJ users know per distinct song jammed; calibrated so that about n_songs
+    # distinct songs get jammed (more users per taste cluster concentrate the picks).
+    known_per_song: float = 1.75
+
+
+SCALES: dict[str, ScaleSpec] = {
+    "tiny": ScaleSpec(300, 3_000, 9_000, 900, 2_000, 714),
+    "small": ScaleSpec(5_000, 50_000, 150_000, 15_000, 20_000, 11_900),
+    "full": ScaleSpec(200_000, 2_100_000, 6_000_000, 600_000, 600_000, 500_000, 1.85),
+}
+
+
+def _rng(seed: int, part: int) -> np.random.Generator:
+    return np.random.default_rng([seed, part])
+
+
+def _variants(requested: Sequence[str] | str) -> list[str]:
+    if isinstance(requested, str):
+        requested = spotify.VARIANTS if requested == "all" else requested.split(",")
+    chosen = list(spotify.VARIANTS) if "all" in requested else [v.strip() for v in requested]
+    unknown = [v for v in chosen if v not in spotify.VARIANTS]
+    if unknown:
+        raise ValueError(
+            f"unknown Spotify variant(s) {unknown}; known: all, {', '.join(spotify.VARIANTS)}"
+        )
+    return [v for v in spotify.VARIANTS if v in chosen]
+
+
+def _names(rng: np.random.Generator, pool: taste.Pool) -> tuple[pl.Series, ...]:
+    """Artist names (n_artists,), titles and TIMJ artist text (n_pool,), albums (n_catalogue,)."""
+    n_pool, n_cat = pool.n_pool, pool.n_catalogue
+    n_artists = len(pool.artist_genre)
+    scripts = names.artist_scripts(rng, n_artists)
+    artist_names = names.artist_names(rng, scripts)
+    featured = np.where(
+        pool.artists[:, 1] >= 0, pool.artists[:, 1], rng.integers(0, n_artists, n_pool)
+    )
+    titles = names.titles(rng, n_pool, scripts[pool.artists[:, 0]], artist_names.gather(featured))
+    titles = names.unique_per_artist(titles, pool.artists[:, 0])
+    first = artist_names.gather(pool.artists[:, 0])
+    second = artist_names.gather(np.maximum(pool.artists[:, 1], 0))
+    # TIMJ users typed the artist: the Spotify first artist for catalogue songs, and for
+    # TIMJ-only songs sometimes "A feat. B".
+    feat = (np.arange(n_pool) >= n_cat) & (pool.artists[:, 1] >= 0) & (rng.random(n_pool) < 0.5)
+    timj_artist = pl.select(
+        pl.when(pl.lit(feat)).then(first + " feat. " + second).otherwise(first)
+    ).to_series()
+    return artist_names, titles, timj_artist, names.albums(rng, titles.head(n_cat))
+
+
+def generate(
+    out: Path,
+    scale: str = "small",
+    seed: int = 0,
+    broken_share: float | None = None,
+    spotify_variants: Sequence[str] | str = ("tracks.csv",),
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Write a synthetic dump under `out`; return a summary dict of counts (printed by the CLI).
+
+    `scale` is a key of SCALES; `broken_share` the share of jams.tsv lines to break (default
+    0.0002, never fewer than 3 unless 0); `spotify_variants` file names of the Kaggle
+    variants to write, or "all". Counts refer to what the files hold: ``jams`` are the
+    well-formed jam lines, ``broken_lines`` the lines that are not, and so on.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    spec, variants, out = SCALES[scale], _variants(spotify_variants), Path(out)
+    say = progress or logging.getLogger("jamrec.generate").info
+    share = BROKEN_SHARE if broken_share is None else broken_share
+    start = clock = time.perf_counter()
+
+    def done(what: str) -> None:
+        nonlocal clock
+        say(f"{what} in {time.perf_counter() - clock:.1f} s")
+        clock = time.perf_counter()
+
+    pool = taste.build_pool(
+        _rng(seed, POOL), spec.n_tracks, round(spec.known_per_song * spec.n_songs)
+    )
+    n_pool, n_cat = pool.n_pool, pool.n_catalogue
+    done(f"pool: {n_pool:,} tracks ({n_cat:,} in the Spotify file)")
+
+    artist_names, titles, timj_artist, albums = _names(_rng(seed, NAMES), pool)
+    n_artists = len(artist_names)
+    done(f"names: {n_artists:,} artists, {n_pool:,} titles")
+
+    rng = _rng(seed, IDS)
+    track_ids, artist_ids = text.spotify_ids(rng, n_pool), text.spotify_ids(rng, n_artists)
+    album_ids = text.spotify_ids(rng, n_cat)
+    n_all = spec.n_users + round(LURKER_SHARE * spec.n_users)
+    user_chars = text.hex_chars(rng, n_all)
+    user_ids = text.fixed_width_strings(user_chars)
+    users_taste = taste.user_taste(_rng(seed, USERS), n_all)
+
+    n_dup = round(DUPLICATE_SHARE * spec.n_jams)
+    counts = activity.jams_per_user(_rng(seed, COUNTS), spec.n_users, spec.n_jams - n_dup)
+    user, track = activity.draw_jams(
+        (seed, JAMS), counts, users_taste, pool.vectors, pool.bias, BETA
+    )
+    rng = _rng(seed, DAYS)
+    day = activity.jam_days(rng, user, np.bincount(user, minlength=spec.n_users))
+    jams = activity.add_duplicates(rng, user, track, day, n_dup)
+    jam_chars = text.hex_chars(rng, len(jams.user))
+    done(f"jams: {len(jams.user):,} picked")
+
+    rng = _rng(seed, LIKES)
+    jam_count = np.bincount(jams.user, minlength=n_all)
+    liker_w = (jam_count + 1.0) ** 0.8 * np.exp(rng.normal(0, 1, n_all))
+    n_unknown = round(timj.UNKNOWN_LIKE_SHARE * spec.n_likes)
+    args = (users_taste, pool.vectors, pool.bias, BETA)
+    liker, liked = activity.draw_likes(
+        (seed, LIKES), rng, jams, liker_w, spec.n_likes - n_unknown, *args
+    )
+    unknown = activity.unknown_likes(rng, liker_w, n_unknown)
+    rng = _rng(seed, FOLLOWERS)
+    followed_w = (jam_count + 1.0) ** 0.7 * np.exp(rng.normal(0, 1, n_all))
+    follower_w = (jam_count + 1.0) ** 0.4 * np.exp(rng.normal(0, 1, n_all))
+    followed, follower = activity.draw_followers(rng, followed_w, follower_w, spec.n_followers)
+    done(f"likes and followers: {len(liker):,} + {len(followed):,} picked")
+
+    rng = _rng(seed, TIMJ)
+    unbreakable = np.zeros(len(jams.user), dtype=bool)
+    unbreakable[liked] = True
+    dup = jams.copy_of >= 0
+    unbreakable[dup] = unbreakable[jams.copy_of[dup]] = True
+    n_broken = 0 if share <= 0 else max(3, round(share * len(jams.user)))
+    jam_ids = text.fixed_width_strings(jam_chars)
+    summary, uri_rows = timj.write_jams(
+        out / "archive" / "jams.tsv", rng, jams, jam_ids, user_ids, timj_artist, titles,
+        track_ids, pool.has_uri, n_broken, unbreakable, n_cat,
+    )  # fmt: skip
+    summary |= timj.write_likes(
+        out / "archive" / "likes.tsv", rng, user_chars, jam_chars, (liker, liked), unknown
+    )
+    summary |= timj.write_followers(
+        out / "archive" / "followers.tsv", user_chars, followed, follower
+    )
+    done(f"archive: {summary['jams_lines']:,} jams lines, {summary['likes']:,} likes written")
+
+    catalogue = spotify.Catalogue(
+        track_id=track_ids.head(n_cat), name=titles.head(n_cat), artists=pool.artists[:n_cat],
+        artist_names=artist_names, artist_ids=artist_ids, album=albums, album_id=album_ids,
+        genre=pool.genre[:n_cat], popularity=pool.popularity[:n_cat],
+        features={k: v[:n_cat] for k, v in pool.features.items()},
+    )  # fmt: skip
+    summary |= spotify.write_variants(out, _rng(seed, SPOTIFY), catalogue, variants)
+    done(f"spotify: {', '.join(variants)} written")
+
+    seen = np.zeros(n_all, dtype=bool)
+    for who in (jams.user, liker, unknown[0], followed, follower):
+        seen[who] = True
+    users = np.flatnonzero(seen)
+    tracks = np.union1d(np.arange(n_cat), jams.track[uri_rows])
+    summary |= {"users": len(users), "truth_tracks": len(tracks)}
+    params = {
+        "beta": BETA,
+        "seed": seed,
+        "scale": scale,
+        "candidates_per_jam": activity.M_JAMS,
+        "candidates_per_like": activity.M_LIKES,
+        "counts": summary,
+        "description_args": {
+            "bias_sd": taste.BIAS_SD,
+            "outside": taste.OUTSIDE_BIAS,
+            "clusters": taste.N_CLUSTERS,
+            "m_jams": activity.M_JAMS,
+            "m_likes": activity.M_LIKES,
+        },
+    }
+    truth.write_truth(
+        out / "truth", user_ids.gather(users), users_taste.vectors[users], track_ids.gather(tracks),
+        pool.vectors[tracks], pool.bias[tracks], params,
+    )  # fmt: skip
+    done(f"truth: {len(users):,} users, {len(tracks):,} tracks")
+    say(f"generated {scale} (seed {seed}) in {time.perf_counter() - start:.1f} s under {out}")
+    return summary

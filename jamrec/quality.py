@@ -1,0 +1,385 @@
+"""The data-quality gate: Great Expectations suites for every published table.
+
+``expectations/<table>.json`` is a Great Expectations 1.x suite (suite name = table
+name). ``expectations/<table>.sql`` is the frame that suite validates: the table's
+columns plus ``check_*`` columns for the set-level checks (uniqueness, references
+between tables, disjointness, per-user limits). pandas is slow at those over millions of
+rows, so DuckDB computes them beside the suite, and ordinary expectations on the check
+columns (``check_x`` in ``[true]``) report them in the same result, the same message and
+the same Data Docs, with the number of rows that broke each.
+
+Suites take parameters (``{"$PARAMETER": name}``) from :func:`expectation_parameters`:
+the build's line counts and settings, so that, for example, ``jams`` must hold exactly
+the lines of ``jams.tsv`` that were not rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from jamrec.config import PROJECT_ROOT
+from jamrec.errors import JamrecError
+from jamrec.log import log
+
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+# Tables every build must publish; the rest (builds, truth_*) are validated when present.
+REQUIRED = (
+    "jams",
+    "likes",
+    "followers",
+    "tracks",
+    "interactions",
+    "int_positives_without_features",
+    "negatives",
+    "splits",
+    "rejects",
+)
+
+
+@dataclass
+class Failure:
+    """One failed expectation: where, what, and how many rows broke it."""
+
+    table: str
+    expectation: str
+    column: str | None
+    description: str
+    unexpected_count: int | None
+    element_count: int | None
+    observed: object = None
+    examples: list = field(default_factory=list)
+
+    def line(self) -> str:
+        """``table: expectation(column) - description: N of M rows broke it``."""
+        target = f"({self.column})" if self.column else ""
+        if self.unexpected_count is not None:
+            total = f" of {self.element_count:,}" if self.element_count is not None else ""
+            broke = f"{self.unexpected_count:,}{total} rows broke it"
+            if self.examples:
+                broke += f", e.g. {', '.join(map(str, self.examples[:3]))}"
+        else:
+            broke = f"observed {self.observed}"
+        note = f" - {self.description}" if self.description else ""
+        return f"{self.table}: {self.expectation}{target}{note}: {broke}"
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of validating every suite against one DuckDB file."""
+
+    success: bool
+    tables: dict[str, dict]
+    failures: list[Failure]
+    docs_path: Path | None
+    seconds: float
+
+    def message(self, what: str = "validation") -> str:
+        """Multi-line: each failed expectation with its table and row count, then the report."""
+        if self.success:
+            n = sum(t["expectations"] for t in self.tables.values())
+            return (
+                f"{what} passed: {n} expectations on {len(self.tables)} tables "
+                f"({self.seconds:.1f} s)"
+            )
+        lines = [
+            f"{what} failed: {len(self.failures)} expectation(s) on "
+            f"{len({f.table for f in self.failures})} table(s)"
+        ]
+        lines += [f"  {failure.line()}" for failure in self.failures]
+        if self.docs_path:
+            lines.append(f"  report: {self.docs_path}")
+        return "\n".join(lines)
+
+    def summary(self) -> dict:
+        """What ``builds.validation`` stores."""
+        return {
+            "success": self.success,
+            "seconds": round(self.seconds, 2),
+            "tables": self.tables,
+            "failures": [f.line() for f in self.failures],
+            "report": str(self.docs_path) if self.docs_path else None,
+        }
+
+
+class ValidationFailed(JamrecError):
+    """A suite failed: nothing was published. ``report`` holds the details."""
+
+    def __init__(self, report: ValidationReport, what: str = "validation"):
+        self.report = report
+        super().__init__(report.message(what))
+
+
+def suite_names(folder: Path = EXPECTATIONS_DIR) -> list[str]:
+    """Tables that have a suite in ``folder``."""
+    return sorted(p.stem for p in folder.glob("*.json"))
+
+
+def load_suite(table: str, folder: Path = EXPECTATIONS_DIR) -> dict:
+    """A suite's JSON (``name``, ``expectations``, ``meta``) and its frame SQL."""
+    suite = json.loads((folder / f"{table}.json").read_text())
+    if suite.get("name") != table:
+        raise JamrecError(f"{folder / f'{table}.json'}: suite name must be {table!r}")
+    sql_path = folder / f"{table}.sql"
+    suite["frame_sql"] = sql_path.read_text() if sql_path.exists() else f"select * from {table}"
+    return suite
+
+
+def expectation_parameters(
+    con: duckdb.DuckDBPyConnection, stage_counts: dict, params: dict
+) -> dict:
+    """Values for the suites' ``$PARAMETER`` placeholders.
+
+    ``<file>_rows``: lines of an input file that were not rejected (``jams_tsv_rows`` ...;
+    for the Spotify file, ``spotify_records``: records not rejected, repeats included);
+    ``n_negatives``, ``k_test``, ``k_val``: the build's parameters.
+    """
+    rejected = dict(con.execute("select source_file, count(*) from rejects group by 1").fetchall())
+    values = {
+        # TIMJ's lifetime (datetimes: Great Expectations compares dates as datetimes).
+        "timj_first_day": datetime(2011, 8, 26),
+        "timj_last_day": datetime(2015, 9, 26),
+        "n_negatives": int(params.get("n_negatives", 10)),
+        "k_test": int(params.get("k_test", 1)),
+        "k_val": int(params.get("k_val", 1)),
+    }
+    values["interactions_rows"] = con.execute("select count(*) from interactions").fetchone()[0]
+    for name, counts in stage_counts.get("files", {}).items():
+        if name.endswith(".tsv"):
+            values[name.replace(".", "_") + "_rows"] = counts["lines"] - rejected.get(name, 0)
+        else:
+            values["spotify_records"] = counts["records"] - rejected.get(name, 0)
+    return values
+
+
+def _context(reports_dir: Path):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    for noisy in ("great_expectations", "great_expectations.core", "tzlocal"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    root = reports_dir / "gx"
+    root.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(root))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    docs = (reports_dir / "data_docs").resolve()
+    site = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    if context.list_data_docs_sites().get("jamrec") != site:
+        for name in list(context.list_data_docs_sites()):
+            context.delete_data_docs_site(name)
+        context.add_data_docs_site(site_name="jamrec", site_config=site)
+    return context, docs / "index.html"
+
+
+def validate(
+    con: duckdb.DuckDBPyConnection,
+    reports_dir: Path,
+    parameters: dict,
+    variables: dict | None = None,
+    folder: Path = EXPECTATIONS_DIR,
+) -> ValidationReport:
+    """Run every suite against the tables of ``con``; write Data Docs under ``reports_dir``.
+
+    A required table that is missing fails validation; a suite whose table is absent and
+    not required (``builds`` during a build, ``truth_*`` on real data) is skipped. An
+    expectation that raises is a broken suite: :class:`JamrecError`, not bad data.
+    """
+    import great_expectations as gx
+
+    start = time.perf_counter()
+    for key, value in (variables or {}).items():
+        con.execute(f"set variable {key} = $v", {"v": value})
+    present = {
+        t
+        for (t,) in con.execute(
+            "select table_name from duckdb_tables() "
+            "where database_name = current_database() and schema_name = 'main'"
+        ).fetchall()
+    }
+    context, docs_index = _context(reports_dir)
+    source = context.data_sources.add_or_update_pandas("warehouse")
+    failures: list[Failure] = []
+    tables: dict[str, dict] = {}
+    for table in suite_names(folder):
+        if table not in present:
+            if table in REQUIRED:
+                failures.append(
+                    Failure(
+                        table,
+                        "table exists",
+                        None,
+                        "the build did not produce it",
+                        None,
+                        None,
+                        "missing",
+                    )
+                )
+            continue
+        table_start = time.perf_counter()
+        spec = load_suite(table, folder)
+        suite = context.suites.add_or_update(
+            gx.ExpectationSuite(
+                name=table, expectations=spec["expectations"], meta=spec.get("meta", {})
+            )
+        )
+        try:
+            frame = con.sql(spec["frame_sql"]).df()
+        except duckdb.Error as exc:
+            raise JamrecError(f"{folder / (table + '.sql')}: {str(exc).splitlines()[0]}") from exc
+        asset = _asset(source, table)
+        definition = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=table, data=asset, suite=suite)
+        )
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=table,
+                validation_definitions=[definition],
+                actions=[],
+                result_format="SUMMARY",
+            )
+        )
+        result = checkpoint.run(
+            batch_parameters={"dataframe": frame}, expectation_parameters=parameters
+        )
+        (validation,) = result.run_results.values()
+        n_failed = 0
+        for item in validation.results:
+            config = item.expectation_config
+            note = (config.meta or {}).get("notes", "")
+            problem = _exception(item.exception_info)
+            if problem:
+                raise JamrecError(
+                    f"{folder / (table + '.json')}: {config.type}"
+                    f"({config.kwargs.get('column', '')}) could not be evaluated: {problem}"
+                )
+            if item.success:
+                continue
+            n_failed += 1
+            res = item.result or {}
+            failures.append(
+                Failure(
+                    table,
+                    config.type,
+                    config.kwargs.get("column"),
+                    note,
+                    res.get("unexpected_count"),
+                    res.get("element_count"),
+                    res.get("observed_value"),
+                    list(res.get("partial_unexpected_list") or []),
+                )
+            )
+        tables[table] = {
+            "rows": len(frame),
+            "expectations": len(validation.results),
+            "failed": n_failed,
+            "seconds": round(time.perf_counter() - table_start, 2),
+        }
+        log.info(
+            "validate %s: %.1f s  rows=%s expectations=%d failed=%d",
+            table,
+            tables[table]["seconds"],
+            f"{len(frame):,}",
+            len(validation.results),
+            n_failed,
+        )
+        del frame
+    with_docs_start = time.perf_counter()
+    context.build_data_docs(site_names=["jamrec"])
+    log.debug("data docs built in %.1f s", time.perf_counter() - with_docs_start)
+    report = ValidationReport(
+        success=not failures,
+        tables=tables,
+        failures=failures,
+        docs_path=_relative(docs_index) if docs_index.exists() else None,
+        seconds=time.perf_counter() - start,
+    )
+    return report
+
+
+def _exception(info) -> str | None:
+    """The message of an exception an expectation raised, however GX nests it."""
+    if not isinstance(info, dict):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    for value in info.values():
+        found = _exception(value)
+        if found:
+            return found
+    return None
+
+
+def _asset(source, table: str):
+    try:
+        asset = source.get_asset(table)
+    except LookupError:
+        asset = source.add_dataframe_asset(table)
+    try:
+        return asset.get_batch_definition(table)
+    except (KeyError, LookupError):
+        return asset.add_batch_definition_whole_dataframe(table)
+
+
+def _relative(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def validate_published(warehouse: Path | None = None) -> ValidationReport:
+    """Re-validate the published warehouse (read-only) against the suites.
+
+    Parameters come from the last published build's row in ``builds`` (its line
+    counts and settings). Data Docs go to ``warehouse/reports/``.
+    """
+    from jamrec.config import get_settings
+    from jamrec.warehouse import Warehouse
+
+    settings = get_settings()
+    store = Warehouse(Path(warehouse or settings.warehouse), settings.lock_timeout_s)
+    con = store.connect_readonly()
+    try:
+        row = con.execute(
+            "select stage_counts, parameters from builds where status = 'published' "
+            "order by started_at desc limit 1"
+        ).fetchone()
+        if row is None:
+            raise JamrecError(f"{store.path}: no published build to validate")
+        stage_counts, params = (json.loads(x) if x else {} for x in row)
+        parameters = expectation_parameters(con, stage_counts, params)
+        return validate(con, store.path.parent / "reports", parameters)
+    finally:
+        con.close()
+
+
+def artifact_markdown(summary: dict) -> str:
+    """A short per-table summary of a validation (for the Prefect flow run's artifact)."""
+    verdict = "passed" if summary["success"] else "FAILED"
+    lines = [
+        f"### Data quality: {verdict}",
+        "",
+        "| table | rows | expectations | failed | seconds |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for table, t in sorted(summary["tables"].items()):
+        lines.append(
+            f"| {table} | {t['rows']:,} | {t['expectations']} | {t['failed']} | {t['seconds']} |"
+        )
+    if summary["failures"]:
+        lines += ["", "Failed expectations:", ""]
+        lines += [f"- {line}" for line in summary["failures"]]
+    if summary.get("report"):
+        lines += ["", f"Data Docs: `{summary['report']}`"]
+    return "\n".join(lines)
