@@ -27,6 +27,9 @@ def main() -> None:
     parser.add_argument("--scale", default="full", choices=["tiny", "small", "full"])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse-dump", action="store_true", help="skip generating when the dump exists"
+    )
     args = parser.parse_args()
     setup_cli_logging()
     dump = args.out / args.scale
@@ -35,9 +38,9 @@ def main() -> None:
         stale.unlink()
 
     sampler = Sampler()
-    with sampler.stage("generate") as info:
-        summary = generate(dump, scale=args.scale, seed=args.seed)
-        info["rows"] = f"{summary.get('jams', 0):,} jams, {summary.get('likes', 0):,} likes"
+    if not (args.reuse_dump and (dump / "archive" / "jams.tsv").exists()):
+        with sampler.stage("generate"):
+            generate(dump, scale=args.scale, seed=args.seed)
     sizes = {
         p.name: p.stat().st_size for p in [*(dump / "archive").glob("*.tsv"), dump / "tracks.csv"]
     }

@@ -1,5 +1,5 @@
 select
     followed_user_id,
     follower_user_id,
-    count(*) over (partition by followed_user_id, follower_user_id) = 1 as check_follow_unique
+    hash(followed_user_id, follower_user_id) as follow_key
 from followers

@@ -1,8 +1,4 @@
-with catalogue as (
-    select track_id from tracks
-),
-
-jam_users as (
+with timj_users as (
     select user_id from jams
     union
     select user_id from likes
@@ -15,9 +11,9 @@ select
     is_liker,
     n_jams,
     n_likes,
-    track_id in (select track_id from catalogue) as check_track_in_tracks,
-    user_id in (select user_id from jam_users) as check_user_in_timj,
-    count(*) over (partition by user_id, track_id) = 1 as check_pair_unique,
+    hash(user_id, track_id) as user_track_key,
+    track_id in (select track_id from tracks) as check_track_in_tracks,
+    user_id in (select user_id from timj_users) as check_user_in_timj,
     (is_creator or is_liker) and (n_jams > 0) = is_creator and (n_likes > 0) = is_liker
         as check_has_a_source
 from interactions

@@ -3,5 +3,5 @@ select
     line_number,
     raw_line,
     reason,
-    count(*) over (partition by source_file, line_number) = 1 as check_line_once
+    hash(source_file, line_number) as line_key
 from rejects

@@ -14,9 +14,10 @@ select
     splits.split,
     per_user.n_test as user_test_rows,
     per_user.n_val as user_val_rows,
+    hash(splits.user_id, splits.track_id) as user_track_key,
     per_user.n_train > 0 as check_user_has_train,
-    (splits.user_id, splits.track_id) in (select (user_id, track_id) from interactions)
-        as check_is_an_interaction,
-    count(*) over (partition by splits.user_id, splits.track_id) = 1 as check_pair_once
+    interactions.user_id is not null as check_is_an_interaction
 from splits
 inner join per_user on splits.user_id = per_user.user_id
+left join interactions
+    on splits.user_id = interactions.user_id and splits.track_id = interactions.track_id

@@ -1,5 +1,20 @@
 select
-    * exclude (artists, genres, album, release_date, source_variant),
-    count(*) over (partition by track_id) = 1 as check_track_id_unique,
+    track_id,
+    popularity,
+    danceability,
+    energy,
+    key,
+    loudness,
+    mode,
+    speechiness,
+    acousticness,
+    instrumentalness,
+    liveness,
+    valence,
+    tempo,
+    duration_ms,
+    time_signature,
+    release_year,
+    n_source_lines,
     len(artists) > 0 as check_has_artists
 from tracks

@@ -11,11 +11,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.ipc
 from duckdb import sqltypes
 
 from jamrec import builds, ingest, sqlrunner
@@ -101,6 +104,7 @@ def start_build(
             params,
             settings.lock_timeout_s,
         )
+        shutil.rmtree(raw_dir(build), ignore_errors=True)
         build.connect().close()
     except BaseException:
         _release_build_lock(build_id)
@@ -147,39 +151,76 @@ def _get_meta(con: duckdb.DuckDBPyConnection) -> dict:
 
 
 def load_timj(build: Build) -> dict:
-    """Load ``jams.tsv``, ``likes.tsv`` and ``followers.tsv`` as numbered raw lines.
+    """Read ``jams.tsv``, ``likes.tsv`` and ``followers.tsv`` as numbered raw lines.
 
-    Creates ``raw_jams``, ``raw_likes``, ``raw_followers`` (``line_number``, ``raw_line``)
-    in the build file. Returns, per file, its fingerprint and line count.
+    Writes ``raw_jams``, ``raw_likes``, ``raw_followers`` (``line_number``, ``raw_line``)
+    as Arrow files beside the build file, for :func:`transform` to scan without a copy.
+    Returns, per file, its fingerprint and line count.
     """
     sources = ingest.locate_timj(build.timj)
     info = {}
+    for name, source in sources.items():
+        with stage(f"load {name}") as counts:
+            data = source.read_bytes()
+            raw = ingest.split_lines(source, data)
+            ingest.check_header(raw, ingest.TIMJ_HEADERS[name])
+            n_invalid, first_invalid = _invalid_utf8_lines(data, raw)
+            del data
+            ingest.check_utf8_share(raw, n_invalid, first_invalid)
+            _save_raw(build, "raw_" + name.removesuffix(".tsv"), raw.table)
+            for note in raw.notes:
+                log.warning("%s: %s", source.display, note)
+            counts.update(lines=raw.n_lines - 1)
+            info[name] = {**raw.fingerprint(), "data_lines": raw.n_lines - 1, "notes": raw.notes}
+    _with_meta(build, "timj", info)
+    return info
+
+
+def _invalid_utf8_lines(data: bytes, raw: ingest.RawLines) -> tuple[int, int | None]:
+    """How many lines are not UTF-8, and the first of them (a whole-file check first)."""
+    try:
+        data.decode("utf-8")
+        return 0, None
+    except UnicodeDecodeError:
+        pass
+    lines = raw.table  # noqa: F841 - scanned by DuckDB by name
+    with duckdb.connect() as con:
+        return con.execute(
+            "select count(*), min(line_number) from lines where try(decode(raw_line)) is null"
+        ).fetchone()
+
+
+def raw_dir(build: Build) -> Path:
+    """Where a build keeps its raw inputs as Arrow files until it is published."""
+    return build.file.with_name(build.file.name + ".raw")
+
+
+def _save_raw(build: Build, name: str, table: pa.Table) -> None:
+    folder = raw_dir(build)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (
+        pa.OSFile(str(folder / f"{name}.arrow"), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema) as writer,
+    ):
+        writer.write_table(table, max_chunksize=1 << 20)
+
+
+def _register_raw(build: Build, con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Make every raw Arrow file of the build scannable in ``con`` under its name."""
+    names = []
+    for path in sorted(raw_dir(build).glob("*.arrow")):
+        table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        con.register(path.stem, table)
+        names.append(path.stem)
+    return names
+
+
+def _with_meta(build: Build, key: str, value) -> None:
     con = build.connect()
     try:
-        for name, source in sources.items():
-            with stage(f"load {name}") as counts:
-                raw = ingest.split_lines(source, source.read_bytes())
-                ingest.check_header(raw, ingest.TIMJ_HEADERS[name])
-                table_name = "raw_" + name.removesuffix(".tsv")
-                arrow_table = raw.table  # noqa: F841 - read by DuckDB below, by name
-                con.execute(f"create or replace table {table_name} as select * from arrow_table")
-                n_invalid, first_invalid = con.execute(
-                    f"select count(*), min(line_number) from {table_name} "
-                    "where try(decode(raw_line)) is null"
-                ).fetchone()
-                ingest.check_utf8_share(raw, n_invalid, first_invalid)
-                for note in raw.notes:
-                    log.warning("%s: %s", source.display, note)
-                counts.update(lines=raw.n_lines - 1)
-                info[name] = {
-                    **raw.fingerprint(),
-                    "data_lines": raw.n_lines - 1,
-                    "notes": raw.notes,
-                }
-        _put_meta(con, "timj", info)
+        _put_meta(con, key, value)
     finally:
         con.close()
-    return info
 
 
 def load_spotify(build: Build) -> dict:
@@ -192,14 +233,14 @@ def load_spotify(build: Build) -> dict:
     source = ingest.Source(build.spotify.name, build.spotify)
     if build.spotify.is_dir():
         raise ingest.InputError(build.spotify, "is a folder; --spotify takes one CSV file")
-    con = build.connect()
+    con = duckdb.connect()
     try:
         with stage(f"load {build.spotify.name}") as counts:
             parsed = read_spotify(con, source)
-            rows, lines, bad = parsed.rows, parsed.lines.table, parsed.bad_records  # noqa: F841
-            con.execute("create or replace table raw_tracks as select * from rows")
-            con.execute("create or replace table raw_tracks_lines as select * from lines")
-            con.execute("create or replace table raw_tracks_unreadable as select * from bad")
+            rows, bad = parsed.rows, parsed.bad_records
+            _save_raw(build, "raw_tracks", rows)
+            _save_raw(build, "raw_tracks_lines", parsed.lines.table)
+            _save_raw(build, "raw_tracks_unreadable", bad)
             invalid = [r for r in bad.to_pylist() if r["reason"] == "invalid UTF-8"]
             ingest.check_utf8_share(
                 parsed.lines, len(invalid), invalid[0]["line_number"] if invalid else None
@@ -214,9 +255,9 @@ def load_spotify(build: Build) -> dict:
                 "records": rows.num_rows + bad.num_rows,
                 "notes": parsed.lines.notes,
             }
-        _put_meta(con, "spotify", info)
     finally:
         con.close()
+    _with_meta(build, "spotify", info)
     return info
 
 
@@ -272,15 +313,13 @@ def transform(build: Build) -> dict:
     try:
         meta = _get_meta(con)
         variables = {**build.params.model_dump(), "spotify_file": build.spotify.name}
+        schema = sqlrunner.load_schema(settings.sql_dir)
         with stage("sql transforms") as info:
-            rows = sqlrunner.run_models(con, settings.sql_dir, variables)
+            _register_raw(build, con)
+            rows = sqlrunner.run_models(con, settings.sql_dir, variables, published=set(schema))
             info.update(tables=len(rows))
         counts = stage_counts(con, meta)
         check_accounting(counts)
-        schema = sqlrunner.load_schema(settings.sql_dir)
-        for table in _tables(con):
-            if table not in schema and table != _META and not table.startswith("truth_"):
-                con.execute(f"drop table {table}")
         sqlrunner.apply_comments(con, schema)
         _put_meta(con, "stage_counts", counts)
         _log_counts(counts)
@@ -331,7 +370,10 @@ def stage_counts(con: duckdb.DuckDBPyConnection, meta: dict) -> dict:
                 "select uri_status, count(*) from jams group by 1 order by 2 desc"
             ).fetchall()
         ),
-        "positives": scalar("select count(*) from int_positives"),
+        "positives": scalar(
+            "select (select count(*) from interactions)"
+            " + (select count(*) from int_positives_without_features)"
+        ),
         "positives_with_features": scalar("select count(*) from interactions"),
         "positives_without_features": scalar("select count(*) from int_positives_without_features"),
         "users_with_interactions": scalar("select count(distinct user_id) from interactions"),
@@ -457,6 +499,7 @@ def publish(build: Build) -> dict:
                 con.execute("checkpoint")
                 con.close()
                 store.replace_with(build.file)
+            shutil.rmtree(raw_dir(build), ignore_errors=True)
         except BaseException:
             con.close()
             raise
@@ -529,6 +572,7 @@ def fail_build(build: Build, error: BaseException) -> None:
                 validation=meta.get("validation"),
                 error=message,
             )
+        shutil.rmtree(raw_dir(build), ignore_errors=True)
         if build.file.exists():
             os.replace(build.file, build.store.work_dir / "failed-build.duckdb")
             Path(str(build.file) + ".wal").unlink(missing_ok=True)

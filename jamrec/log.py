@@ -15,9 +15,21 @@ from contextlib import contextmanager
 log = logging.getLogger("jamrec")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it per test)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_cli_logging(verbose: bool = False) -> None:
     """Print ``jamrec`` log lines to stderr as ``HH:MM:SS stage message`` for CLI use."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
     root = logging.getLogger("jamrec")
     root.handlers[:] = [handler]

@@ -78,27 +78,46 @@ def run_macros(con: duckdb.DuckDBPyConnection, sql_dir: Path) -> None:
 
 
 def run_models(
-    con: duckdb.DuckDBPyConnection, sql_dir: Path, variables: dict[str, object]
+    con: duckdb.DuckDBPyConnection,
+    sql_dir: Path,
+    variables: dict[str, object],
+    published: set[str] | None = None,
 ) -> dict[str, int]:
-    """Build every model table; return its row count. ``variables`` become DuckDB
-    variables the SQL reads with ``getvariable('name')`` (seed, sample sizes, ...)."""
+    """Build every model table; return its row count.
+
+    ``variables`` become DuckDB variables the SQL reads with ``getvariable('name')``
+    (seed, sample sizes, ...). Models not in ``published`` are working tables: they are
+    built as temporary tables (in memory, never written to the file) and dropped as soon
+    as the last model that reads them is built. ``published=None`` keeps everything.
+    """
     for key, value in variables.items():
         con.execute(f"set variable {key} = $value", {"value": value})
     run_macros(con, sql_dir)
+    models = order(discover(sql_dir))
+    last_use = {m.name: i for i, m in enumerate(models)}
+    for i, model in enumerate(models):
+        for dep in model.deps:
+            last_use[dep] = max(last_use[dep], i)
     counts = {}
-    for model in order(discover(sql_dir)):
+    for i, model in enumerate(models):
         start = time.perf_counter()
+        temporary = published is not None and model.name not in published
+        kind = "temp table" if temporary else "table"
         try:
-            con.execute(f"create or replace table {model.name} as\n{model.sql}")
+            con.execute(f"create or replace {kind} {model.name} as\n{model.sql}")
         except duckdb.Error as exc:
             raise JamrecError(f"{model.path}: {str(exc).splitlines()[0]}") from exc
         counts[model.name] = con.execute(f"select count(*) from {model.name}").fetchone()[0]
         log.info(
-            "sql %s: %.1f s  rows=%s",
+            "sql %s: %.1f s  rows=%s%s",
             model.name,
             time.perf_counter() - start,
             f"{counts[model.name]:,}",
+            " (working table)" if temporary else "",
         )
+        for done in models[: i + 1]:
+            if published is not None and done.name not in published and last_use[done.name] == i:
+                con.execute(f"drop table if exists temp.{done.name}")
     return counts
 
 

@@ -154,7 +154,10 @@ class Warehouse:
             parts = leftover.name.split("-")
             pid = int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
             if pid is not None and pid != os.getpid() and not _pid_alive(pid):
-                leftover.unlink(missing_ok=True)
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
 
 
 def connect_new(path: Path) -> duckdb.DuckDBPyConnection:

@@ -25,6 +25,21 @@ def test_build_warehouse_flow(prefect_harness, tiny_dump, tmp_path):
     con = duckdb.connect(str(path), read_only=True)
     assert con.execute("select status from builds").fetchall() == [("published",)]
     con.close()
+    assert summary["validation"]["success"]
+    markdown = _artifact("data-quality")
+    assert "Data quality: passed" in markdown and "| interactions |" in markdown
+
+
+def _artifact(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    assert found, f"no artifact {key!r}"
+    return found[-1].data
 
 
 @pytest.mark.slow
