@@ -1,4 +1,5 @@
-"""``make demo``: generate a small dump, then run the pipeline as Prefect flows.
+"""``make demo``: generate a small dump, then run the pipeline as Prefect flows:
+``build-warehouse`` (load, validate, publish), then ``train-and-evaluate``.
 
 Runs on embedded defaults: Prefect's local mode (a temporary server for the run), the
 warehouse at ``$JAMREC_WAREHOUSE`` or ``warehouse/jamrec.duckdb``, data in ``data/small``.
@@ -22,15 +23,19 @@ def main() -> int:
     """Generate (same seed, same bytes), build the warehouse flow, print where it is."""
     setup_cli_logging()
     from flows.build_warehouse import build_warehouse
+    from flows.train_and_evaluate import train_and_evaluate
 
     print(f"generating a small synthetic dump in {DUMP}/ ...", flush=True)
     generate(DUMP, scale="small", seed=0)
     try:
         summary = build_warehouse(timj=DUMP, spotify=DUMP / "tracks.csv")
+        print_build_summary(summary)
+        print("\ntraining and evaluating every model (a minute or two) ...", flush=True)
+        comparison = train_and_evaluate()
     except JamrecError as exc:
         print(f"jamrec: error: {exc}", file=sys.stderr)
         return 1
-    print_build_summary(summary)
+    print("\n" + comparison)
     return 0
 
 

@@ -64,6 +64,44 @@ def build_parser() -> argparse.ArgumentParser:
     _warehouse_arg(val)
     val.set_defaults(func=cmd_validate)
 
+    tr = sub.add_parser("train", help="train (and evaluate) models on the published warehouse")
+    tr.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated (default: popularity,random,als,mbcf,hybrid, plus oracle on "
+        "generated data)",
+    )
+    tr.add_argument("--seed", type=int, default=0, help="seeds every random choice of the runs")
+    tr.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="MODEL.KEY=VALUE",
+        help="override a model setting, e.g. --set als.factors=64 --set mbcf.epochs=5",
+    )
+    tr.add_argument(
+        "--no-evaluate", action="store_true", help="only train and save (jamrec evaluate later)"
+    )
+    tr.add_argument(
+        "--user-sample", type=int, default=5000, help="users in the full_sample protocol"
+    )
+    _warehouse_arg(tr)
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate trained runs that have no metrics yet")
+    ev.add_argument("--run", action="append", default=[], help="a run id (repeatable)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--user-sample", type=int, default=5000)
+    _warehouse_arg(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    rec = sub.add_parser("recommend", help="recommend tracks for a user")
+    rec.add_argument("--user", required=True, help="a TIMJ user id (32 hex)")
+    rec.add_argument("-k", type=int, default=10)
+    rec.add_argument("--model", default=None, help="a model name (default: best on validation)")
+    _warehouse_arg(rec)
+    rec.set_defaults(func=cmd_recommend)
+
     sql = sub.add_parser("sql", help="run a read-only SQL query against the warehouse")
     sql.add_argument("query", nargs="?", help="the SQL to run")
     sql.add_argument(
@@ -146,6 +184,118 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if report.docs_path:
         print(f"report: {report.docs_path}")
     return 0 if report.success else 1
+
+
+def _overrides(pairs: list[str]) -> dict[str, dict]:
+    import json
+
+    out: dict[str, dict] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        model, dot, setting = key.partition(".")
+        if not sep or not dot:
+            raise JamrecError(f"--set {pair!r}: expected MODEL.KEY=VALUE, e.g. als.factors=64")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(model, {})[setting] = parsed
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``jamrec train``: train, evaluate and record each model; print the comparison."""
+    from pydantic import ValidationError
+
+    from jamrec import runs
+    from jamrec.data import open_dataset
+    from jamrec.models import registry
+
+    data = open_dataset(args.warehouse)
+    names = (
+        [m.strip() for m in args.models.split(",") if m.strip()]
+        if args.models
+        else runs.default_models(data)
+    )
+    unknown = sorted(set(names) - set(registry()))
+    if unknown:
+        raise JamrecError(f"unknown model(s) {unknown}; known: {', '.join(sorted(registry()))}")
+    if "oracle" in names and data.truth is None:
+        raise JamrecError("the oracle needs generated data (the warehouse has no truth_ tables)")
+    overrides = _overrides(args.set)
+    for name in names:
+        try:
+            run = runs.train(name, data, seed=args.seed, config=overrides.get(name))
+        except ValidationError as exc:
+            raise JamrecError(f"{name}: bad setting: {exc.errors()[0]['msg']}") from None
+        runs.save(run, data)
+        result = None if args.no_evaluate else runs.evaluate(run, data, args.seed, args.user_sample)
+        runs.record(run, result, args.warehouse)
+    _print_comparison(args.warehouse)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``jamrec evaluate``: evaluate trained runs (default: all without metrics)."""
+    from jamrec import evaluate as evaluation
+    from jamrec import runs
+    from jamrec.data import open_dataset
+    from jamrec.warehouse import Warehouse, table_names
+
+    data = open_dataset(args.warehouse)
+    run_ids = list(args.run)
+    if not run_ids:
+        from jamrec.config import get_settings
+
+        settings = get_settings()
+        con = Warehouse(args.warehouse or settings.warehouse).connect_readonly()
+        try:
+            if "model_runs" in table_names(con):
+                run_ids = [
+                    r
+                    for (r,) in con.execute(
+                        "select run_id from model_runs where status = 'trained' "
+                        "and build_id = $b order by started_at",
+                        {"b": data.build_id},
+                    ).fetchall()
+                ]
+        finally:
+            con.close()
+    if not run_ids:
+        print("nothing to evaluate: every run on this build has metrics (or none was trained)")
+    for run_id in run_ids:
+        model, row = runs.load_run(run_id, args.warehouse)
+        if row["build_id"] != data.build_id:
+            raise JamrecError(
+                f"run {run_id} was trained on build {row['build_id']}, not the published "
+                f"{data.build_id}; retrain it with `jamrec train --models {row['model']}`"
+            )
+        import time
+
+        start = time.perf_counter()
+        result = evaluation.evaluate(model, data, seed=args.seed, user_sample=args.user_sample)
+        timings = {"evaluate_s": round(time.perf_counter() - start, 3), "evaluate": result.timings}
+        runs.record_evaluation(run_id, result, timings, args.warehouse)
+    _print_comparison(args.warehouse)
+    return 0
+
+
+def _print_comparison(warehouse) -> None:
+    from jamrec import runs
+
+    print("\n" + runs.comparison_text(warehouse))
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    """``jamrec recommend``: the top-k tracks for one user."""
+    from jamrec.serve import recommend
+
+    rows, note = recommend(args.user, args.k, args.model, args.warehouse)
+    print(note)
+    print(f"{'rank':>4}  {'track_id':<22}  {'score':>9}  artist - title")
+    for r in rows:
+        print(f"{r.rank:>4}  {r.track_id:<22}  {r.score:>9.4f}  {r.artist} - {r.title}")
+    return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:

@@ -160,6 +160,15 @@ class Warehouse:
                     leftover.unlink(missing_ok=True)
 
 
+def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Tables in the connection's own database (not attached ones, not temporary)."""
+    rows = con.execute(
+        "select table_name from duckdb_tables() "
+        "where database_name = current_database() and schema_name = 'main'"
+    ).fetchall()
+    return {t for (t,) in rows}
+
+
 def connect_new(path: Path) -> duckdb.DuckDBPyConnection:
     """A read-write connection to a file jamrec owns, in the 1.x-readable storage format."""
     return duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_VERSION})

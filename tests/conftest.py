@@ -122,3 +122,16 @@ def tiny_warehouse(tiny_dump, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny_wh") / "jamrec.duckdb"
     run_build(tiny_dump, tiny_dump / "tracks.csv", path)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_warehouse(tmp_path_factory) -> Path:
+    """A warehouse built from a `small` generated dump (the demo's size); read-only use."""
+    from jamrec.etl import run_build
+    from jamrec.generate import generate
+
+    root = tmp_path_factory.mktemp("small")
+    generate(root / "dump", scale="small", seed=0)
+    path = root / "wh" / "jamrec.duckdb"
+    run_build(root / "dump", root / "dump" / "tracks.csv", path)
+    return path

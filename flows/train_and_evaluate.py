@@ -1,0 +1,60 @@
+"""The ``train-and-evaluate`` flow: train every model on the published warehouse,
+evaluate it under every protocol, save it and record the results.
+
+Each task is one call of a :mod:`jamrec.runs` function (``jamrec train`` runs the same).
+Tasks pass the dataset in memory: no caching, no result persistence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+import flows  # noqa: F401 - sets up logging before Prefect starts
+from jamrec import runs
+from jamrec.data import open_dataset
+
+load_dataset = task(name="load-dataset", cache_policy=NO_CACHE)(open_dataset)
+train = task(name="train", cache_policy=NO_CACHE)(runs.train)
+save = task(name="save-model", cache_policy=NO_CACHE)(runs.save)
+evaluate = task(name="evaluate", cache_policy=NO_CACHE)(runs.evaluate)
+record = task(name="record-run", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)(
+    runs.record
+)
+
+
+@task(name="comparison-artifact", cache_policy=NO_CACHE)
+def comparison_artifact(warehouse: Path | None) -> str:
+    """Attach the models x protocols table to the flow run; return it as text."""
+    text = runs.comparison_text(warehouse)
+    create_markdown_artifact(
+        key="model-comparison", markdown=f"```\n{text}\n```", description="Model comparison"
+    )
+    return text
+
+
+@flow(name="train-and-evaluate")
+def train_and_evaluate(
+    models: list[str] | None = None,
+    seed: int = 0,
+    warehouse: Path | None = None,
+    user_sample: int = 5000,
+    settings: dict[str, dict] | None = None,
+) -> str:
+    """Train, evaluate and record ``models`` (default: baselines, ALS, MBCF, hybrid, and
+    the oracle on generated data); ``settings`` overrides configs, e.g.
+    ``{"als": {"factors": 64}}``. Returns the comparison table."""
+    data = load_dataset(warehouse)
+    for name in models or runs.default_models(data):
+        run = train(name, data, seed, (settings or {}).get(name))
+        save(run, data)
+        result = evaluate(run, data, seed, user_sample)
+        record(run, result, warehouse)
+    return comparison_artifact(warehouse)
+
+
+if __name__ == "__main__":
+    print(train_and_evaluate())

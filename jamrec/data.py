@@ -1,0 +1,215 @@
+"""What the models see: the published warehouse as id maps and sparse matrices.
+
+Id spaces (fixed for one build, shared by every model and by the evaluation):
+
+- user index: position in :attr:`Dataset.users`, the users of ``splits`` sorted by id;
+- track index: position in :attr:`Dataset.tracks`, the whole ``tracks`` catalogue sorted
+  by id. Tracks without a train interaction are in the catalogue but are not
+  *candidates* (:attr:`Dataset.candidates`); ID models cannot rank them.
+
+Everything models learn from comes from the train split (popularity, feature scaling,
+...); val and test only reach the evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import scipy.sparse as sp
+
+from jamrec.errors import JamrecError
+from jamrec.spotify import FEATURES
+from jamrec.warehouse import table_names
+
+# The 11 audio features every Kaggle variant has, in documented units.
+AUDIO_FEATURES = FEATURES
+
+
+@dataclass
+class Truth:
+    """The generator's planted preferences, aligned to the dataset's indexes.
+
+    ``score(u, t) = beta * users[u] . tracks[t] + bias[t]``; users or tracks the truth
+    does not know get zero vectors (and the lowest bias).
+    """
+
+    users: np.ndarray  # (n_users, dim) float32
+    tracks: np.ndarray  # (n_tracks, dim) float32
+    bias: np.ndarray  # (n_tracks,) float32
+    beta: float
+
+
+@dataclass
+class Dataset:
+    """A published build, ready for training and evaluation (see the module docstring)."""
+
+    build_id: str
+    users: np.ndarray  # (n_users,) str
+    tracks: np.ndarray  # (n_tracks,) str
+    train: sp.csr_matrix  # (n_users, n_tracks) float32, 1 per train positive
+    val: sp.csr_matrix  # (n_users, n_tracks)
+    test: sp.csr_matrix  # (n_users, n_tracks)
+    negatives: sp.csr_matrix  # (n_users, n_tracks), 1 per published negative
+    features: np.ndarray  # (n_tracks, len(feature_names)) float32, documented units
+    feature_names: tuple[str, ...] = AUDIO_FEATURES
+    truth: Truth | None = None
+    inputs_fingerprint: str | None = None
+    _user_index: dict[str, int] | None = field(default=None, repr=False)
+
+    @property
+    def n_users(self) -> int:
+        """Number of users (rows of every matrix)."""
+        return len(self.users)
+
+    @property
+    def n_tracks(self) -> int:
+        """Number of catalogue tracks (columns of every matrix)."""
+        return len(self.tracks)
+
+    @property
+    def candidates(self) -> np.ndarray:
+        """(n_tracks,) bool: tracks with at least one train interaction."""
+        return np.asarray(self.train.getnnz(axis=0) > 0)
+
+    def positives(self) -> sp.csr_matrix:
+        """(n_users, n_tracks): every positive, whatever its split."""
+        return (self.train + self.val + self.test).tocsr()
+
+    def split(self, name: str) -> sp.csr_matrix:
+        """The ``train``, ``val`` or ``test`` matrix."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {name!r}")
+        return getattr(self, name)
+
+    def user_index(self, user_id: str) -> int | None:
+        """The index of a TIMJ user id, or None when the user has no interactions."""
+        if self._user_index is None:
+            self._user_index = {u: i for i, u in enumerate(self.users)}
+        return self._user_index.get(user_id)
+
+
+def _matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    data = np.ones(len(rows), dtype=np.float32)
+    matrix = sp.csr_matrix((data, (rows, cols)), shape=shape, dtype=np.float32)
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    return matrix
+
+
+def load_dataset(con: duckdb.DuckDBPyConnection) -> Dataset:
+    """Read the published tables of ``con`` (read-only is enough) into a :class:`Dataset`."""
+    row = con.execute(
+        "select build_id, inputs_fingerprint from builds where status = 'published' "
+        "order by started_at desc limit 1"
+    ).fetchone()
+    if row is None:
+        raise JamrecError("the warehouse has no published build; run `jamrec etl` first")
+    build_id, fingerprint = row
+    con.execute(
+        "create or replace temp table _user_ix as select user_id, "
+        "(row_number() over (order by user_id) - 1)::integer as ix "
+        "from (select distinct user_id from splits)"
+    )
+    con.execute(
+        "create or replace temp table _track_ix as select track_id, "
+        "(row_number() over (order by track_id) - 1)::integer as ix from tracks"
+    )
+    users = np.asarray(
+        con.execute("select user_id from _user_ix order by ix").fetchnumpy()["user_id"],
+        dtype=object,
+    )
+    tracks = np.asarray(
+        con.execute("select track_id from _track_ix order by ix").fetchnumpy()["track_id"],
+        dtype=object,
+    )
+    shape = (len(users), len(tracks))
+    pairs = con.execute(
+        "select u.ix as u, t.ix as t, s.split from splits s "
+        "join _user_ix u using (user_id) join _track_ix t using (track_id)"
+    ).fetchnumpy()
+    split = np.asarray(pairs["split"])
+    matrices = {
+        name: _matrix(pairs["u"][split == name], pairs["t"][split == name], shape)
+        for name in ("train", "val", "test")
+    }
+    neg = con.execute(
+        "select u.ix as u, t.ix as t from negatives n "
+        "join _user_ix u using (user_id) join _track_ix t using (track_id)"
+    ).fetchnumpy()
+    features = (
+        np.stack(
+            [
+                np.asarray(col, dtype=np.float32)
+                for col in con.execute(
+                    f"select {', '.join(AUDIO_FEATURES)} from tracks t "
+                    "join _track_ix using (track_id) order by ix"
+                )
+                .fetchnumpy()
+                .values()
+            ],
+            axis=1,
+        )
+        if len(tracks)
+        else np.zeros((0, len(AUDIO_FEATURES)), np.float32)
+    )
+    dataset = Dataset(
+        build_id=build_id,
+        users=users,
+        tracks=tracks,
+        negatives=_matrix(neg["u"], neg["t"], shape),
+        features=features,
+        truth=_load_truth(con, len(users), len(tracks)),
+        inputs_fingerprint=fingerprint,
+        **matrices,
+    )
+    con.execute("drop table _user_ix; drop table _track_ix")
+    return dataset
+
+
+def _load_truth(con: duckdb.DuckDBPyConnection, n_users: int, n_tracks: int) -> Truth | None:
+    tables = table_names(con)
+    if not {"truth_users", "truth_tracks", "truth_params"} <= tables:
+        return None
+    params = {
+        k: json.loads(v) for k, v in con.execute("select name, value from truth_params").fetchall()
+    }
+    dim = int(params["dim"])
+    u_cols = ", ".join(f"coalesce(u_{i}, 0)" for i in range(dim))
+    t_cols = ", ".join(f"coalesce(t_{i}, 0)" for i in range(dim))
+    users = con.execute(
+        f"select {u_cols} from _user_ix left join truth_users using (user_id) order by ix"
+    ).fetchnumpy()
+    tracks = con.execute(
+        f"select {t_cols}, coalesce(bias, (select min(bias) - 1 from truth_tracks)) as bias "
+        "from _track_ix left join truth_tracks using (track_id) order by ix"
+    ).fetchnumpy()
+    bias = np.asarray(tracks.pop("bias"), dtype=np.float32)
+    return Truth(
+        users=np.stack([np.asarray(v, np.float32) for v in users.values()], axis=1).reshape(
+            n_users, dim
+        ),
+        tracks=np.stack([np.asarray(v, np.float32) for v in tracks.values()], axis=1).reshape(
+            n_tracks, dim
+        ),
+        bias=bias,
+        beta=float(params["beta"]),
+    )
+
+
+def open_dataset(warehouse: Path | None = None) -> Dataset:
+    """Load the published warehouse (read-only) as a :class:`Dataset`."""
+    from jamrec.config import get_settings
+    from jamrec.warehouse import Warehouse
+
+    settings = get_settings()
+    con = Warehouse(
+        Path(warehouse or settings.warehouse), settings.lock_timeout_s
+    ).connect_readonly()
+    try:
+        return load_dataset(con)
+    finally:
+        con.close()

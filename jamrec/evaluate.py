@@ -1,0 +1,334 @@
+"""Evaluation: the one place where a model, a split and the metrics meet (DESIGN.md §5).
+
+Users and tracks are :class:`jamrec.data.Dataset` indexes. For a held-out split ``s``
+(val or test):
+
+- candidates: tracks with at least one train interaction, renumbered ``0..C-1`` in the
+  fixed tie order (:func:`jamrec.models.base.tie_rank`), so a score block's columns are
+  in tie order and :func:`jamrec.metrics.ranks_full` breaks ties at no cost;
+- relevant: the user's ``s`` positives that are candidates; the others are counted
+  (``n_cold_items``, cold-start material), never ranked;
+- excluded from the ranking: the user's positives in the two other splits;
+- evaluated users: users with at least one relevant track.
+
+Protocols (:data:`PROTOCOLS`): ``full`` scores every candidate for every evaluated user;
+``full_sample`` does the same on a seeded user sample, the same for every model (the only
+full ranking of ``pairwise`` models); ``sampled_100`` ranks each relevant track among
+itself and 100 seeded candidates the user has no positive with. Every seeded choice is a
+function of the seed, the split and the user only, never of the model or the batching.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from jamrec.data import Dataset
+from jamrec.log import log
+from jamrec.metrics import (
+    UserMetrics,
+    bootstrap_ci,
+    metric_columns,
+    per_user_metrics,
+    ranks_full,
+    sample_negatives,
+)
+from jamrec.models.base import Recommender, tie_rank
+
+PROTOCOLS = ("full", "full_sample", "sampled_100")
+KS = (5, 10, 20)
+N_SAMPLED = 100
+SPLIT_CODES = {"val": 1, "test": 2}  # seeds the choices made for each split
+_BLOCK_ELEMS = 1 << 27  # float32 scores per full-ranking block: 512 MB
+_MAX_BLOCK_USERS = 2048
+_SAMPLED_BLOCK_USERS = 256
+
+
+class MetricRow(NamedTuple):
+    """One line of the warehouse ``metrics`` table (less the run id)."""
+
+    protocol: str
+    split: str
+    metric: str  # "hr", "ndcg" or "mrr"
+    k: int | None  # None for mrr
+    value: float  # mean over evaluated users
+    ci_low: float  # 95% bootstrap interval over users
+    ci_high: float
+    n_users: int
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` measured for one model.
+
+    ``timings["<protocol>/<split>"]`` holds ``total_s`` and, where scoring happened,
+    ``score_s`` (inside ``model.score``), ``rank_s`` (ranks and per-user metrics) and
+    ``bootstrap_s``. ``n_cold_items[split]``: held-out (user, track) pairs whose track is
+    not a candidate, left out of every protocol.
+    """
+
+    model: str
+    seed: int
+    rows: list[MetricRow] = field(default_factory=list)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_cold_items: dict[str, int] = field(default_factory=dict)
+
+    def value(self, protocol: str, split: str, metric: str, k: int | None = None) -> float:
+        """The mean of one metric (KeyError when it was not measured)."""
+        for row in self.rows:
+            if (row.protocol, row.split, row.metric, row.k) == (protocol, split, metric, k):
+                return row.value
+        raise KeyError((protocol, split, metric, k))
+
+
+@dataclass
+class SplitView:
+    """What one held-out split ranks, the same for every model (module docstring)."""
+
+    split: str
+    candidates: np.ndarray  # (C,) track indexes, in tie order: column j = candidates[j]
+    relevant: sp.csr_matrix  # (n_users, C) the split's positives among the candidates
+    excluded: sp.csr_matrix  # (n_users, C) the other splits' positives among them
+    users: np.ndarray  # (n_evaluated,) sorted user indexes with >= 1 relevant column
+    n_cold_items: int  # held-out positives whose track is not a candidate
+
+
+def split_view(data: Dataset, split: str) -> SplitView:
+    """Candidates, relevant and excluded columns and evaluated users of ``split``."""
+    if split not in SPLIT_CODES:
+        raise ValueError(f"can only evaluate on val or test, not {split!r}")
+    cand = np.flatnonzero(data.candidates)
+    cand = cand[np.argsort(tie_rank(data.n_tracks)[cand], kind="stable")]
+    column = np.full(data.n_tracks, -1, np.int64)
+    column[cand] = np.arange(len(cand))
+    held = data.split(split)
+    others = sum(data.split(s) for s in ("train", "val", "test") if s != split)
+    relevant = _on_candidates(held, column, len(cand))
+    users = np.flatnonzero(relevant.getnnz(axis=1))
+    n_cold = held.count_nonzero() - relevant.nnz
+    return SplitView(
+        split, cand, relevant, _on_candidates(others, column, len(cand)), users, n_cold
+    )
+
+
+def _on_candidates(matrix: sp.spmatrix, column: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    """(n_users, n_tracks) pattern -> (n_users, C) pattern over candidate columns."""
+    coo = sp.coo_matrix(matrix)
+    keep = (coo.data != 0) & (column[coo.col] >= 0)
+    rows, cols = coo.row[keep], column[coo.col[keep]]
+    out = sp.csr_matrix(
+        (np.ones(len(rows), np.int8), (rows, cols)), shape=(matrix.shape[0], n_cols)
+    )
+    out.sum_duplicates()
+    out.data[:] = 1
+    return out
+
+
+def sample_users(view: SplitView, n: int, seed: int) -> np.ndarray:
+    """(min(n, n_evaluated),) sorted evaluated users: a function of the seed and split only."""
+    if n >= len(view.users):
+        return view.users
+    rng = np.random.default_rng([seed, SPLIT_CODES[view.split], 0x5A4D])
+    return np.sort(rng.choice(view.users, size=n, replace=False))
+
+
+def evaluate(
+    model: Recommender,
+    data: Dataset,
+    splits: Sequence[str] = ("val", "test"),
+    protocols: Sequence[str] | None = None,
+    seed: int = 0,
+    user_sample: int = 5000,
+    n_boot: int = 1000,
+) -> EvaluationResult:
+    """Measure ``model`` on ``data`` under each protocol and split (module docstring).
+
+    ``protocols=None`` runs every protocol that applies: all three, or ``full_sample``
+    and ``sampled_100`` for ``pairwise`` models (asking those for ``full`` is an error).
+    The same scores and seed give identical values and intervals. A split without
+    evaluated users gives no rows (a mean over nobody is no result). When ``full`` and
+    ``full_sample`` both run, the sample reuses the full per-user results (a user's ranks
+    do not depend on the batch), so its timing shows no scoring.
+    """
+    if protocols is None:
+        protocols = [p for p in PROTOCOLS if p != "full" or not model.pairwise]
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown:
+        raise ValueError(f"unknown protocols {sorted(unknown)}; known: {PROTOCOLS}")
+    if model.pairwise and "full" in protocols:
+        raise ValueError(f"{model.name} is pairwise: full-rank it on a sample (full_sample)")
+    result = EvaluationResult(model=model.name, seed=seed)
+    for split in splits:
+        view = split_view(data, split)
+        result.n_cold_items[split] = int(view.n_cold_items)
+        full = None
+        for protocol in protocols:
+            start, timing = time.perf_counter(), {}
+            users = (
+                sample_users(view, user_sample, seed) if protocol == "full_sample" else view.users
+            )
+            if protocol == "sampled_100":
+                per_user = _sampled_metrics(model, view, seed, timing)
+            elif protocol == "full_sample" and full is not None:
+                per_user = UserMetrics(
+                    full.columns, full.values[np.searchsorted(view.users, users)]
+                )
+            else:
+                per_user = _full_metrics(model, view, users, timing)
+                full = per_user if protocol == "full" else full
+            if not len(per_user.values):
+                log.warning("evaluate %s %s/%s: no evaluated users", model.name, protocol, split)
+                continue
+            result.rows += _summarise(protocol, split, per_user, seed, n_boot, timing)
+            timing["total_s"] = time.perf_counter() - start
+            result.timings[f"{protocol}/{split}"] = {k: round(v, 4) for k, v in timing.items()}
+            log.info(
+                "evaluate %s %s/%s: %.1f s  users=%d  ndcg@10=%.4f",
+                model.name,
+                protocol,
+                split,
+                timing["total_s"],
+                len(per_user.values),
+                result.value(protocol, split, "ndcg", 10),
+            )
+    return result
+
+
+def val_probe(data: Dataset, n_users: int = 1000, seed: int = 0) -> Callable[[Recommender], float]:
+    """A cheap training-curve probe: full-ranking NDCG@10 on a fixed sample of val users.
+
+    The sample, candidates and exclusions are built once; each call scores
+    ``min(n_users, n_evaluated)`` users against every candidate. NaN without val users.
+    """
+    view = split_view(data, "val")
+    users = sample_users(view, n_users, seed)
+
+    def probe(model: Recommender) -> float:
+        if not len(users):
+            return float("nan")
+        per_user = _full_metrics(model, view, users, {}, ks=(10,))
+        return float(per_user.values[:, per_user.columns.index(("ndcg", 10))].mean())
+
+    return probe
+
+
+def _scores(model: Recommender, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(len(users), len(items)) float32 from ``model.score``, read-only from here on."""
+    scores = np.asarray(model.score(users, items))
+    if scores.shape != (len(users), len(items)):
+        raise ValueError(
+            f"{model.name}.score returned {scores.shape}, not {(len(users), len(items))}"
+        )
+    return scores.astype(np.float32, copy=False)
+
+
+def _full_metrics(
+    model: Recommender, view: SplitView, users: np.ndarray, timing: dict, ks=KS
+) -> UserMetrics:
+    """Per-user metrics of ranking every candidate for ``users`` (sorted, evaluated)."""
+    block = max(1, min(_MAX_BLOCK_USERS, _BLOCK_ELEMS // max(len(view.candidates), 1)))
+    ranks, n_relevant = [], []
+    timing.setdefault("score_s", 0.0)
+    timing.setdefault("rank_s", 0.0)
+    for lo in range(0, len(users), block):
+        batch = users[lo : lo + block]
+        start = time.perf_counter()
+        scores = _scores(model, batch, view.candidates)
+        scored = time.perf_counter()
+        relevant, excluded = view.relevant[batch], view.excluded[batch]
+        ranks.append(ranks_full(scores, *_entries(relevant), exclude=_entries(excluded)))
+        n_relevant.append(np.diff(relevant.indptr))
+        timing["score_s"] += scored - start
+        timing["rank_s"] += time.perf_counter() - scored
+    start = time.perf_counter()
+    per_user = per_user_metrics(_cat(ranks), _cat(n_relevant), ks)
+    timing["rank_s"] += time.perf_counter() - start
+    return per_user
+
+
+def _sampled_metrics(model: Recommender, view: SplitView, seed: int, timing: dict) -> UserMetrics:
+    """Per-user means of the per-track metrics of ranking among 100 sampled candidates."""
+    code = [seed, SPLIT_CODES[view.split]]
+    timing.setdefault("score_s", 0.0)
+    timing.setdefault("rank_s", 0.0)
+    ranks, owners = [], []
+    for lo in range(0, len(view.users), _SAMPLED_BLOCK_USERS):
+        batch = view.users[lo : lo + _SAMPLED_BLOCK_USERS]
+        relevant = view.relevant[batch]
+        negatives = sample_negatives(relevant + view.excluded[batch], batch, N_SAMPLED, code)
+        rows, cols = _entries(relevant)
+        # Each relevant track's list: itself and its user's negatives, sorted by column,
+        # that is in tie order; padding (-1: too few eligible candidates) sorts first.
+        lists = np.sort(np.concatenate([negatives[rows], cols[:, None]], axis=1), axis=1)
+        start = time.perf_counter()
+        values = _list_scores(model, batch, rows, lists, view.candidates)
+        scored = time.perf_counter()
+        position = np.argmax(lists == cols[:, None], axis=1)
+        ranks.append(ranks_full(values, np.arange(len(rows)), position, np.nonzero(lists < 0)))
+        owners.append(batch[rows])
+        timing["score_s"] += scored - start
+        timing["rank_s"] += time.perf_counter() - scored
+    start = time.perf_counter()
+    ranks, owners = _cat(ranks), _cat(owners)
+    per_track = per_user_metrics(ranks, np.ones(len(ranks), np.int64), KS).values
+    # Pairs come user by user: average each user's tracks here, the users in _summarise.
+    counts = np.unique_counts(owners).counts
+    starts = np.cumsum(counts) - counts
+    means = np.add.reduceat(per_track, starts) / counts[:, None] if len(counts) else per_track
+    timing["rank_s"] += time.perf_counter() - start
+    return UserMetrics(metric_columns(KS), means)
+
+
+def _list_scores(
+    model: Recommender, batch: np.ndarray, rows: np.ndarray, lists: np.ndarray, cand: np.ndarray
+) -> np.ndarray:
+    """(R, L) float32 scores of ``lists`` (candidate columns; -1 pads, scored -inf, and
+    excluded from the ranking) for the users ``batch[rows]`` (sorted, every user present)."""
+    if not model.pairwise:
+        # One product for the block over the union of its lists: dot products are cheap.
+        items = np.unique(lists[lists >= 0])
+        values = _scores(model, batch, cand[items])[rows[:, None], np.searchsorted(items, lists)]
+    else:
+        # Pairwise models pay per scored pair: score each user's own lists only.
+        values = np.empty(lists.shape, np.float32)
+        bounds = np.searchsorted(rows, np.arange(len(batch) + 1))
+        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+            items = np.unique(lists[a:b][lists[a:b] >= 0])
+            user_scores = _scores(model, batch[i : i + 1], cand[items])[0]
+            values[a:b] = user_scores[np.searchsorted(items, lists[a:b])]
+    values[lists < 0] = -np.inf
+    return values
+
+
+def _summarise(
+    protocol: str, split: str, per_user: UserMetrics, seed: int, n_boot: int, timing: dict
+) -> list[MetricRow]:
+    """Means and bootstrap intervals over users, one row per metric column."""
+    start = time.perf_counter()
+    values = per_user.values
+    # Seeded by (seed, protocol, split) only: every model on the same users gets the same
+    # resamples, so intervals of different models are paired.
+    code = [seed, PROTOCOLS.index(protocol), SPLIT_CODES[split]]
+    low, high = bootstrap_ci(values, n_boot=n_boot, seed=code)
+    means = values.mean(axis=0)
+    timing["bootstrap_s"] = time.perf_counter() - start
+    return [
+        MetricRow(protocol, split, metric, k, float(m), float(lo), float(hi), len(values))
+        for (metric, k), m, lo, hi in zip(per_user.columns, means, low, high)
+    ]
+
+
+def _entries(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of a csr matrix's entries, row by row."""
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    return rows, matrix.indices.astype(np.int64)
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

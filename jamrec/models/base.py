@@ -1,0 +1,258 @@
+"""The recommender contract every jamrec model implements.
+
+Modelled on implicit's ``RecommenderBase`` and LensKit's scorers. Ids are indexes into
+:class:`jamrec.data.Dataset` (users ``0..n_users-1``, tracks ``0..n_tracks-1``).
+
+- ``fit(data)`` learns from :class:`TrainData` (train positives; negatives, features or
+  the planted truth for the models that use them). Everything random takes
+  ``config.seed``: the same data and seed give the same model.
+- ``score(users, items=None)`` returns a ``(len(users), len(items))`` float32 array, higher
+  is better; ``items=None`` means every track. A user's row does not depend on which
+  other users are in the batch.
+- ``recommend(users, k, exclude_seen=True)`` returns ``(items, scores)``, each
+  ``(len(users), k')`` with ``k' = min(k, number of rankable tracks)``, best first. Ties
+  are broken by one fixed seeded order of the tracks (:func:`tie_rank`), the same for
+  every model. ``exclude_seen`` removes the user's train positives; rows with fewer
+  rankable tracks than ``k'`` are padded with item ``-1`` and score ``-inf``.
+- ``save(folder)`` writes the model in its library's own format plus ``model.json``
+  (name and config); :func:`load` reads any saved model back.
+
+Models whose score needs a network pass per (user, track) pair set
+``pairwise = True``: the evaluation full-ranks them on a seeded user sample.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, Field
+
+from jamrec.data import Dataset, Truth
+
+TIE_SEED = 20150926  # TIMJ's last day: the tie order is part of the protocol, not a knob
+
+
+class ModelConfig(BaseModel):
+    """Settings every model has; each model subclasses it with its own."""
+
+    seed: int = Field(0, description="Seeds every random choice of the model.")
+
+
+def tie_rank(n_tracks: int) -> np.ndarray:
+    """(n_tracks,) int64: each track's place in the fixed random tie-breaking order."""
+    order = np.random.default_rng(TIE_SEED).permutation(n_tracks)
+    rank = np.empty(n_tracks, dtype=np.int64)
+    rank[order] = np.arange(n_tracks)
+    return rank
+
+
+@dataclass
+class TrainData:
+    """What a model may learn from: the train split and what goes with it.
+
+    ``probe`` (optional) returns validation NDCG@10 for a model mid-training; ``on_step``
+    (optional) receives ``(step, loss, val_ndcg_at_10)`` after each epoch or iteration.
+    """
+
+    train: sp.csr_matrix  # (n_users, n_tracks) train positives
+    negatives: sp.csr_matrix  # (n_users, n_tracks) published negatives
+    features: np.ndarray  # (n_tracks, n_features) float32, documented units
+    feature_names: tuple[str, ...]
+    truth: Truth | None = None
+    probe: Callable[[Recommender], float] | None = None
+    on_step: Callable[[int, float | None, float | None], None] | None = None
+
+    @property
+    def n_users(self) -> int:
+        """Rows of the matrices."""
+        return self.train.shape[0]
+
+    @property
+    def n_tracks(self) -> int:
+        """Columns of the matrices."""
+        return self.train.shape[1]
+
+    @property
+    def candidates(self) -> np.ndarray:
+        """(n_tracks,) bool: tracks with a train interaction."""
+        return np.asarray(self.train.getnnz(axis=0) > 0)
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **extra) -> TrainData:
+        """The train-side view of a dataset (val and test stay with the evaluation)."""
+        return cls(
+            train=data.train,
+            negatives=data.negatives,
+            features=data.features,
+            feature_names=data.feature_names,
+            truth=data.truth,
+            **extra,
+        )
+
+    def step(self, step: int, loss: float | None, model: Recommender) -> float | None:
+        """Report one epoch/iteration: probes validation NDCG@10 and calls ``on_step``."""
+        ndcg = self.probe(model) if self.probe is not None else None
+        if self.on_step is not None:
+            self.on_step(step, loss, ndcg)
+        return ndcg
+
+
+_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+def registry() -> dict[str, type[Recommender]]:
+    """Every model class by name (importing the model modules registers them)."""
+    import jamrec.models.als
+    import jamrec.models.baselines
+    import jamrec.models.torch.recommenders  # noqa: F401
+
+    return dict(_REGISTRY)
+
+
+class Recommender(ABC):
+    """Base class of every model: see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    pairwise: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # Only jamrec's own models are listed (a test's throwaway subclass is not).
+        if "name" in cls.__dict__ and cls.__module__.startswith("jamrec."):
+            _REGISTRY[cls.name] = cls
+
+    def __init__(self, config: ModelConfig | None = None):
+        self.config = config or self.Config()
+        self.seen: sp.csr_matrix | None = None
+        self.n_users = 0
+        self.n_tracks = 0
+        self._tie_rank: np.ndarray | None = None
+
+    # -- to implement --------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, data: TrainData) -> None:
+        """Learn from ``data``."""
+
+    @abstractmethod
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """(len(users), len(items)) float32 scores; ``items=None`` = every track."""
+
+    def _save(self, folder: Path) -> None:  # noqa: B027 - optional hook
+        """Write the learned state into ``folder`` (nothing, for stateless models)."""
+
+    def _load(self, folder: Path) -> None:  # noqa: B027 - optional hook
+        """Read back what :meth:`_save` wrote."""
+
+    # -- provided ------------------------------------------------------------------------
+    def fit(self, data: TrainData) -> Recommender:
+        """Train on ``data``; keeps its train matrix to exclude seen tracks later."""
+        self.n_users, self.n_tracks = data.train.shape
+        self.seen = data.train
+        self._tie_rank = None
+        self._fit(data)
+        return self
+
+    @property
+    def tie_rank(self) -> np.ndarray:
+        """The fixed tie-breaking order over this model's tracks."""
+        if self._tie_rank is None or len(self._tie_rank) != self.n_tracks:
+            self._tie_rank = tie_rank(self.n_tracks)
+        return self._tie_rank
+
+    def recommend(
+        self,
+        users: np.ndarray,
+        k: int = 10,
+        exclude_seen: bool = True,
+        items: np.ndarray | None = None,
+        seen: sp.csr_matrix | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` tracks for each user (see the module docstring).
+
+        ``items`` restricts the ranking to those track indexes; ``seen`` overrides the
+        positives excluded (default: the matrix the model was fitted on).
+        """
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        items = np.arange(self.n_tracks) if items is None else np.asarray(items, dtype=np.int64)
+        scores = self.score(users, items).astype(np.float32, copy=False)
+        if exclude_seen:
+            seen = self.seen if seen is None else seen
+            if seen is None:
+                raise ValueError("exclude_seen needs the seen matrix: pass seen= after load()")
+            scores = scores.copy()
+            mask = np.asarray(seen[users][:, items].todense(), dtype=bool)
+            scores[mask] = -np.inf
+        return top_k(scores, items, min(k, len(items)), self.tie_rank[items])
+
+    def save(self, folder: Path) -> Path:
+        """Write the model to ``folder`` (created); returns the folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "name": self.name,
+            "config": self.config.model_dump(),
+            "n_users": self.n_users,
+            "n_tracks": self.n_tracks,
+        }
+        (folder / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        self._save(folder)
+        return folder
+
+
+def load(folder: Path) -> Recommender:
+    """Read a model saved by :meth:`Recommender.save` (its class is named in model.json)."""
+    folder = Path(folder)
+    meta = json.loads((folder / "model.json").read_text())
+    cls = registry()[meta["name"]]
+    model = cls(cls.Config(**meta["config"]))
+    model.n_users, model.n_tracks = meta["n_users"], meta["n_tracks"]
+    model._load(folder)
+    return model
+
+
+def sort_keys(scores: np.ndarray, tie: np.ndarray) -> np.ndarray:
+    """float64 keys that order by score (desc) then by tie rank (asc), exactly.
+
+    Each float32 score moves down by less than a quarter of its own float32 spacing, in
+    proportion to its tie rank: equal scores separate, different ones never swap.
+    ``scores`` is (..., n) float32, ``tie`` is (n,) int; ``-inf`` stays ``-inf``.
+    """
+    s = scores.astype(np.float64)
+    spacing = np.spacing(np.abs(scores).astype(np.float32)).astype(np.float64)
+    offset = 0.25 * spacing * (tie.astype(np.float64) / max(len(tie), 1))
+    with np.errstate(invalid="ignore"):
+        keys = s - offset
+    keys[np.isneginf(s)] = -np.inf
+    return keys
+
+
+def top_k(
+    scores: np.ndarray, items: np.ndarray, k: int, tie: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` columns of each row of ``scores`` (ties by ``tie``), as item ids.
+
+    Returns ``(ids, scores)`` of shape ``(rows, k)``; ``-inf`` entries come back as id -1.
+    """
+    n_rows = scores.shape[0]
+    if k <= 0 or scores.shape[1] == 0:
+        return np.zeros((n_rows, 0), np.int64), np.zeros((n_rows, 0), np.float32)
+    keys = sort_keys(scores, tie)
+    if k < keys.shape[1]:
+        part = np.argpartition(-keys, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(keys.shape[1]), keys.shape).copy()
+    part_keys = np.take_along_axis(keys, part, axis=1)
+    order = np.argsort(-part_keys, axis=1, kind="stable")
+    cols = np.take_along_axis(part, order, axis=1)
+    best = np.take_along_axis(scores, cols, axis=1).astype(np.float32)
+    ids = items[cols]
+    ids[np.isneginf(best)] = -1
+    return ids, best

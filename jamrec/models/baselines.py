@@ -1,0 +1,82 @@
+"""Reference points every model is reported beside: popularity, random and the oracle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from jamrec.models.base import ModelConfig, Recommender, TrainData
+from jamrec.rand import keyed_uniform
+
+
+class Popularity(Recommender):
+    """Ranks tracks by how many users have them in train (the same list for everyone)."""
+
+    name = "popularity"
+
+    def _fit(self, data: TrainData) -> None:
+        self.counts = np.asarray(data.train.getnnz(axis=0), dtype=np.float32)
+        data.step(0, None, self)
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        counts = self.counts if items is None else self.counts[np.asarray(items)]
+        return np.broadcast_to(counts, (len(np.atleast_1d(users)), len(counts))).copy()
+
+    def _save(self, folder: Path) -> None:
+        np.save(folder / "counts.npy", self.counts)
+
+    def _load(self, folder: Path) -> None:
+        self.counts = np.load(folder / "counts.npy")
+
+
+class Random(Recommender):
+    """Uniform random scores, fixed per (seed, user, track): the floor of every metric."""
+
+    name = "random"
+
+    def _fit(self, data: TrainData) -> None:
+        data.step(0, None, self)
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        items = np.arange(self.n_tracks) if items is None else np.asarray(items)
+        return keyed_uniform(self.config.seed, users, items)
+
+
+class OracleConfig(ModelConfig):
+    """The oracle has nothing to tune: it reads the generator's planted preferences."""
+
+    note: str = Field("generated data only", description="Needs the warehouse's truth_ tables.")
+
+
+class Oracle(Recommender):
+    """Ranks by the planted preference ``beta * u.t + bias`` (generated data only).
+
+    The best ranking any model can hope for on a generated dump; real data has no
+    truth, and fitting this model there is an error.
+    """
+
+    name = "oracle"
+    Config = OracleConfig
+
+    def _fit(self, data: TrainData) -> None:
+        if data.truth is None:
+            raise ValueError("the oracle needs the planted truth (truth_* tables, generated data)")
+        self.users = data.truth.users * data.truth.beta
+        self.tracks = data.truth.tracks
+        self.bias = data.truth.bias
+        data.step(0, None, self)
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        tracks = self.tracks if items is None else self.tracks[np.asarray(items)]
+        bias = self.bias if items is None else self.bias[np.asarray(items)]
+        return (self.users[np.atleast_1d(users)] @ tracks.T + bias).astype(np.float32)
+
+    def _save(self, folder: Path) -> None:
+        np.savez(folder / "truth.npz", users=self.users, tracks=self.tracks, bias=self.bias)
+
+    def _load(self, folder: Path) -> None:
+        saved = np.load(folder / "truth.npz")
+        self.users, self.tracks, self.bias = saved["users"], saved["tracks"], saved["bias"]

@@ -1,0 +1,271 @@
+"""The recommender contract, checked for every registered model on a tiny planted dataset.
+
+In the style of implicit's checkerboard mixin: one test class, parametrised over every model
+name in the registry, so a new model is held to the same contract as soon as it registers.
+The planted data: 60 users in 3 taste groups, 40 tracks in the same 3 groups; each user has
+8 of their group's tracks in train and the rest held out; audio features show the group in
+three of the eleven columns. Models that learn must rank held-out group tracks above the
+other groups' tracks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from jamrec.data import AUDIO_FEATURES, Truth
+from jamrec.errors import JamrecError
+from jamrec.models.base import TrainData, load, registry
+from jamrec.models.torch import modules
+from jamrec.models.torch.modules import HybridModule
+from jamrec.models.torch.trainer import epoch_samples
+
+N_USERS, N_TRACKS, N_GROUPS, N_TRAIN = 60, 40, 3, 8
+LEARNERS = ("als", "mbcf", "hybrid")
+# Small data needs small batches (4096 would be one step per epoch) and a larger step size;
+# one thread, as ops this small only pay for synchronisation (100x slower on a busy box).
+FAST_TORCH = {"batch_size": 64, "lr": 0.01, "epochs": 15, "threads": 1}
+TEST_CONFIGS = {
+    "als": {"factors": 4},  # 40 factors would fit 40 tracks exactly and generalise nothing
+    "mbcf": FAST_TORCH,
+    "hybrid": FAST_TORCH,
+}
+
+
+def _features(track_group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(n_tracks, 11) audio features in their documented units; the group shows in three."""
+    n = len(track_group)
+    level = 0.15 + 0.35 * track_group  # 0.15, 0.50, 0.85
+    columns = {
+        "danceability": level + rng.normal(0, 0.05, n),
+        "energy": 1 - level + rng.normal(0, 0.05, n),
+        "key": rng.integers(0, 12, n),
+        "loudness": rng.uniform(-30, -3, n),
+        "mode": rng.integers(0, 2, n),
+        "speechiness": rng.uniform(0, 0.3, n),
+        "acousticness": level + rng.normal(0, 0.05, n),
+        "instrumentalness": rng.uniform(0, 1, n),
+        "liveness": rng.uniform(0, 1, n),
+        "valence": rng.uniform(0, 1, n),
+        "tempo": rng.uniform(60, 200, n),
+    }
+    return np.stack([columns[name] for name in AUDIO_FEATURES], axis=1).astype(np.float32)
+
+
+def planted(seed: int = 0) -> tuple[TrainData, sp.csr_matrix]:
+    """The planted dataset: (train data with truth, held-out positives), both 60 x 40."""
+    rng = np.random.default_rng(seed)
+    user_group = np.arange(N_USERS) % N_GROUPS
+    track_group = np.arange(N_TRACKS) % N_GROUPS
+    train, held, negatives = (np.zeros((N_USERS, N_TRACKS), np.float32) for _ in range(3))
+    for user, group in enumerate(user_group):
+        mine = rng.permutation(np.flatnonzero(track_group == group))
+        train[user, mine[:N_TRAIN]] = 1
+        held[user, mine[N_TRAIN:]] = 1
+        negatives[user, rng.choice(np.flatnonzero(track_group != group), 5, replace=False)] = 1
+    onehot = np.eye(N_GROUPS, dtype=np.float32)
+    truth = Truth(
+        users=onehot[user_group],
+        tracks=onehot[track_group],
+        bias=rng.normal(0, 0.01, N_TRACKS).astype(np.float32),
+        beta=1.0,
+    )
+    data = TrainData(
+        train=sp.csr_matrix(train),
+        negatives=sp.csr_matrix(negatives),
+        features=_features(track_group, rng),
+        feature_names=AUDIO_FEATURES,
+        truth=truth,
+    )
+    return data, sp.csr_matrix(held)
+
+
+def make(name: str, seed: int = 0, **overrides):
+    """An untrained model ``name`` with its test config."""
+    cls = registry()[name]
+    return cls(cls.Config(seed=seed, **{**TEST_CONFIGS.get(name, {}), **overrides}))
+
+
+def mean_auc(scores: np.ndarray, data: TrainData, held: sp.csr_matrix) -> float:
+    """Mean over users of P(held-out group track outscores another group's track)."""
+    group = data.truth.tracks.argmax(axis=1)
+    aucs = []
+    for user in range(scores.shape[0]):
+        pos = scores[user, held[user].indices]
+        neg = scores[user, group != group[held[user].indices[0]]]
+        aucs.append(((pos[:, None] > neg) + 0.5 * (pos[:, None] == neg)).mean())
+    return float(np.mean(aucs))
+
+
+ALL_USERS = np.arange(N_USERS)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return planted()
+
+
+@pytest.fixture(scope="module", params=sorted(registry()))
+def fitted(request, dataset):
+    """(name, model fitted with seed 0) for every registered model."""
+    return request.param, make(request.param).fit(dataset[0])
+
+
+class TestContract:
+    def test_score_shape_and_dtype(self, fitted):
+        _, model = fitted
+        scores = model.score(ALL_USERS[:5])
+        assert scores.shape == (5, N_TRACKS) and scores.dtype == np.float32
+        assert np.isfinite(scores).all()
+        items = np.array([3, 0, 17])
+        # a different matrix shape may take another BLAS path: equal up to rounding
+        np.testing.assert_allclose(model.score(ALL_USERS[:5], items), scores[:, items], rtol=1e-5)
+
+    def test_same_seed_same_scores(self, fitted, dataset):
+        name, model = fitted
+        again = make(name).fit(dataset[0])
+        assert np.array_equal(again.score(ALL_USERS), model.score(ALL_USERS))
+
+    def test_exclude_seen(self, fitted, dataset):
+        _, model = fitted
+        train = dataset[0].train.toarray().astype(bool)
+        ids, _ = model.recommend(ALL_USERS, k=10)
+        assert not train[ALL_USERS[:, None], ids].any()
+        ids, _ = model.recommend(ALL_USERS, k=10, exclude_seen=False)
+        assert train[ALL_USERS[:, None], ids].any()
+
+    def test_k_beyond_catalogue(self, fitted):
+        _, model = fitted
+        ids, scores = model.recommend(ALL_USERS, k=100)
+        assert ids.shape == scores.shape == (N_USERS, N_TRACKS)
+        # the 8 seen tracks are padding at the end: id -1, score -inf
+        assert (ids[:, -N_TRAIN:] == -1).all() and np.isneginf(scores[:, -N_TRAIN:]).all()
+        assert (ids[:, :-N_TRAIN] >= 0).all()
+        assert (np.diff(scores[:, :-N_TRAIN], axis=1) <= 0).all()
+        ids, _ = model.recommend(ALL_USERS, k=100, exclude_seen=False)
+        assert (np.sort(ids, axis=1) == np.arange(N_TRACKS)).all()
+
+    def test_batch_equals_one_at_a_time(self, fitted):
+        _, model = fitted
+        ids, scores = model.recommend(ALL_USERS, k=10)
+        for user in ALL_USERS:
+            one_ids, one_scores = model.recommend(np.array([user]), k=10)
+            assert np.array_equal(one_ids[0], ids[user])
+            np.testing.assert_allclose(one_scores[0], scores[user], rtol=1e-5, atol=1e-5)
+
+    def test_items_restriction(self, fitted):
+        _, model = fitted
+        items = np.arange(1, N_TRACKS, 3)
+        ids, scores = model.recommend(ALL_USERS, k=5, items=items, exclude_seen=False)
+        assert ids.shape == (N_USERS, 5) and np.isin(ids, items).all()
+        full = model.score(ALL_USERS, items)
+        best = -np.sort(-full, axis=1)[:, :5]
+        np.testing.assert_allclose(scores, best, rtol=1e-6)
+
+    def test_save_load_round_trip(self, fitted, dataset, tmp_path):
+        name, model = fitted
+        loaded = load(model.save(tmp_path / name))
+        assert loaded.name == name and loaded.config == model.config
+        assert np.array_equal(loaded.score(ALL_USERS), model.score(ALL_USERS))
+        ids, scores = model.recommend(ALL_USERS, k=10)
+        again_ids, again_scores = loaded.recommend(ALL_USERS, k=10, seen=dataset[0].train)
+        assert np.array_equal(again_ids, ids) and np.array_equal(again_scores, scores)
+
+    def test_reports_steps_and_probes_mid_training(self, fitted, dataset):
+        name, _ = fitted
+        rows, probed = [], []
+        data = planted()[0]
+        data.probe = lambda model: probed.append(model.score(ALL_USERS[:2]).shape) or 0.5
+        data.on_step = lambda step, loss, ndcg: rows.append((step, loss, ndcg))
+        model = make(name).fit(data)
+        steps = [step for step, _, _ in rows]
+        expected = getattr(model.config, "iterations", getattr(model.config, "epochs", 1))
+        assert len(rows) == expected and probed == [(2, N_TRACKS)] * expected
+        assert steps == sorted(steps) and all(ndcg == 0.5 for _, _, ndcg in rows)
+        if name in LEARNERS:
+            assert steps == list(range(1, expected + 1))
+            assert all(np.isfinite(loss) for _, loss, _ in rows)
+
+
+@pytest.mark.parametrize("name", [*LEARNERS, "oracle"])
+def test_learns_the_planted_groups(name, dataset):
+    data, held = dataset
+    auc = mean_auc(make(name).fit(data).score(ALL_USERS), data, held)
+    assert auc > 0.8, f"{name}: mean AUC {auc:.3f}"
+
+
+def test_random_is_chance(dataset):
+    data, held = dataset
+    auc = mean_auc(make("random").fit(data).score(ALL_USERS), data, held)
+    assert abs(auc - 0.5) < 0.1
+
+
+def test_fresh_negatives_avoid_positives_and_repeat_per_seed():
+    data, _ = planted()
+    # track 0 leaves train: it is no longer a candidate and must never be drawn
+    train = data.train.tolil()
+    train[:, 0] = 0
+    data.train = train.tocsr()
+    data.train.eliminate_zeros()
+    users, items, labels = epoch_samples(data, 3, seed=7, epoch=2)
+    n_pos = data.train.nnz
+    assert int(labels.sum()) == n_pos and len(labels) == 4 * n_pos  # every draw found a negative
+    neg = labels == 0
+    positive = data.train.toarray().astype(bool)
+    assert not positive[users[neg].numpy(), items[neg].numpy()].any()
+    assert data.candidates[items[neg].numpy()].all() and not data.candidates[0]
+    again = epoch_samples(data, 3, seed=7, epoch=2)
+    assert all(torch.equal(a, b) for a, b in zip((users, items, labels), again))
+    other = epoch_samples(data, 3, seed=7, epoch=3)
+    assert not torch.equal(items, other[1])
+
+
+def test_mbcf_trains_on_fresh_negatives(dataset):
+    data, held = dataset
+    model = make("mbcf", negatives_per_positive=2).fit(data)
+    assert model.stats["samples"] == 3 * data.train.nnz * model.config.epochs
+    assert mean_auc(model.score(ALL_USERS), data, held) > 0.8
+
+
+def test_hybrid_split_scoring_equals_forward(monkeypatch):
+    gen = torch.Generator().manual_seed(3)
+    features = torch.randn(40, 11, generator=gen)
+    net = HybridModule(60, 40, features, dim=8, hidden=16, generator=gen)
+    with torch.no_grad():  # train-time weights are near zero: make the check sensitive
+        for p in net.parameters():
+            p.normal_(0, 0.5, generator=gen)
+    users, items = torch.tensor([0, 5, 59]), torch.arange(40)
+    pairs_u, pairs_i = torch.meshgrid(users, items, indexing="ij")
+    with torch.no_grad():
+        plain = net(pairs_u.reshape(-1), pairs_i.reshape(-1)).reshape(3, 40)
+        torch.testing.assert_close(net.score_matrix(users, items), plain)
+        monkeypatch.setattr(modules, "CHUNK_BYTES", 16 * 4 * 7)  # blocks of 7 pairs
+        torch.testing.assert_close(net.score_matrix(users, items), plain)
+
+
+def test_hybrid_scaler_is_fitted_on_candidates(dataset):
+    data, _ = dataset
+    model = make("hybrid", epochs=1).fit(data)
+    np.testing.assert_allclose(model.mean, data.features[data.candidates].mean(axis=0), rtol=1e-5)
+
+
+def test_als_confidence_is_one_plus_alpha(dataset):
+    data, _ = dataset
+    model = make("als").fit(data)
+    liked = np.array([0, 3, 6, 9])
+    folded = model.recalculate_user(liked)
+    y = model.model.item_factors.astype(np.float64)
+    c = np.ones(N_TRACKS)
+    c[liked] = 1 + model.config.alpha
+    p = np.zeros(N_TRACKS)
+    p[liked] = 1
+    a = y.T @ (c[:, None] * y) + model.config.regularization * np.eye(y.shape[1])
+    np.testing.assert_allclose(folded, np.linalg.solve(a, y.T @ (c * p)), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_cuda_without_a_device_is_a_clear_error(dataset):
+    with pytest.raises(JamrecError, match="no CUDA device"):
+        make("mbcf", device="cuda").fit(dataset[0])
