@@ -10,7 +10,10 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= jamrec
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install demo test lint format clean
+PREFECT_PORT ?= 4200
+JAMREC_RETRAIN_CRON ?= 0 4 * * 1
+
+.PHONY: install demo test lint format clean service service-stop
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +29,13 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# A Prefect server on 127.0.0.1, the jamrec work pool and worker, and the deployments.
+service: install
+	$(BIN)/python -m flows.service start --port $(PREFECT_PORT) --cron "$(JAMREC_RETRAIN_CRON)"
+
+service-stop:
+	$(BIN)/python -m flows.service stop
 
 lint: install
 	$(BIN)/ruff check --fix .

@@ -12,31 +12,19 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 import flows  # noqa: F401 - sets up logging before Prefect starts
+from flows._retry import BACKOFF, locked
 from jamrec import etl, quality
 from jamrec.config import BuildParams
-from jamrec.errors import WarehouseLockedError
-
-
-def _locked(task, task_run, state) -> bool:
-    """Retry only when another process held the warehouse; bad input never heals."""
-    try:
-        state.result()
-    except WarehouseLockedError:
-        return True
-    except Exception:
-        return False
-    return False
-
 
 start_build = task(
-    name="start-build", retries=2, retry_delay_seconds=30, retry_condition_fn=_locked
+    name="start-build", retries=2, retry_delay_seconds=BACKOFF, retry_condition_fn=locked
 )(etl.start_build)
 load_timj = task(name="load-timj")(etl.load_timj)
 load_spotify = task(name="load-spotify")(etl.load_spotify)
 load_truth = task(name="load-truth")(etl.load_truth)
 transform = task(name="transform")(etl.transform)
 validate = task(name="validate")(etl.validate_build)
-publish = task(name="publish", retries=2, retry_delay_seconds=30, retry_condition_fn=_locked)(
+publish = task(name="publish", retries=2, retry_delay_seconds=BACKOFF, retry_condition_fn=locked)(
     etl.publish
 )
 fail_build = task(name="record-failure")(etl.fail_build)

@@ -31,7 +31,7 @@ def main() -> int:
         summary = build_warehouse(timj=DUMP, spotify=DUMP / "tracks.csv")
         print_build_summary(summary)
         print("\ntraining and evaluating every model (a minute or two) ...", flush=True)
-        comparison = train_and_evaluate()
+        comparison = train_and_evaluate()["comparison"]
     except JamrecError as exc:
         print(f"jamrec: error: {exc}", file=sys.stderr)
         return 1

@@ -35,6 +35,7 @@ create table if not exists builds (
     stage_counts json,
     validation json,
     error varchar,
+    note varchar,
     pid integer,
     host varchar,
     duckdb_version varchar
@@ -108,6 +109,7 @@ def register(
     ``running`` row belongs to a process that died before it could finish.
     """
     con.execute(BUILDS_DDL)
+    con.execute("alter table builds add column if not exists note varchar")
     con.execute(
         "update builds set status = 'abandoned', finished_at = coalesce(finished_at, $t), "
         "error = coalesce(error, 'the build process ended without finishing (killed?)') "

@@ -95,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     _warehouse_arg(ev)
     ev.set_defaults(func=cmd_evaluate)
 
+    rs = sub.add_parser("runs", help="list model runs and the champion of each model")
+    rs.add_argument("--model", default=None, help="only this model")
+    rs.add_argument("--limit", type=int, default=30, help="newest runs shown")
+    _warehouse_arg(rs)
+    rs.set_defaults(func=cmd_runs)
+
+    pr = sub.add_parser("promote", help="make a run its model's champion (or roll back to it)")
+    pr.add_argument("run_id")
+    pr.add_argument("--note", required=True, help="why (kept in model_runs and promotions)")
+    _warehouse_arg(pr)
+    pr.set_defaults(func=cmd_promote)
+
     rec = sub.add_parser("recommend", help="recommend tracks for a user")
     rec.add_argument("--user", required=True, help="a TIMJ user id (32 hex)")
     rec.add_argument("-k", type=int, default=10)
@@ -223,6 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "oracle" in names and data.truth is None:
         raise JamrecError("the oracle needs generated data (the warehouse has no truth_ tables)")
     overrides = _overrides(args.set)
+    recorded = []
     for name in names:
         try:
             run = runs.train(name, data, seed=args.seed, config=overrides.get(name))
@@ -230,7 +243,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise JamrecError(f"{name}: bad setting: {exc.errors()[0]['msg']}") from None
         runs.save(run, data)
         result = None if args.no_evaluate else runs.evaluate(run, data, args.seed, args.user_sample)
-        runs.record(run, result, args.warehouse)
+        recorded.append(runs.record(run, result, args.warehouse))
+    if not args.no_evaluate:
+        from jamrec.promotion import promote_runs
+
+        promote_runs(recorded, data, args.warehouse, seed=args.seed, user_sample=args.user_sample)
     _print_comparison(args.warehouse)
     return 0
 
@@ -284,6 +301,35 @@ def _print_comparison(warehouse) -> None:
     from jamrec import runs
 
     print("\n" + runs.comparison_text(warehouse))
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """``jamrec runs``: runs with their validation NDCG@10, champions marked."""
+    from jamrec.promotion import list_runs
+
+    rows = list_runs(args.warehouse, args.model, args.limit)
+    if not rows:
+        print("no runs yet: run `jamrec train`")
+        return 0
+    print(f"  {'run_id':<32} {'build':<24} {'status':<10} {'val NDCG@10':>11}  note")
+    for r in rows:
+        mark = "*" if r["is_champion"] else " "
+        value = f"{r['val_ndcg_at_10']:.4f}" if r["val_ndcg_at_10"] is not None else "-"
+        cells = f"{r['run_id']:<32} {r['build_id']:<24} {r['status']:<10} {value:>11}"
+        print(f"{mark} {cells}  {r['note'] or ''}")
+    print("* = champion (serves recommendations)")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """``jamrec promote``: promote or roll back by hand."""
+    from jamrec.promotion import promote_by_hand
+
+    decision = promote_by_hand(args.run_id, args.note, args.warehouse)
+    print(f"{decision.model}: {decision.challenger} is champion ({decision.note})")
+    if decision.champion and decision.champion != decision.challenger:
+        print(f"  previous champion: {decision.champion}")
+    return 0
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:

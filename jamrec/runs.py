@@ -91,6 +91,34 @@ def default_models(data: Dataset) -> list[str]:
     return names + (["oracle"] if data.truth is not None else [])
 
 
+def plan(
+    names: list[str], data: Dataset, seed: int, settings: dict | None, warehouse: Path | None
+) -> list[tuple[str, dict | None]]:
+    """The models that need a new run: those without an evaluated run on this build with
+    the same configuration, seed and code (logged as skipped otherwise)."""
+    from jamrec.incremental import trained_already
+
+    store = Warehouse(Path(warehouse or get_settings().warehouse), get_settings().lock_timeout_s)
+    con = store.connect_readonly()
+    todo = []
+    try:
+        for name in names:
+            overrides = (settings or {}).get(name)
+            config = create(name, seed=seed, **(overrides or {})).config.model_dump()
+            existing = trained_already(con, name, data.build_id, config, seed)
+            if existing:
+                log.info(
+                    "%s: run %s already has this build, config, seed and code: skipped",
+                    name,
+                    existing,
+                )
+            else:
+                todo.append((name, overrides))
+    finally:
+        con.close()
+    return todo
+
+
 def new_run_id(model: str) -> str:
     """``als-20261126T180000-1a2b``: sortable by start time, unique."""
     return f"{model}-{builds.now():%Y%m%dT%H%M%S}-{os.urandom(2).hex()}"

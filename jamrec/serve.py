@@ -24,13 +24,20 @@ class Recommendation:
 
 
 def pick_run(con, model: str | None) -> tuple[str, str, str]:
-    """(run_id, model, model_path): the latest evaluated run of ``model`` on the published
-    build, or, without a model, the run with the best validation NDCG@10 (oracle aside)."""
-    tables = table_names(con)
-    if "model_runs" not in tables:
+    """(run_id, model, model_path) serving ``model``: its champion, else its latest run on
+    the published build. Without a model: the champion with the best validation NDCG@10
+    (the oracle and random aside)."""
+    if "model_runs" not in table_names(con):
         raise JamrecError("no trained models yet: run `jamrec train` first")
+    columns = {
+        c
+        for (c,) in con.execute(
+            "select column_name from duckdb_columns() where table_name = 'model_runs'"
+        ).fetchall()
+    }
+    champion = "coalesce(r.is_champion, false)" if "is_champion" in columns else "false"
     rows = con.execute(
-        """
+        f"""
         with published as (
             select build_id from builds where status = 'published'
             order by started_at desc limit 1
@@ -39,19 +46,20 @@ def pick_run(con, model: str | None) -> tuple[str, str, str]:
             select run_id, value from metrics
             where split = 'val' and metric = 'ndcg' and k = 10 and protocol = 'full_sample'
         )
-        select r.run_id, r.model, r.model_path, val.value
-        from model_runs r join published using (build_id) left join val using (run_id)
-        where r.status in ('trained', 'evaluated') and ($model is null or r.model = $model)
-            and ($model is not null or r.model <> 'oracle')
-        order by ($model is null and val.value is not null) desc,
-            case when $model is null then val.value end desc nulls last, r.started_at desc
+        select r.run_id, r.model, r.model_path
+        from model_runs r left join val using (run_id)
+        where r.status in ('trained', 'evaluated') and r.model_path is not null
+            and ($model is null or r.model = $model)
+            and ($model is not null or r.model not in ('oracle', 'random'))
+            and ({champion} or r.build_id in (select build_id from published))
+        order by {champion} desc, val.value desc nulls last, r.started_at desc
         limit 1
         """,
         {"model": model},
     ).fetchall()
     if not rows:
         which = f"model {model!r}" if model else "any model"
-        raise JamrecError(f"no trained run of {which} on the published build; run `jamrec train`")
+        raise JamrecError(f"no trained run of {which} to serve; run `jamrec train`")
     return rows[0][0], rows[0][1], rows[0][2]
 
 

@@ -1,0 +1,106 @@
+"""The ``retrain`` flow: the whole chain, on a weekly schedule.
+
+check the inputs -> (re)build, validate and publish the warehouse when something changed
+-> train and evaluate -> promote (champion/challenger) -> refresh recommendations ->
+prune old saved models -> regenerate the report. Only one build or retrain runs at a
+time: the flow holds the ``jamrec-warehouse`` global concurrency limit (created by
+``make deploy``; a second run waits for the slot). A failed run says which step failed
+and why in its state message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.states import Failed
+
+import flows  # noqa: F401 - sets up logging before Prefect starts
+from flows._retry import BACKOFF, locked
+from flows.build_warehouse import build_warehouse
+from flows.train_and_evaluate import train_and_evaluate
+from jamrec import incremental, promotion, recommendations
+from jamrec.config import BuildParams
+from jamrec.data import open_dataset
+
+CONCURRENCY_LIMIT = "jamrec-warehouse"
+
+check_inputs = task(name="check-inputs", cache_policy=NO_CACHE)(incremental.build_decision)
+record_skipped = task(
+    name="record-skipped-build", retries=3, retry_delay_seconds=BACKOFF, retry_condition_fn=locked
+)(incremental.record_skipped)
+promote = task(
+    name="promote",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=BACKOFF,
+    retry_condition_fn=locked,
+)(promotion.promote_runs)
+load_dataset = task(name="load-dataset", cache_policy=NO_CACHE)(open_dataset)
+refresh_recommendations = task(
+    name="refresh-recommendations",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=BACKOFF,
+    retry_condition_fn=locked,
+)(recommendations.refresh)
+prune = task(
+    name="prune-models", retries=3, retry_delay_seconds=BACKOFF, retry_condition_fn=locked
+)(promotion.prune)
+
+
+@flow(name="retrain")
+def retrain(
+    timj: Path = Path("data/small"),
+    spotify: Path = Path("data/small/tracks.csv"),
+    warehouse: Path | None = None,
+    seed: int = 0,
+    n_negatives: int = 10,
+    k_test: int = 1,
+    k_val: int = 1,
+    models: list[str] | None = None,
+    settings: dict[str, dict] | None = None,
+    user_sample: int = 5000,
+    tolerance: float = 0.0,
+    keep_models: int = 3,
+    top_n: int = 20,
+):
+    """Rebuild when the inputs, parameters or code changed; retrain, promote and serve.
+
+    ``tolerance``: how far below the champion's validation NDCG@10 a challenger may be and
+    still be promoted (0: never a worse run). ``keep_models``: saved models kept per model
+    (champions always). ``top_n``: recommendations per user and champion.
+    """
+    params = BuildParams(seed=seed, n_negatives=n_negatives, k_test=k_test, k_val=k_val)
+    step = "wait for the warehouse"
+    with concurrency(CONCURRENCY_LIMIT, occupy=1):
+        try:
+            step = "check inputs"
+            decision = check_inputs(timj, spotify, warehouse, params)
+            if decision["rebuild"]:
+                step = "build warehouse"
+                build_warehouse(timj, spotify, warehouse, seed, n_negatives, k_test, k_val)
+            else:
+                record_skipped(decision, warehouse)
+            step = "train, evaluate and promote"
+            trained = train_and_evaluate(models, seed, warehouse, user_sample, settings, tolerance)
+            step = "refresh recommendations"
+            served = refresh_recommendations(load_dataset(warehouse), warehouse, top_n)
+            step = "prune saved models"
+            prune(keep_models, warehouse)
+        except Exception as exc:  # the state message must say which step failed
+            return Failed(message=f"retrain failed at step '{step}': {exc}")
+    return {
+        "rebuilt": decision["rebuild"],
+        "build_reason": decision["reason"],
+        "new_runs": trained["runs"],
+        "promoted": trained["promoted"],
+        "recommendations": served,
+        "comparison": trained["comparison"],
+    }
+
+
+if __name__ == "__main__":
+    retrain()

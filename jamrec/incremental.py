@@ -1,0 +1,142 @@
+"""Incremental runs: rebuild the warehouse only when something that shapes it changed.
+
+A build is skipped, and recorded as ``skipped`` in ``builds``, only when the raw inputs'
+content hashes, the build parameters and the code version all match the last published
+build. A model is retrained only when no evaluated run exists for the same build, model
+configuration, seed and code version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from jamrec import builds, ingest
+from jamrec.config import BuildParams, get_settings
+from jamrec.log import log
+from jamrec.warehouse import Warehouse, table_names
+
+
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def fingerprint_inputs(timj: Path, spotify: Path) -> dict[str, dict]:
+    """The content hash of every input, keyed as the ETL records them in ``builds.inputs``.
+
+    Problems with the inputs (missing files, ...) raise the same clear errors as the ETL.
+    """
+    inputs: dict[str, dict] = {}
+    for name, source in ingest.locate_timj(timj).items():
+        if source.member is None:
+            digest = _sha256_file(source.path)
+        else:
+            digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        inputs[name] = {"file": source.display, "sha256": digest}
+    spotify = Path(spotify)
+    if not spotify.is_file():
+        raise ingest.InputError(spotify, "file not found")
+    inputs["spotify"] = {"file": str(spotify), "sha256": _sha256_file(spotify)}
+    truth = ingest.locate_truth(timj)
+    if truth is not None:
+        for path in sorted(truth.glob("*.parquet")):
+            inputs["truth_" + path.stem] = {"file": str(path), "sha256": _sha256_file(path)}
+        if (truth / "params.json").is_file():
+            inputs["truth_params"] = {
+                "file": str(truth / "params.json"),
+                "sha256": _sha256_file(truth / "params.json"),
+            }
+    return inputs
+
+
+def build_decision(
+    timj: Path, spotify: Path, warehouse: Path | None = None, params: BuildParams | None = None
+) -> dict:
+    """Whether the warehouse must be rebuilt, and why (``{"rebuild": bool, "reason": ...}``)."""
+    params = params or BuildParams()
+    settings = get_settings()
+    fingerprint = builds.inputs_fingerprint(fingerprint_inputs(timj, spotify))
+    decision = {
+        "rebuild": True,
+        "inputs_fingerprint": fingerprint,
+        "code_version": builds.code_version(),
+        "parameters": params.model_dump(),
+    }
+    store = Warehouse(Path(warehouse or settings.warehouse), settings.lock_timeout_s)
+    if not store.exists():
+        return {**decision, "reason": "no warehouse yet"}
+    con = store.connect_readonly()
+    try:
+        last = (
+            con.execute(
+                "select build_id, inputs_fingerprint, parameters, code_version from builds "
+                "where status = 'published' order by started_at desc limit 1"
+            ).fetchone()
+            if "builds" in table_names(con)
+            else None
+        )
+    finally:
+        con.close()
+    if last is None:
+        return {**decision, "reason": "no published build yet"}
+    build_id, last_fingerprint, last_params, last_code = last
+    last_params = {
+        k: v for k, v in json.loads(last_params or "{}").items() if k in decision["parameters"]
+    }
+    if last_fingerprint != fingerprint:
+        reason = f"the inputs changed since build {build_id}"
+    elif last_params != decision["parameters"]:
+        reason = (
+            f"the build parameters changed since build {build_id} "
+            f"({last_params} -> {decision['parameters']})"
+        )
+    elif last_code != decision["code_version"]:
+        reason = (
+            f"the code changed since build {build_id} ({last_code} -> {decision['code_version']})"
+        )
+    else:
+        return {
+            **decision,
+            "rebuild": False,
+            "reason": f"inputs, parameters and code match build {build_id}",
+            "build_id": build_id,
+        }
+    return {**decision, "reason": reason}
+
+
+def record_skipped(decision: dict, warehouse: Path | None = None) -> str:
+    """Add a ``skipped`` row to ``builds`` for a build that did not need to run."""
+    settings = get_settings()
+    store = Warehouse(Path(warehouse or settings.warehouse), settings.lock_timeout_s)
+    build_id = builds.new_build_id()
+    with store.update(f"record skipped build {build_id}") as con:
+        builds.register(con, build_id, builds.now(), decision["parameters"])
+        con.execute(
+            "update builds set status = 'skipped', finished_at = $t, inputs_fingerprint = $f, "
+            "note = $why where build_id = $id",
+            {
+                "t": builds.now(),
+                "f": decision["inputs_fingerprint"],
+                "why": decision["reason"],
+                "id": build_id,
+            },
+        )
+    log.info("build skipped: %s (recorded as %s)", decision["reason"], build_id)
+    return build_id
+
+
+def trained_already(con, model: str, build_id: str, config: dict, seed: int) -> str | None:
+    """An evaluated run of ``model`` on ``build_id`` with this config, seed and code, if any."""
+    if "model_runs" not in table_names(con):
+        return None
+    rows = con.execute(
+        "select run_id, config from model_runs where model = $m and build_id = $b "
+        "and seed = $s and code_version = $c and status = 'evaluated' order by started_at desc",
+        {"m": model, "b": build_id, "s": seed, "c": builds.code_version()},
+    ).fetchall()
+    for run_id, stored in rows:
+        if json.loads(stored) == config:
+            return run_id
+    return None

@@ -1,0 +1,157 @@
+"""The ``recommendations`` table: top-N per user from each champion, served by one query.
+
+Refreshed after promotion. Dot-product champions rank every candidate track for every
+user; a champion that needs a network pass per pair (the hybrid) re-ranks the top 200 of
+the best dot-product champion (DESIGN.md section 5). A user's own positives are never
+recommended back. Champions trained on an older build are read through
+:class:`jamrec.promotion.Remapped`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from jamrec import builds
+from jamrec.config import get_settings
+from jamrec.data import Dataset
+from jamrec.log import log
+from jamrec.models.base import Recommender, tie_rank, top_k
+from jamrec.promotion import Remapped, saved_model
+from jamrec.warehouse import Warehouse, table_names
+
+SERVED = ("popularity", "als", "mbcf", "hybrid", "two_tower")  # random and oracle are references
+RERANK_DEPTH = 200
+BATCH = 1024
+
+DDL = """
+create table if not exists recommendations (
+    run_id varchar not null,
+    model varchar not null,
+    user_id varchar not null,
+    rank integer not null,
+    track_id varchar not null,
+    score float,
+    generated_at timestamptz not null
+)"""
+
+
+def _champions(con) -> list[tuple[str, str, str, str]]:
+    if "model_runs" not in table_names(con):
+        return []
+    rows = con.execute(
+        """
+        select r.model, r.run_id, r.build_id, r.model_path, m.value
+        from model_runs r left join metrics m on m.run_id = r.run_id and m.split = 'val'
+            and m.protocol = 'full_sample' and m.metric = 'ndcg' and m.k = 10
+        where r.is_champion
+        order by m.value desc nulls last
+        """
+    ).fetchall()
+    return [(m, r, b, p) for m, r, b, p, _ in rows if m in SERVED]
+
+
+def _model_for(data: Dataset, build_id: str, path: str) -> Recommender:
+    model, users, tracks = saved_model(path)
+    if build_id == data.build_id:
+        return model
+    return Remapped(model, users, tracks, data)
+
+
+def top_n_for_all(model: Recommender, data: Dataset, n: int, pool: np.ndarray | None = None):
+    """(n_users, n) track indexes and scores: each user's best unseen candidates.
+
+    ``pool`` (n_users, depth) restricts each user's ranking to those tracks (re-ranking);
+    otherwise every candidate track is ranked.
+    """
+    candidates = np.flatnonzero(data.candidates)
+    positives = data.positives()
+    tie = tie_rank(data.n_tracks)
+    ids = np.full((data.n_users, n), -1, np.int64)
+    scores = np.full((data.n_users, n), -np.inf, np.float32)
+    for start in range(0, data.n_users, BATCH if pool is None else 64):
+        users = np.arange(start, min(start + (BATCH if pool is None else 64), data.n_users))
+        if pool is None:
+            block = model.score(users, candidates).astype(np.float32, copy=True)
+            seen = positives[users][:, candidates].toarray() > 0
+            block[seen] = -np.inf
+            best, best_scores = top_k(block, candidates, min(n, len(candidates)), tie[candidates])
+        else:
+            best = np.full((len(users), n), -1, np.int64)
+            best_scores = np.full((len(users), n), -np.inf, np.float32)
+            for row, user in enumerate(users):
+                items = pool[user][pool[user] >= 0]
+                if not len(items):
+                    continue
+                row_scores = model.score(np.array([user]), items).astype(np.float32)
+                b, s = top_k(row_scores, items, min(n, len(items)), tie[items])
+                best[row, : b.shape[1]], best_scores[row, : b.shape[1]] = b[0], s[0]
+        ids[users, : best.shape[1]] = best
+        scores[users, : best.shape[1]] = best_scores
+    return ids, scores
+
+
+def refresh(data: Dataset, warehouse: Path | None = None, top_n: int = 20) -> dict[str, int]:
+    """Recompute the top-``top_n`` of every champion and replace the table (one write)."""
+    settings = get_settings()
+    store = Warehouse(Path(warehouse or settings.warehouse), settings.lock_timeout_s)
+    con = store.connect_readonly()
+    try:
+        champions = _champions(con)
+    finally:
+        con.close()
+    generated_at = builds.now()
+    parts, counts, pools = [], {}, None
+    for model_name, run_id, build_id, path in champions:
+        start = time.perf_counter()
+        model = _model_for(data, build_id, path)
+        if model.pairwise:
+            if pools is None:
+                log.warning("no dot-product champion to re-rank for %s: skipped", model_name)
+                continue
+            ids, scores = top_n_for_all(model, data, top_n, pool=pools)
+        else:
+            depth = RERANK_DEPTH if pools is None else top_n
+            ids, scores = top_n_for_all(model, data, depth)
+            if pools is None and model_name != "popularity":
+                pools = ids  # the best dot-product champion feeds the re-rankers
+            ids, scores = ids[:, :top_n], scores[:, :top_n]
+        rows, cols = np.nonzero(ids >= 0)
+        parts.append(
+            pa.table(
+                {
+                    "run_id": pa.array([run_id] * len(rows), pa.string()),
+                    "model": pa.array([model_name] * len(rows), pa.string()),
+                    "user_id": pa.array(data.users[rows].astype(str), pa.string()),
+                    "rank": pa.array(cols + 1, pa.int32()),
+                    "track_id": pa.array(data.tracks[ids[rows, cols]].astype(str), pa.string()),
+                    "score": pa.array(scores[rows, cols], pa.float32()),
+                }
+            )
+        )
+        counts[model_name] = len(rows)
+        log.info(
+            "recommendations %s (run %s): %s rows in %.1f s",
+            model_name,
+            run_id,
+            f"{len(rows):,}",
+            time.perf_counter() - start,
+        )
+    new_rows = pa.concat_tables(parts) if parts else None  # noqa: F841 - read by DuckDB
+    with store.update("refresh recommendations") as con:
+        con.execute("drop table if exists recommendations")
+        con.execute(DDL)
+        if parts:
+            con.execute(
+                "insert into recommendations select run_id, model, user_id, rank, track_id, "
+                "score, $t from new_rows",
+                {"t": generated_at},
+            )
+        from jamrec import sqlrunner
+
+        schema = sqlrunner.load_schema(settings.sql_dir)
+        sqlrunner.apply_comments(con, {"recommendations": schema["recommendations"]})
+    return counts

@@ -1,0 +1,190 @@
+"""Champion/challenger rules, re-scoring on a new build, pruning, and fingerprinting."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from jamrec import incremental, promotion
+from jamrec.cli import main
+from jamrec.config import BuildParams
+from jamrec.data import Dataset
+from jamrec.etl import run_build
+from jamrec.models.base import TrainData
+from jamrec.models.baselines import Popularity
+from jamrec.warehouse import Warehouse
+
+
+@pytest.fixture
+def warehouse(tiny_warehouse, tmp_path):
+    path = tmp_path / "jamrec.duckdb"
+    shutil.copyfile(tiny_warehouse, path)
+    return path
+
+
+def _train(path, model="popularity", *extra):
+    assert main(["train", "--models", model, *extra, "--warehouse", str(path)]) == 0
+
+
+def _q(path, sql, params=None):
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, params or {}).fetchall()
+    finally:
+        con.close()
+
+
+def _set_val(path, run_id, value):
+    with Warehouse(path).update("test: set a validation value") as con:
+        con.execute(
+            "update metrics set value = $v, ci_low = least(ci_low, $v), "
+            "ci_high = greatest(ci_high, $v) where run_id = $r and split = 'val' "
+            "and protocol = 'full_sample' and metric = 'ndcg' and k = 10",
+            {"v": value, "r": run_id},
+        )
+
+
+def _runs(path, model="popularity"):
+    return [
+        r
+        for (r,) in _q(
+            path, "select run_id from model_runs where model = $m order by started_at", {"m": model}
+        )
+    ]
+
+
+def _champion(path, model="popularity"):
+    rows = _q(path, "select run_id from model_runs where model = $m and is_champion", {"m": model})
+    return [r for (r,) in rows]
+
+
+def test_first_run_is_champion_then_better_or_equal_wins_and_worse_loses(warehouse):
+    from jamrec.data import open_dataset
+
+    _train(warehouse)
+    first = _runs(warehouse)[0]
+    assert _champion(warehouse) == [first]
+    data = open_dataset(warehouse)
+    # a worse challenger is not promoted
+    _train(warehouse)  # trains and promotes: equal value -> promoted
+    second = _runs(warehouse)[1]
+    assert _champion(warehouse) == [second]
+    _train(warehouse)
+    third = _runs(warehouse)[2]
+    # make the third worse than the champion after the fact, then decide again
+    with Warehouse(warehouse).update("test: reset") as con:
+        con.execute("update model_runs set is_champion = (run_id = $r)", {"r": second})
+    _set_val(warehouse, third, 0.0)
+    (decision,) = promotion.promote_runs([third], data, warehouse)
+    assert not decision.promoted and "not promoted" in decision.note
+    assert _champion(warehouse) == [second]
+    # within the tolerance it is
+    (decision,) = promotion.promote_runs([third], data, warehouse, tolerance=1.0)
+    assert decision.promoted and "tolerance" in decision.note
+    assert _champion(warehouse) == [third]
+    notes = dict(_q(warehouse, "select run_id, promotion_note from model_runs"))
+    assert "replaced by " + third in notes[second]
+
+
+def test_a_run_without_validation_results_is_never_promoted(warehouse):
+    _train(warehouse)
+    _train(warehouse, "popularity", "--no-evaluate")
+    champion, trained_only = _runs(warehouse)
+    from jamrec.data import open_dataset
+
+    (decision,) = promotion.promote_runs([trained_only], open_dataset(warehouse), warehouse)
+    assert not decision.promoted and "no validation result" in decision.note
+    assert _champion(warehouse) == [champion]
+
+
+def test_promote_by_hand_rolls_back(warehouse, capsys):
+    _train(warehouse)
+    _train(warehouse)
+    old, new = _runs(warehouse)
+    assert _champion(warehouse) == [new]
+    assert (
+        main(["promote", old, "--note", "rollback after a bad week", "--warehouse", str(warehouse)])
+        == 0
+    )
+    assert _champion(warehouse) == [old]
+    assert "rollback after a bad week" in capsys.readouterr().out
+    assert main(["runs", "--warehouse", str(warehouse)]) == 0
+    listing = capsys.readouterr().out
+    assert f"* {old}" in listing
+    assert main(["promote", "nope", "--note", "x", "--warehouse", str(warehouse)]) == 1
+
+
+def test_prune_keeps_the_newest_and_every_champion(warehouse):
+    for _ in range(4):
+        _train(warehouse)
+    runs = _runs(warehouse)
+    with Warehouse(warehouse).update("test: oldest is champion") as con:
+        con.execute("update model_runs set is_champion = (run_id = $r)", {"r": runs[0]})
+    pruned = promotion.prune(keep=2, warehouse=warehouse)
+    assert pruned == [runs[1]]
+    paths = dict(_q(warehouse, "select run_id, model_path from model_runs"))
+    assert paths[runs[1]] is None
+    assert all(paths[r] for r in (runs[0], runs[2], runs[3]))
+
+
+def _dataset(users, tracks, pairs, build="b"):
+    rows = [users.index(u) for u, _ in pairs]
+    cols = [tracks.index(t) for _, t in pairs]
+    train = sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(users), len(tracks))
+    )
+    empty = sp.csr_matrix((len(users), len(tracks)), dtype=np.float32)
+    return Dataset(
+        build,
+        np.array(users, object),
+        np.array(tracks, object),
+        train,
+        empty,
+        empty,
+        empty,
+        np.zeros((len(tracks), 11), np.float32),
+    )
+
+
+def test_a_champion_is_re_scored_in_the_new_builds_id_spaces():
+    old = _dataset(["u1", "u2"], ["t1", "t2", "t3"], [("u1", "t1"), ("u2", "t1"), ("u2", "t2")])
+    model = Popularity().fit(TrainData.from_dataset(old))
+    new = _dataset(
+        ["u0", "u2", "u9"],
+        ["t0", "t1", "t2", "t3"],
+        [("u0", "t0"), ("u9", "t0"), ("u2", "t3")],
+        build="c",
+    )
+    remapped = promotion.Remapped(model, old.users, old.tracks, new)
+    scores = remapped.score(np.arange(3))
+    # u2 is known: its scores are the old model's for t1, t2, t3, and below them for t0
+    assert scores[1, 1] == 2 and scores[1, 2] == 1 and scores[1, 3] == 0
+    assert scores[1, 0] < scores[1, 1:].min()
+    # u0 and u9 are new: they get the fallback, the new build's popularity
+    np.testing.assert_array_equal(scores[0], [2, 0, 0, 1])
+    np.testing.assert_array_equal(scores[2], [2, 0, 0, 1])
+
+
+def test_fingerprints_decide_when_to_rebuild(dump, tmp_path):
+    timj, spotify = dump
+    path = tmp_path / "w.duckdb"
+    first = incremental.build_decision(timj, spotify, path)
+    assert first["rebuild"] and first["reason"] == "no warehouse yet"
+    run_build(timj, spotify, path)
+    same = incremental.build_decision(timj, spotify, path)
+    assert not same["rebuild"] and "match build" in same["reason"]
+    recorded = _q(path, "select inputs_fingerprint from builds where status = 'published'")[0][0]
+    assert same["inputs_fingerprint"] == recorded
+    assert incremental.build_decision(timj, spotify, path, BuildParams(seed=1))["rebuild"]
+    likes = timj / "archive" / "likes.tsv"
+    likes.write_text(likes.read_text() + f"{'1' * 32}\t{'0' * 32}\n")
+    changed = incremental.build_decision(timj, spotify, path)
+    assert changed["rebuild"] and "inputs changed" in changed["reason"]
+    skipped = incremental.record_skipped(same, path)
+    assert _q(path, "select status, note from builds where build_id = $b", {"b": skipped}) == [
+        ("skipped", same["reason"])
+    ]
