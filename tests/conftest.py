@@ -135,3 +135,12 @@ def small_warehouse(tmp_path_factory) -> Path:
     path = root / "wh" / "jamrec.duckdb"
     run_build(root / "dump", root / "dump" / "tracks.csv", path)
     return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect server for flow tests (one per test session)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield

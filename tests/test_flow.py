@@ -6,14 +6,6 @@ import duckdb
 import pytest
 
 
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
-
 @pytest.mark.slow
 def test_build_warehouse_flow(prefect_harness, tiny_dump, tmp_path):
     from flows.build_warehouse import build_warehouse

@@ -1,0 +1,136 @@
+"""Tuning sweeps: a seeded grid or random search over a model's settings.
+
+Each configuration is trained on the train split and scored on validation only
+(NDCG@10, ``full_sample``); the best is then evaluated on test under every protocol and
+recorded as an ordinary run. Test is never looked at to choose. The functions that run a
+configuration take their data and return results: only the caller writes to the
+warehouse (so they can run on any worker, e.g. a Dask cluster).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jamrec import builds
+from jamrec.config import get_settings
+from jamrec.data import Dataset
+from jamrec.log import log
+from jamrec.warehouse import Warehouse
+
+# The study's own sweeps (ALS factors, regularisation, alpha; MBCF learning rate, batch
+# size, negatives per positive).
+DEFAULT_GRIDS: dict[str, dict[str, list]] = {
+    "als": {"factors": [20, 40, 80], "regularization": [0.01, 0.1], "alpha": [10.0, 40.0]},
+    "mbcf": {"lr": [1e-3, 3e-3], "batch_size": [1024, 4096], "negatives_per_positive": [0, 2, 4]},
+}
+
+SWEEPS_DDL = """
+create table if not exists sweeps (
+    sweep_id varchar not null,
+    model varchar not null,
+    build_id varchar not null,
+    config json not null,
+    val_ndcg_at_10 double,
+    chosen boolean not null,
+    run_id varchar,
+    seconds double,
+    finished_at timestamptz
+)"""
+
+
+@dataclass
+class Trial:
+    """One configuration's outcome (no model attached: cheap to ship between workers)."""
+
+    config: dict
+    val_ndcg_at_10: float
+    seconds: float
+
+
+def configurations(grid: dict[str, list], n_random: int | None = None, seed: int = 0) -> list[dict]:
+    """Every combination of ``grid`` (sorted keys), or ``n_random`` of them drawn with ``seed``."""
+    keys = sorted(grid)
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    if n_random is not None and n_random < len(combos):
+        picks = np.random.default_rng(seed).choice(len(combos), size=n_random, replace=False)
+        combos = [combos[i] for i in sorted(picks)]
+    return combos
+
+
+def try_config(
+    model: str, config: dict, data: Dataset, seed: int = 0, user_sample: int = 5000
+) -> Trial:
+    """Train one configuration and score it on validation (NDCG@10, ``full_sample``)."""
+    from jamrec.evaluate import evaluate
+    from jamrec.models import create
+    from jamrec.models.base import TrainData
+
+    start = time.perf_counter()
+    fitted = create(model, seed=seed, **config).fit(TrainData.from_dataset(data))
+    result = evaluate(
+        fitted,
+        data,
+        splits=("val",),
+        protocols=("full_sample",),
+        seed=seed,
+        user_sample=user_sample,
+        n_boot=100,
+    )
+    value = result.value("full_sample", "val", "ndcg", 10)
+    seconds = time.perf_counter() - start
+    log.info("sweep %s %s: val NDCG@10 %.4f (%.1f s)", model, config, value, seconds)
+    return Trial(config, float(value), round(seconds, 2))
+
+
+def choose(trials: list[Trial]) -> Trial:
+    """The trial with the best validation NDCG@10 (ties: the first in grid order)."""
+    return max(trials, key=lambda t: (t.val_ndcg_at_10, -trials.index(t)))
+
+
+def new_sweep_id(model: str) -> str:
+    """``sweep-als-20261126T190000-1a2b``."""
+    return f"sweep-{model}-{builds.now():%Y%m%dT%H%M%S}-{os.urandom(2).hex()}"
+
+
+def record(
+    sweep_id: str,
+    model: str,
+    build_id: str,
+    trials: list[Trial],
+    chosen: Trial,
+    run_id: str | None,
+    warehouse: Path | None = None,
+) -> None:
+    """Write every trial to ``sweeps`` (one warehouse write), marking the chosen one."""
+    settings = get_settings()
+    store = Warehouse(Path(warehouse or settings.warehouse), settings.lock_timeout_s)
+    with store.update(f"record {sweep_id}") as con:
+        con.execute(SWEEPS_DDL)
+        con.executemany(
+            "insert into sweeps values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    sweep_id,
+                    model,
+                    build_id,
+                    json.dumps(t.config, sort_keys=True),
+                    t.val_ndcg_at_10,
+                    t is chosen,
+                    run_id if t is chosen else None,
+                    t.seconds,
+                    builds.now(),
+                )
+                for t in trials
+            ],
+        )
+        from jamrec import sqlrunner
+
+        schema = sqlrunner.load_schema(settings.sql_dir)
+        sqlrunner.apply_comments(con, {"sweeps": schema["sweeps"]})
