@@ -13,7 +13,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 PREFECT_PORT ?= 4200
 JAMREC_RETRAIN_CRON ?= 0 4 * * 1
 
-.PHONY: install demo test lint format clean service service-stop
+.PHONY: install browser demo test lint format clean service service-stop
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/python -m flows.demo
 
-test: install
+# The report test opens the page in a real headless browser: Debian's Chromium.
+browser:
+	@command -v chromium >/dev/null 2>&1 || apt-get install -y -qq chromium >/dev/null 2>&1 \
+	  || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1) \
+	  || echo "note: could not install chromium (needs root); the browser test will be skipped"
+
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

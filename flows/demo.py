@@ -36,6 +36,9 @@ def main() -> int:
         print(f"jamrec: error: {exc}", file=sys.stderr)
         return 1
     print("\n" + comparison)
+    from jamrec.report import build_report
+
+    print(f"\nreport: {build_report()}  (open it in a browser; it works offline)")
     return 0
 
 

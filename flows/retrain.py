@@ -2,7 +2,8 @@
 
 check the inputs -> (re)build, validate and publish the warehouse when something changed
 -> train and evaluate -> promote (champion/challenger) -> refresh recommendations ->
-prune old saved models -> regenerate the report. Only one build or retrain runs at a
+prune old saved models -> regenerate the report (attached, with the metrics table, as
+Prefect artifacts). Only one build or retrain runs at a
 time: the flow holds the ``jamrec-warehouse`` global concurrency limit (created by
 ``make deploy``; a second run waits for the slot). A failed run says which step failed
 and why in its state message.
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.states import Failed
@@ -21,7 +23,7 @@ import flows  # noqa: F401 - sets up logging before Prefect starts
 from flows._retry import BACKOFF, locked
 from flows.build_warehouse import build_warehouse
 from flows.train_and_evaluate import train_and_evaluate
-from jamrec import incremental, promotion, recommendations
+from jamrec import incremental, promotion, recommendations, report
 from jamrec.config import BuildParams
 from jamrec.data import open_dataset
 
@@ -46,6 +48,19 @@ refresh_recommendations = task(
     retry_delay_seconds=BACKOFF,
     retry_condition_fn=locked,
 )(recommendations.refresh)
+build_report = task(name="report", cache_policy=NO_CACHE)(report.build_report)
+
+
+@task(name="report-artifacts", cache_policy=NO_CACHE)
+def report_artifacts(warehouse: Path | None, path: Path) -> None:
+    """Attach the metrics table and the report's path to the flow run."""
+    create_markdown_artifact(
+        key="retrain-summary",
+        markdown=report.report_markdown_summary(warehouse, report=path),
+        description="Models and champions after this retrain",
+    )
+
+
 prune = task(
     name="prune-models", retries=3, retry_delay_seconds=BACKOFF, retry_condition_fn=locked
 )(promotion.prune)
@@ -90,6 +105,9 @@ def retrain(
             served = refresh_recommendations(load_dataset(warehouse), warehouse, top_n)
             step = "prune saved models"
             prune(keep_models, warehouse)
+            step = "report"
+            page = build_report(warehouse)
+            report_artifacts(warehouse, page)
         except Exception as exc:  # the state message must say which step failed
             return Failed(message=f"retrain failed at step '{step}': {exc}")
     return {
@@ -99,6 +117,7 @@ def retrain(
         "promoted": trained["promoted"],
         "recommendations": served,
         "comparison": trained["comparison"],
+        "report": str(page),
     }
 
 

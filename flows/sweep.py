@@ -81,7 +81,7 @@ def sweep_flow(
     )
     chosen = sweep.choose(trials)
     run = train(model, data, seed, chosen.config)
-    save(run, data)
+    save(run, data, warehouse)
     run_id = record_run(run, evaluate(run, data, seed, user_sample), warehouse)
     sweep_id = sweep.new_sweep_id(model)
     record_sweep(sweep_id, model, data.build_id, trials, chosen, run_id, warehouse)

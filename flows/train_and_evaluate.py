@@ -71,7 +71,7 @@ def train_and_evaluate(
         models or runs.default_models(data), data, seed, settings, warehouse
     ):
         run = train(name, data, seed, overrides)
-        save(run, data)
+        save(run, data, warehouse)
         result = evaluate(run, data, seed, user_sample)
         new_runs.append(record(run, result, warehouse))
     decisions = promote(new_runs, data, warehouse, tolerance, seed, user_sample)

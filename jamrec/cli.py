@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     _warehouse_arg(rec)
     rec.set_defaults(func=cmd_recommend)
 
+    rp = sub.add_parser("report", help="write the data and model report (one HTML page)")
+    rp.add_argument("--out", type=Path, default=None, help="file or folder (default: reports/)")
+    _warehouse_arg(rp)
+    rp.set_defaults(func=cmd_report)
+
     sql = sub.add_parser("sql", help="run a read-only SQL query against the warehouse")
     sql.add_argument("query", nargs="?", help="the SQL to run")
     sql.add_argument(
@@ -241,7 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             run = runs.train(name, data, seed=args.seed, config=overrides.get(name))
         except ValidationError as exc:
             raise JamrecError(f"{name}: bad setting: {exc.errors()[0]['msg']}") from None
-        runs.save(run, data)
+        runs.save(run, data, args.warehouse)
         result = None if args.no_evaluate else runs.evaluate(run, data, args.seed, args.user_sample)
         recorded.append(runs.record(run, result, args.warehouse))
     if not args.no_evaluate:
@@ -341,6 +346,15 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     print(f"{'rank':>4}  {'track_id':<22}  {'score':>9}  artist - title")
     for r in rows:
         print(f"{r.rank:>4}  {r.track_id:<22}  {r.score:>9.4f}  {r.artist} - {r.title}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``jamrec report``: the self-contained HTML report of the warehouse."""
+    from jamrec.report import build_report
+
+    path = build_report(args.warehouse, args.out)
+    print(f"report: {path}")
     return 0
 
 

@@ -20,7 +20,6 @@ function of the seed, the split and the user only, never of the model or the bat
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -295,13 +294,11 @@ def _list_scores(
         items = np.unique(lists[lists >= 0])
         values = _scores(model, batch, cand[items])[rows[:, None], np.searchsorted(items, lists)]
     else:
-        # Pairwise models pay per scored pair: score each user's own lists only.
+        # Pairwise models pay per scored pair: score each user's own lists only, as pairs.
         values = np.empty(lists.shape, np.float32)
-        bounds = np.searchsorted(rows, np.arange(len(batch) + 1))
-        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
-            items = np.unique(lists[a:b][lists[a:b] >= 0])
-            user_scores = _scores(model, batch[i : i + 1], cand[items])[0]
-            values[a:b] = user_scores[np.searchsorted(items, lists[a:b])]
+        valid = lists >= 0
+        owners = np.broadcast_to(batch[rows][:, None], lists.shape)
+        values[valid] = model.score_pairs(owners[valid], cand[lists[valid]])
     values[lists < 0] = -np.inf
     return values
 

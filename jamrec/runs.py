@@ -160,13 +160,18 @@ def train(name: str, data: Dataset, seed: int = 0, config: dict | None = None) -
     return run
 
 
-def save(run: TrainedRun, data: Dataset, models_dir: Path | None = None) -> Path:
-    """Save the model under ``warehouse/models/<run_id>/`` with the build's id maps."""
-    folder = Path(models_dir or get_settings().models_dir) / run.run_id
+def save(run: TrainedRun, data: Dataset, warehouse: Path | None = None) -> Path:
+    """Save the model under ``<warehouse folder>/models/<run_id>/`` with the build's id maps."""
+    folder = models_dir(warehouse) / run.run_id
     run.model.save(folder)
     np.savez(folder / "ids.npz", users=data.users.astype(str), tracks=data.tracks.astype(str))
     run.model_path = str(folder)
     return folder
+
+
+def models_dir(warehouse: Path | None = None) -> Path:
+    """Where the models of the warehouse at ``warehouse`` are saved: ``models/`` beside it."""
+    return Path(warehouse or get_settings().warehouse).parent / "models"
 
 
 def evaluate(run: TrainedRun, data: Dataset, seed: int = 0, user_sample: int = 5000):

@@ -145,6 +145,20 @@ class Recommender(ABC):
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """(len(users), len(items)) float32 scores; ``items=None`` = every track."""
 
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(P,) float32 scores of the aligned pairs ``(users[i], items[i])``.
+
+        The default scores the distinct users against the distinct items in one
+        :meth:`score` call and picks the pairs; pairwise models override it.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        user_ids, user_at = np.unique(users, return_inverse=True)
+        item_ids, item_at = np.unique(items, return_inverse=True)
+        if not len(users):
+            return np.zeros(0, np.float32)
+        return self.score(user_ids, item_ids)[user_at, item_at].astype(np.float32, copy=False)
+
     def _save(self, folder: Path) -> None:  # noqa: B027 - optional hook
         """Write the learned state into ``folder`` (nothing, for stateless models)."""
 

@@ -48,6 +48,9 @@ class HybridConfig(MBCFConfig):
     )
 
 
+_PAIR_BLOCK = 1 << 16  # pairs per block in score_pairs: (65536, hidden) floats
+
+
 class _TorchRecommender(Recommender):
     """Fit, score, save and load shared by the torch models (registers no name itself)."""
 
@@ -123,6 +126,29 @@ class Hybrid(_TorchRecommender):
     name = "hybrid"
     Config = HybridConfig
     pairwise = True
+
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(P,) float32 logits of aligned pairs, through the split first layer.
+
+        Each distinct user's and track's share of the first layer is computed once, so a
+        pair costs one ``hidden``-wide add, ReLU and dot product.
+        """
+        module = self.module
+        device = next(module.parameters()).device
+        out = np.empty(len(users), np.float32)
+        user_ids, user_at = np.unique(np.asarray(users, np.int64), return_inverse=True)
+        item_ids, item_at = np.unique(np.asarray(items, np.int64), return_inverse=True)
+        module.eval()
+        with torch.no_grad():
+            u = module.user_part(torch.as_tensor(user_ids, device=device))
+            t = module.track_part(torch.as_tensor(item_ids, device=device))
+            w2, b2 = module.layer2.weight[0], module.layer2.bias[0]
+            for lo in range(0, len(out), _PAIR_BLOCK):
+                ua = torch.as_tensor(user_at[lo : lo + _PAIR_BLOCK], device=device)
+                ia = torch.as_tensor(item_at[lo : lo + _PAIR_BLOCK], device=device)
+                logits = (u[ua] + t[ia]).relu_() @ w2 + b2
+                out[lo : lo + len(ua)] = logits.cpu().numpy()
+        return out
 
     def _features(self, data: TrainData) -> torch.Tensor:
         features = np.asarray(data.features, dtype=np.float32)

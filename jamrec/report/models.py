@@ -1,0 +1,153 @@
+"""The model half of the report: runs, metrics, curves and champions, read with SQL.
+
+"Compared runs" are the latest evaluated run of each model on one build (the published
+one), as in :func:`jamrec.runs.comparison`. Champion columns (``is_champion``,
+``promotion_note``, ``promoted_at``) and the ``promotions`` table are optional: a
+warehouse written before champions were tracked has none of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from jamrec.report.data import columns, rows
+from jamrec.warehouse import table_names
+
+BASELINES = {"random": "baseline", "popularity": "baseline", "oracle": "upper bound"}
+PROTOCOL_ORDER = ("full", "full_sample", "sampled_100")
+# What champions are selected on (jamrec.promotion.SELECTION): protocol, split, metric, k.
+SELECTION = ("full_sample", "val", "ndcg", 10)
+
+
+def has_runs(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``model_runs`` exists and holds at least one row."""
+    if "model_runs" not in table_names(con):
+        return False
+    return con.execute("select count(*) from model_runs").fetchone()[0] > 0
+
+
+def compared_runs(con: duckdb.DuckDBPyConnection, build_id: str) -> list[dict]:
+    """The latest evaluated run of each model on ``build_id``, with its timings, by model."""
+    if not {"model_runs", "metrics"} <= table_names(con):
+        return []
+    return rows(
+        con,
+        """
+        select model, arg_max(run_id, started_at) as run_id,
+            strftime(max(started_at) at time zone 'UTC', '%Y-%m-%d %H:%M UTC') as started,
+            arg_max(json_extract(timings, '$.fit_s')::double, started_at) as fit_s,
+            arg_max(json_extract(timings, '$.evaluate_s')::double, started_at) as evaluate_s,
+            count(*) as n_runs
+        from model_runs
+        where build_id = $b and status = 'evaluated'
+        group by model order by model
+        """,
+        {"b": build_id},
+    )
+
+
+def run_counts(con: duckdb.DuckDBPyConnection, build_id: str | None) -> dict:
+    """Runs by status on ``build_id`` and on other builds (to say why nothing is compared)."""
+    if "model_runs" not in table_names(con):
+        return {}
+    found = con.execute(
+        "select build_id is not distinct from $b as here, status, count(*) "
+        "from model_runs group by all",
+        {"b": build_id},
+    ).fetchall()
+    return {(here, status): n for here, status, n in found}
+
+
+def metric_table(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> list[dict]:
+    """Every metrics row of ``run_ids``: run_id, protocol, split, metric, k, value, CI, users."""
+    if not run_ids:
+        return []
+    return rows(
+        con,
+        "select run_id, protocol, split, metric, k, value, ci_low, ci_high, n_users "
+        "from metrics where list_contains($ids, run_id) order by all",
+        {"ids": run_ids},
+    )
+
+
+def curves(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> list[dict]:
+    """Training-curve points of ``run_ids`` (run_id, step, loss, val_ndcg_at_10), by step."""
+    if not run_ids or "training_curves" not in table_names(con):
+        return []
+    return rows(
+        con,
+        "select run_id, step, loss, val_ndcg_at_10 from training_curves "
+        "where list_contains($ids, run_id) order by run_id, step",
+        {"ids": run_ids},
+    )
+
+
+@dataclass
+class Champions:
+    """Champion tracking: ``tracked`` is False when ``model_runs`` lacks ``is_champion``.
+
+    ``current``: one row per model with a champion; ``history``: every evaluated run with
+    its selection value (val NDCG@10, full_sample), oldest first; ``decisions``: the
+    ``promotions`` rows, newest first (empty without that table).
+    """
+
+    tracked: bool
+    current: list[dict]
+    history: list[dict]
+    decisions: list[dict]
+
+
+def champions(con: duckdb.DuckDBPyConnection, decisions_limit: int = 30) -> Champions:
+    """Current champions and their history over runs (see :class:`Champions`)."""
+    have = columns(con, "model_runs")
+    if "is_champion" not in have:
+        return Champions(False, [], [], [])
+    note = "promotion_note" if "promotion_note" in have else "null"
+    promoted_at = (
+        "strftime(promoted_at at time zone 'UTC', '%Y-%m-%d %H:%M UTC')"
+        if "promoted_at" in have
+        else "null"
+    )
+    protocol, split, metric, k = SELECTION
+    selection = (
+        "left join (select run_id, value from metrics where protocol = $p and split = $s "
+        "and metric = $m and k = $k) sel using (run_id)"
+        if "metrics" in table_names(con)
+        else "left join (select null::varchar as run_id, null::double as value) sel using (run_id)"
+    )
+    params = {"p": protocol, "s": split, "m": metric, "k": k}
+    history = rows(
+        con,
+        f"""
+        select model, run_id, build_id, status, coalesce(is_champion, false) as is_champion,
+            {note} as note, {promoted_at} as promoted_at, sel.value,
+            strftime(started_at at time zone 'UTC', '%Y-%m-%d %H:%M UTC') as started
+        from model_runs {selection}
+        order by model, started_at, run_id
+        """,
+        params if "metrics" in table_names(con) else {},
+    )
+    current = [r for r in history if r["is_champion"]]
+    decisions = []
+    if "promotions" in table_names(con):
+        decisions = rows(
+            con,
+            "select strftime(decided_at at time zone 'UTC', '%Y-%m-%d %H:%M UTC') as decided, "
+            "model, challenger_run_id, challenger_val_ndcg_at_10, champion_run_id, "
+            "champion_val_ndcg_at_10, promoted, note "
+            f"from promotions order by decided_at desc, model limit {int(decisions_limit)}",
+        )
+    return Champions(True, current, history, decisions)
+
+
+def model_order(metrics: list[dict], runs: list[dict]) -> list[str]:
+    """Models best first by test NDCG@10 (full_sample, which every model has), then name."""
+    by_run = {r["run_id"]: r["model"] for r in runs}
+    score = {
+        by_run[m["run_id"]]: m["value"]
+        for m in metrics
+        if (m["protocol"], m["split"], m["metric"], m["k"]) == ("full_sample", "test", "ndcg", 10)
+    }
+    return sorted(by_run.values(), key=lambda model: (-(score.get(model) or 0.0), model))
