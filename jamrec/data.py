@@ -57,6 +57,7 @@ class Dataset:
     features: np.ndarray  # (n_tracks, len(feature_names)) float32, documented units
     feature_names: tuple[str, ...] = AUDIO_FEATURES
     truth: Truth | None = None
+    popularity: np.ndarray | None = None  # (n_tracks,) float32 Spotify 0..100, NaN if unknown
     inputs_fingerprint: str | None = None
     _user_index: dict[str, int] | None = field(default=None, repr=False)
 
@@ -90,6 +91,26 @@ class Dataset:
         if self._user_index is None:
             self._user_index = {u: i for i, u in enumerate(self.users)}
         return self._user_index.get(user_id)
+
+
+def standardise(
+    features: np.ndarray, fitted_on: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(z, mean, std)``: ``(n_tracks, F)`` features as z-scores against some tracks.
+
+    ``features`` is ``(n_tracks, F)`` in documented units (NaN = missing); ``fitted_on`` a
+    ``(n_tracks,)`` bool mask of the tracks whose statistics are used (the candidates, so
+    nothing from val, test or withheld tracks leaks in; every track when none is marked).
+    A missing value gets z = 0 (the mean); a constant feature has std 1 (stays at 0).
+    ``mean`` and ``std`` are ``(F,)`` float32.
+    """
+    features = np.asarray(features, dtype=np.float32)
+    base = features[fitted_on] if np.any(fitted_on) else features
+    with np.errstate(all="ignore"):
+        mean = np.nan_to_num(np.nanmean(base, axis=0)).astype(np.float32)
+        std = np.nan_to_num(np.nanstd(base, axis=0)).astype(np.float32)
+    std = np.where(std > 0, std, np.float32(1.0))
+    return np.nan_to_num((features - mean) / std).astype(np.float32), mean, std
 
 
 def _matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
@@ -156,8 +177,15 @@ def load_dataset(con: duckdb.DuckDBPyConnection) -> Dataset:
         if len(tracks)
         else np.zeros((0, len(AUDIO_FEATURES)), np.float32)
     )
+    popularity = np.asarray(
+        con.execute(
+            "select popularity::float as p from tracks join _track_ix using (track_id) order by ix"
+        ).fetchnumpy()["p"],
+        dtype=np.float32,
+    )
     dataset = Dataset(
         build_id=build_id,
+        popularity=np.where(np.isfinite(popularity), popularity, np.nan).astype(np.float32),
         users=users,
         tracks=tracks,
         negatives=_matrix(neg["u"], neg["t"], shape),

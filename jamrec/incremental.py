@@ -133,7 +133,8 @@ def trained_already(con, model: str, build_id: str, config: dict, seed: int) -> 
         return None
     rows = con.execute(
         "select run_id, config from model_runs where model = $m and build_id = $b "
-        "and seed = $s and code_version = $c and status = 'evaluated' order by started_at desc",
+        "and seed = $s and code_version = $c and status = 'evaluated' "
+        "and coalesce(purpose, 'standard') = 'standard' order by started_at desc",
         {"m": model, "b": build_id, "s": seed, "c": builds.code_version()},
     ).fetchall()
     for run_id, stored in rows:

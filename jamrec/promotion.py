@@ -140,11 +140,15 @@ def decide(
     from jamrec.evaluate import evaluate
 
     run = con.execute(
-        "select model, build_id, status from model_runs where run_id = $r", {"r": challenger_id}
+        "select model, build_id, status, coalesce(purpose, 'standard') from model_runs "
+        "where run_id = $r",
+        {"r": challenger_id},
     ).fetchone()
     if run is None:
         raise JamrecError(f"no run {challenger_id!r}")
-    model, build_id, status = run
+    model, build_id, status, purpose = run
+    if purpose != "standard":
+        status = f"{status}, {purpose} study"
     champion = con.execute(
         "select run_id, build_id, model_path from model_runs "
         "where model = $m and is_champion and run_id <> $r",

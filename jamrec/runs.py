@@ -44,7 +44,8 @@ TABLES_DDL = {
             code_version varchar,
             is_champion boolean default false,
             promotion_note varchar,
-            error varchar
+            error varchar,
+            purpose varchar default 'standard'
         )""",
     "metrics": """
         create table if not exists metrics (
@@ -79,15 +80,16 @@ class TrainedRun:
     seed: int
     started_at: object
     curve: list[tuple[int, float | None, float | None, float]] = field(default_factory=list)
+    purpose: str = "standard"  # or "cold_start": trained on a view without the withheld tracks
     timings: dict = field(default_factory=dict)
     data_snapshot: dict = field(default_factory=dict)
     model_path: str | None = None
 
 
 def default_models(data: Dataset) -> list[str]:
-    """The models a plain ``jamrec train`` trains: the study's three, the baselines, and
-    the oracle when the warehouse holds the planted truth (generated data)."""
-    names = ["popularity", "random", "als", "mbcf", "hybrid"]
+    """The models a plain ``jamrec train`` trains: the study's three, the baselines, the
+    two-tower hybrid, and the oracle when the warehouse holds the planted truth."""
+    names = ["popularity", "random", "als", "mbcf", "hybrid", "two_tower"]
     return names + (["oracle"] if data.truth is not None else [])
 
 
@@ -177,12 +179,25 @@ def models_dir(warehouse: Path | None = None) -> Path:
 def evaluate(run: TrainedRun, data: Dataset, seed: int = 0, user_sample: int = 5000):
     """Every applicable protocol on val and test (see :mod:`jamrec.evaluate`)."""
     from jamrec import evaluate as evaluation
+    from jamrec.beyond import beyond_accuracy
 
     start = time.perf_counter()
     result = evaluation.evaluate(run.model, data, seed=seed, user_sample=user_sample)
     run.timings["evaluate_s"] = round(time.perf_counter() - start, 3)
     run.timings["evaluate"] = result.timings
+    start = time.perf_counter()
+    result.rows += beyond_accuracy(run.model, data, k=10, n_users=user_sample, seed=seed)
+    run.timings["beyond_accuracy_s"] = round(time.perf_counter() - start, 3)
+    if run.model.name in FOLDS_IN:
+        from jamrec.foldin import fold_in_agreement
+
+        start = time.perf_counter()
+        result.rows += list(fold_in_agreement(run.model, data, seed=seed).values())
+        run.timings["fold_in_s"] = round(time.perf_counter() - start, 3)
     return result
+
+
+FOLDS_IN = ("als", "two_tower")  # models that score a new listener from a few tracks
 
 
 def record(run: TrainedRun, result, warehouse: Path | None = None) -> str:
@@ -194,9 +209,9 @@ def record(run: TrainedRun, result, warehouse: Path | None = None) -> str:
         con.execute(
             """
             insert into model_runs (run_id, build_id, model, config, seed, data_snapshot,
-                started_at, finished_at, status, timings, model_path, code_version)
+                started_at, finished_at, status, timings, model_path, code_version, purpose)
             values ($run, $build, $model, $config, $seed, $snapshot, $started, $finished,
-                $status, $timings, $path, $code)
+                $status, $timings, $path, $code, $purpose)
             """,
             {
                 "run": run.run_id,
@@ -211,6 +226,7 @@ def record(run: TrainedRun, result, warehouse: Path | None = None) -> str:
                 "timings": json.dumps(run.timings, sort_keys=True, default=float),
                 "path": run.model_path,
                 "code": builds.code_version(),
+                "purpose": run.purpose,
             },
         )
         if run.curve:
@@ -233,6 +249,9 @@ def ensure_tables(con) -> None:
 
     for ddl in TABLES_DDL.values():
         con.execute(ddl)
+    con.execute(
+        "alter table model_runs add column if not exists purpose varchar default 'standard'"
+    )
     schema = sqlrunner.load_schema(get_settings().sql_dir)
     sqlrunner.apply_comments(con, {t: schema[t] for t in TABLES_DDL if t in schema})
 
@@ -303,6 +322,7 @@ def comparison(con, split: str = "test", build_id: str | None = None) -> list[di
             select model, arg_max(run_id, started_at) as run_id
             from model_runs
             where build_id = $build and status = 'evaluated'
+                and coalesce(purpose, 'standard') = 'standard'
             group by model
         )
         select latest.model, latest.run_id, m.protocol, m.metric, m.k, m.value, m.n_users
@@ -361,3 +381,70 @@ def format_comparison(entries: list[dict], split: str = "test") -> str:
         "model; sampled-100: each held-out track among 100 sampled (random HR@10 ~ 0.099)"
     )
     return "\n".join(lines)
+
+
+COLD_START_MODELS = (
+    "two_tower",
+    "feature_knn",
+    "spotify_popularity",
+    "popularity",
+    "hybrid",
+    "mbcf",
+    "random",
+)
+
+
+def cold_start_study(
+    data: Dataset,
+    names: list[str] | None = None,
+    share: float = 0.1,
+    seed: int = 0,
+    settings: dict | None = None,
+    warehouse: Path | None = None,
+) -> list[str]:
+    """The cold-start protocol: withhold a seeded share of the tracks with interactions,
+    train each model without them, rank them; record the withheld tracks
+    (``coldstart_tracks``) and every run (``purpose = 'cold_start'``, metrics under the
+    ``cold_start`` and ``cold_start_catalogue`` protocols, split ``cold``)."""
+    from jamrec import coldstart
+
+    names = list(names or COLD_START_MODELS) + (["oracle"] if data.truth is not None else [])
+    cold = coldstart.withhold(data, share=share, seed=seed)
+    log.info(
+        "cold start: %d of %d tracks with interactions withheld (seed %d), %d users evaluated",
+        len(cold.tracks),
+        int(coldstart.interacted(data).sum()),
+        seed,
+        len(cold.users),
+    )
+    settings_store = Warehouse(
+        Path(warehouse or get_settings().warehouse), get_settings().lock_timeout_s
+    )
+    with settings_store.update("record cold-start tracks") as con:
+        con.execute(coldstart.COLDSTART_TRACKS_DDL)
+        con.execute("delete from coldstart_tracks where build_id = $b", {"b": data.build_id})
+        con.executemany(
+            "insert into coldstart_tracks values (?, ?, ?, ?)", coldstart.withheld_rows(cold)
+        )
+    recorded = []
+    for name in names:
+        run = train(name, cold.train_view, seed, (settings or {}).get(name))
+        run.purpose = "cold_start"
+        run.build_id = data.build_id
+        run.data_snapshot["withheld_tracks"] = len(cold.tracks)
+        run.data_snapshot["withheld_share"] = share
+        start = time.perf_counter()
+        rows = coldstart.evaluate_cold_start(run.model, cold, seed=seed)
+        run.timings["evaluate_s"] = round(time.perf_counter() - start, 3)
+        result = evaluation_result(name, seed, rows)
+        recorded.append(record(run, result, warehouse))
+    return recorded
+
+
+def evaluation_result(model: str, seed: int, rows: list):
+    """Wrap metric rows from a study protocol as an :class:`EvaluationResult`."""
+    from jamrec.evaluate import EvaluationResult
+
+    result = EvaluationResult(model=model, seed=seed)
+    result.rows = list(rows)
+    return result

@@ -23,7 +23,7 @@ from jamrec.models.torch.modules import HybridModule
 from jamrec.models.torch.trainer import epoch_samples
 
 N_USERS, N_TRACKS, N_GROUPS, N_TRAIN = 60, 40, 3, 8
-LEARNERS = ("als", "mbcf", "hybrid")
+LEARNERS = ("als", "mbcf", "hybrid", "two_tower")
 # Small data needs small batches (4096 would be one step per epoch) and a larger step size;
 # one thread, as ops this small only pay for synchronisation (100x slower on a busy box).
 FAST_TORCH = {"batch_size": 64, "lr": 0.01, "epochs": 15, "threads": 1}
@@ -31,6 +31,7 @@ TEST_CONFIGS = {
     "als": {"factors": 4},  # 40 factors would fit 40 tracks exactly and generalise nothing
     "mbcf": FAST_TORCH,
     "hybrid": FAST_TORCH,
+    "two_tower": FAST_TORCH,
 }
 
 
@@ -78,6 +79,7 @@ def planted(seed: int = 0) -> tuple[TrainData, sp.csr_matrix]:
         features=_features(track_group, rng),
         feature_names=AUDIO_FEATURES,
         truth=truth,
+        popularity=np.linspace(0, 100, N_TRACKS, dtype=np.float32),
     )
     return data, sp.csr_matrix(held)
 

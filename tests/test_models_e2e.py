@@ -44,7 +44,7 @@ def test_models_beat_the_baselines_and_the_oracle_beats_them(trained):
     full = _ndcg10(trained, "full")
     sample = _ndcg10(trained, "full_sample")
     assert "hybrid" not in full  # the MLP is full-ranked on the user sample only
-    for model in ("als", "mbcf"):
+    for model in ("als", "mbcf", "two_tower"):
         assert full[model] > full["popularity"] > full["random"], full
         assert full["oracle"] > full[model], full
     for model in ("als", "mbcf", "hybrid"):
@@ -59,7 +59,7 @@ def test_runs_metrics_and_curves_are_recorded(trained):
     runs = sorted(runs.fetchall())
     assert [(m, s) for m, s, _ in runs] == [
         (m, "evaluated")
-        for m in ["als", "hybrid", "hybrid", "mbcf", "oracle", "popularity", "random"]
+        for m in ["als", "hybrid", "hybrid", "mbcf", "oracle", "popularity", "random", "two_tower"]
     ]
     assert sorted(n for m, _, n in runs if m == "hybrid") == ["0", "4"]
     protocols = {

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 DATA_FIGURES = ["fig-stages", "fig-rejects", "fig-distributions", "fig-features"]
 DATA_FIGURES += ["fig-correlations", "fig-months"]
-MODEL_FIGURES = ["fig-hr-at-k", "fig-ndcg-at-k", "fig-training-curves"]
+MODEL_FIGURES = ["fig-hr-at-k", "fig-ndcg-at-k", "fig-training-curves", "fig-beyond-popularity"]
 MODELS = ("popularity", "random", "oracle", "als", "mbcf", "hybrid")
 TRACKS_HEADER = "id,name,popularity,duration_ms,explicit,artists,id_artists,release_date,"
 TRACKS_HEADER += "danceability,energy,key,loudness,mode,speechiness,acousticness,"
@@ -118,7 +118,7 @@ def test_report_opens_in_a_real_browser(report, tmp_path):
         )
         widest = browser.evaluate("Math.max(...Array.from(document.images, i => i.width))")
         assert widest <= 1100  # the page's max-width: images shrink to fit
-        assert browser.evaluate("document.querySelectorAll('h2').length") == 4
+        assert browser.evaluate("document.querySelectorAll('h2').length") == 5
         assert browser.errors() == []
         outside = [u for u in browser.requests() if not u.startswith(("file:", "data:"))]
         assert outside == []

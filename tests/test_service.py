@@ -62,7 +62,9 @@ def service(tmp_path_factory):
 
 
 def _run_retrain(root: Path, env: dict) -> subprocess.CompletedProcess:
-    settings = json.dumps({"mbcf": {"epochs": 2}, "hybrid": {"epochs": 1}})
+    settings = json.dumps(
+        {"mbcf": {"epochs": 2}, "hybrid": {"epochs": 1}, "two_tower": {"epochs": 2}}
+    )
     return subprocess.run(
         [
             PREFECT,
@@ -100,7 +102,12 @@ def test_deployments_exist(service):
     out = subprocess.run(
         [PREFECT, "deployment", "ls"], env=env, capture_output=True, text=True, timeout=60
     ).stdout
-    for name in ("build-warehouse/manual", "train-and-evaluate/manual", "retrain/weekly"):
+    for name in (
+        "build-warehouse/manual",
+        "train-and-evaluate/manual",
+        "retrain/weekly",
+        "sweep/manual",
+    ):
         assert name in out
     schedule = subprocess.run(
         [PREFECT, "deployment", "inspect", "retrain/weekly"],
@@ -118,11 +125,19 @@ def test_retrain_then_retrain_again_with_unchanged_inputs(service):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert _query(root, "select status from builds") == [("published",)]
     runs = _query(root, "select count(*) from model_runs")[0][0]
-    assert runs == 6
+    assert runs == 7
     champions = dict(_query(root, "select model, run_id from model_runs where is_champion"))
-    assert set(champions) == {"popularity", "random", "als", "mbcf", "hybrid", "oracle"}
+    assert set(champions) == {
+        "popularity",
+        "random",
+        "als",
+        "mbcf",
+        "hybrid",
+        "two_tower",
+        "oracle",
+    }
     served = dict(_query(root, "select model, count(*) from recommendations group by 1"))
-    assert set(served) == {"popularity", "als", "mbcf", "hybrid"}
+    assert set(served) == {"popularity", "als", "mbcf", "hybrid", "two_tower"}
     users = _query(root, "select count(distinct user_id) from splits")[0][0]
     assert all(n <= 20 * users for n in served.values()) and min(served.values()) > users
     promotions = _query(root, "select count(*) from promotions")[0][0]

@@ -66,6 +66,7 @@ class TrainData:
     features: np.ndarray  # (n_tracks, n_features) float32, documented units
     feature_names: tuple[str, ...]
     truth: Truth | None = None
+    popularity: np.ndarray | None = None  # (n_tracks,) Spotify popularity, NaN if unknown
     probe: Callable[[Recommender], float] | None = None
     on_step: Callable[[int, float | None, float | None], None] | None = None
 
@@ -93,6 +94,7 @@ class TrainData:
             features=data.features,
             feature_names=data.feature_names,
             truth=data.truth,
+            popularity=data.popularity,
             **extra,
         )
 
@@ -111,7 +113,9 @@ def registry() -> dict[str, type[Recommender]]:
     """Every model class by name (importing the model modules registers them)."""
     import jamrec.models.als
     import jamrec.models.baselines
-    import jamrec.models.torch.recommenders  # noqa: F401
+    import jamrec.models.coldstart_baselines
+    import jamrec.models.torch.recommenders
+    import jamrec.models.torch.two_tower  # noqa: F401
 
     return dict(_REGISTRY)
 

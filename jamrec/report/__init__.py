@@ -24,6 +24,7 @@ from jamrec.errors import JamrecError
 from jamrec.log import log
 from jamrec.report import data, models
 from jamrec.report import html as h
+from jamrec.report.sections_beyond import beyond_section
 from jamrec.report.sections_build import overview_section, quality_section
 from jamrec.report.sections_data import data_section
 from jamrec.report.sections_models import models_section
@@ -33,6 +34,7 @@ TOC = [
     ("overview", "Build and data source"),
     ("data", "Data"),
     ("models", "Models"),
+    ("beyond", "Beyond the study"),
     ("quality", "Data quality"),
 ]
 
@@ -74,6 +76,7 @@ def build_report(warehouse: Path | None = None, out: Path | None = None) -> Path
                 overview_section(con, path, builds),
                 data_section(con, builds),
                 models_section(con, builds),
+                beyond_section(con, builds),
                 quality_section(path, target.parent, builds),
             ]
         )

@@ -1,7 +1,8 @@
 """The model half of the report: runs, metrics, curves and champions, read with SQL.
 
 "Compared runs" are the latest evaluated run of each model on one build (the published
-one), as in :func:`jamrec.runs.comparison`. Champion columns (``is_champion``,
+one), as in :func:`jamrec.runs.comparison`; only standard runs (``purpose``), never the
+cold-start study's, unless asked for by purpose. Champion columns (``is_champion``,
 ``promotion_note``, ``promoted_at``) and the ``promotions`` table are optional: a
 warehouse written before champions were tracked has none of them.
 """
@@ -19,6 +20,7 @@ BASELINES = {"random": "baseline", "popularity": "baseline", "oracle": "upper bo
 PROTOCOL_ORDER = ("full", "full_sample", "sampled_100")
 # What champions are selected on (jamrec.promotion.SELECTION): protocol, split, metric, k.
 SELECTION = ("full_sample", "val", "ndcg", 10)
+PURPOSES = ("standard", "cold_start")
 
 
 def has_runs(con: duckdb.DuckDBPyConnection) -> bool:
@@ -28,20 +30,34 @@ def has_runs(con: duckdb.DuckDBPyConnection) -> bool:
     return con.execute("select count(*) from model_runs").fetchone()[0] > 0
 
 
-def compared_runs(con: duckdb.DuckDBPyConnection, build_id: str) -> list[dict]:
-    """The latest evaluated run of each model on ``build_id``, with its timings, by model."""
+def _purpose(con: duckdb.DuckDBPyConnection, purpose: str = "standard") -> str:
+    """A ``model_runs`` filter on ``purpose`` (a warehouse without the column: all standard)."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown purpose {purpose!r}; known: {PURPOSES}")
+    if "purpose" not in columns(con, "model_runs"):
+        return "true" if purpose == "standard" else "false"
+    return f"coalesce(purpose, 'standard') = '{purpose}'"
+
+
+def compared_runs(
+    con: duckdb.DuckDBPyConnection, build_id: str, purpose: str = "standard"
+) -> list[dict]:
+    """The latest evaluated run of each model on ``build_id``, with its timings, by model.
+
+    ``purpose``: ``"standard"`` (the comparison) or ``"cold_start"`` (the cold-start study).
+    """
     if not {"model_runs", "metrics"} <= table_names(con):
         return []
     return rows(
         con,
-        """
+        f"""
         select model, arg_max(run_id, started_at) as run_id,
             strftime(max(started_at) at time zone 'UTC', '%Y-%m-%d %H:%M UTC') as started,
             arg_max(json_extract(timings, '$.fit_s')::double, started_at) as fit_s,
             arg_max(json_extract(timings, '$.evaluate_s')::double, started_at) as evaluate_s,
             count(*) as n_runs
         from model_runs
-        where build_id = $b and status = 'evaluated'
+        where build_id = $b and status = 'evaluated' and {_purpose(con, purpose)}
         group by model order by model
         """,
         {"b": build_id},
@@ -49,12 +65,13 @@ def compared_runs(con: duckdb.DuckDBPyConnection, build_id: str) -> list[dict]:
 
 
 def run_counts(con: duckdb.DuckDBPyConnection, build_id: str | None) -> dict:
-    """Runs by status on ``build_id`` and on other builds (to say why nothing is compared)."""
+    """Standard runs by status on ``build_id`` and on other builds (to say why nothing is
+    compared)."""
     if "model_runs" not in table_names(con):
         return {}
     found = con.execute(
         "select build_id is not distinct from $b as here, status, count(*) "
-        "from model_runs group by all",
+        f"from model_runs where {_purpose(con)} group by all",
         {"b": build_id},
     ).fetchall()
     return {(here, status): n for here, status, n in found}
@@ -88,7 +105,7 @@ def curves(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> list[dict]:
 class Champions:
     """Champion tracking: ``tracked`` is False when ``model_runs`` lacks ``is_champion``.
 
-    ``current``: one row per model with a champion; ``history``: every evaluated run with
+    ``current``: one row per model with a champion; ``history``: every standard run with
     its selection value (val NDCG@10, full_sample), oldest first; ``decisions``: the
     ``promotions`` rows, newest first (empty without that table).
     """
@@ -125,6 +142,7 @@ def champions(con: duckdb.DuckDBPyConnection, decisions_limit: int = 30) -> Cham
             {note} as note, {promoted_at} as promoted_at, sel.value,
             strftime(started_at at time zone 'UTC', '%Y-%m-%d %H:%M UTC') as started
         from model_runs {selection}
+        where {_purpose(con)}
         order by model, started_at, run_id
         """,
         params if "metrics" in table_names(con) else {},
@@ -151,3 +169,48 @@ def model_order(metrics: list[dict], runs: list[dict]) -> list[str]:
         if (m["protocol"], m["split"], m["metric"], m["k"]) == ("full_sample", "test", "ndcg", 10)
     }
     return sorted(by_run.values(), key=lambda model: (-(score.get(model) or 0.0), model))
+
+
+def withheld(con: duckdb.DuckDBPyConnection, build_id: str) -> dict | None:
+    """The cold-start draw on ``build_id`` (tracks, share, seed), or None when there is none."""
+    if "coldstart_tracks" not in table_names(con):
+        return None
+    found = rows(
+        con,
+        "select count(*) as tracks, max(share) as share, max(seed) as seed "
+        "from coldstart_tracks where build_id = $b",
+        {"b": build_id},
+    )[0]
+    return found if found["tracks"] else None
+
+
+def sweeps(con: duckdb.DuckDBPyConnection, limit: int = 4) -> list[dict]:
+    """Every trial of the latest ``limit`` sweeps, newest sweep first, best trial first; the
+    chosen trial carries its run's test NDCG@10 (``full_sample``) when it was recorded."""
+    if "sweeps" not in table_names(con):
+        return []
+    test = (
+        "left join (select run_id, value, ci_low, ci_high from metrics where protocol = "
+        "'full_sample' and split = 'test' and metric = 'ndcg' and k = 10) t "
+        "on s.chosen and t.run_id = s.run_id"
+        if "metrics" in table_names(con)
+        else "left join (select null::varchar as run_id, null::double as value, "
+        "null::double as ci_low, null::double as ci_high) t on false"
+    )
+    return rows(
+        con,
+        f"""
+        with recent as (
+            select sweep_id, max(finished_at) as finished from sweeps
+            group by sweep_id order by finished desc nulls last, sweep_id desc
+            limit {int(limit)}
+        )
+        select s.sweep_id, s.model, s.build_id, s.config::varchar as config,
+            s.val_ndcg_at_10, s.chosen, s.run_id, s.seconds,
+            strftime(r.finished at time zone 'UTC', '%Y-%m-%d %H:%M UTC') as finished,
+            t.value as test_ndcg, t.ci_low as test_low, t.ci_high as test_high
+        from sweeps s join recent r using (sweep_id) {test}
+        order by r.finished desc nulls last, s.sweep_id desc,
+            s.val_ndcg_at_10 desc nulls last, s.config::varchar
+        """,
+    )

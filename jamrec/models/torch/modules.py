@@ -1,6 +1,6 @@
 """The networks behind the torch recommenders: they map (user, track) pairs to logits.
 
-Both take index tensors in the :class:`jamrec.data.Dataset` id spaces (users
+All take index tensors in the :class:`jamrec.data.Dataset` id spaces (users
 ``0..n_users-1``, tracks ``0..n_tracks-1``); ``forward(users, items)`` scores aligned pairs
 (``(N,)`` logits, the sigmoid is applied by the BCE loss) and ``score_matrix(users, items)``
 scores every user against every track (``(B, I)``). Weights are initialised from an explicit
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F  # noqa: N812 - torch's own convention
 from torch import nn
 
 EMBEDDING_STD = 0.01  # small start: early logits near 0, so the BCE gradients are balanced
@@ -127,3 +128,128 @@ class HybridModule(nn.Module):
     def score_matrix(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(B, I) logits of every user against every track, via the split first layer."""
         return self.score_from_parts(self.user_part(users), self.track_part(items))
+
+
+class TwoTowerModule(nn.Module):
+    """Two towers scored by one dot product: ``logit(u, t) = (e_u + h_u) . v_t + b_t``.
+
+    Track tower: ``[v_t; b_t] = MLP(f_t) + m_t E_t``, with ``f_t`` the standardised audio
+    features (``features`` buffer, ``(n_tracks, F)``), MLP = ``Linear(F, hidden) -> ReLU ->
+    Linear(hidden, dim + 1)``, ``E_t`` a ``(dim + 1)``-d id embedding (its last entry an id
+    bias) and ``m_t`` the ``has_id`` buffer (``(n_tracks,)``, 1 for tracks with a train
+    interaction): a track nobody played is scored from its features alone, and its id row
+    gets no gradient (gated to 0). With ``id_dropout = p`` a training pair's track loses
+    its id embedding with probability p (DropoutNet's trick, Volkovs et al. 2017), so the
+    feature tower must score tracks on its own: what cold tracks get.
+
+    User tower: ``e_u`` (``dim``-d id embedding) plus ``h_u``, the mean of ``v_t`` over the
+    user's train tracks (the train matrix as CSR buffers ``history_indptr``,
+    ``history_indices``). In training a positive pair leaves its own track out of that mean,
+    so the model cannot learn to find a positive in its own history; scoring and fold-in
+    use the plain mean. :meth:`mean_track_vectors` builds ``h`` for any lists of tracks
+    (a listener the model does not know).
+    """
+
+    def __init__(
+        self,
+        features: torch.Tensor,
+        has_id: torch.Tensor,
+        history_indptr: torch.Tensor,
+        history_indices: torch.Tensor,
+        dim: int,
+        hidden: int,
+        generator: torch.Generator,
+        id_dropout: float = 0.0,
+    ):
+        super().__init__()
+        n_users, n_tracks = len(history_indptr) - 1, len(features)
+        self.dim, self.n_tracks, self.id_dropout = dim, n_tracks, id_dropout
+        self.register_buffer("features", features.to(torch.float32).clone())
+        self.register_buffer("has_id", has_id.to(torch.float32).clone())
+        self.register_buffer("history_indptr", history_indptr.to(torch.int64).clone())
+        self.register_buffer("history_indices", history_indices.to(torch.int64).clone())
+        # sorted user * n_tracks + track keys (CSR rows are sorted), to spot a pair's own track
+        rows = torch.repeat_interleave(torch.arange(n_users), history_indptr.diff())
+        keys = rows * n_tracks + self.history_indices
+        self.register_buffer("history_keys", keys, persistent=False)
+        self.users = nn.Embedding(n_users, dim)
+        self.tracks = nn.Embedding(n_tracks, dim + 1)
+        self.layer1 = nn.Linear(features.shape[1], hidden)
+        self.layer2 = nn.Linear(hidden, dim + 1)
+        for embedding in (self.users, self.tracks):
+            _init_embedding(embedding, generator)
+        for linear in (self.layer1, self.layer2):
+            _init_linear(linear, generator)
+        # the id-dropout draws: their own stream, seeded by the init's generator
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        self._dropout = torch.Generator().manual_seed(seed)
+
+    def _track_parts(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(I, dim + 1) each: the feature tower's ``MLP(f_t)`` and the gated ``m_t E_t``."""
+        mlp = self.layer2(torch.relu(self.layer1(self.features[items])))
+        return mlp, self.has_id[items, None] * self.tracks(items)
+
+    def track_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """(I, dim + 1): ``[v_t; b_t]`` of each track in ``items``."""
+        mlp, ids = self._track_parts(items)
+        return mlp + ids
+
+    def mean_track_vectors(
+        self, indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sums (B, dim), counts (B,))`` of ``v_t`` over the tracks of each list.
+
+        The lists are a CSR pattern (``indptr`` ``(R + 1,)``, ``indices`` track indexes);
+        ``rows`` picks B of them (default: all R). An empty list sums to 0.
+        """
+        rows = torch.arange(len(indptr) - 1, device=indptr.device) if rows is None else rows
+        start, counts = indptr[rows], indptr[rows + 1] - indptr[rows]
+        offsets = torch.cumsum(counts, 0) - counts
+        total = int(counts.sum())
+        if total == 0:
+            return self.features.new_zeros((len(rows), self.dim)), counts
+        pos = torch.arange(total, device=indptr.device)
+        pos += torch.repeat_interleave(start - offsets, counts, output_size=total)
+        tracks, inverse = torch.unique(indices[pos], return_inverse=True)
+        vectors = self.track_vectors(tracks)[:, : self.dim].contiguous()
+        return F.embedding_bag(inverse, vectors, offsets, mode="sum"), counts
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        """(B, dim): ``e_u + h_u`` of trained users."""
+        sums, counts = self.mean_track_vectors(self.history_indptr, self.history_indices, users)
+        return self.users(users) + sums / counts.clamp(min=1)[:, None]
+
+    def score_vectors(self, user_vectors: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(B, I) logits of any ``(B, dim)`` user vectors against ``items``."""
+        tracks = self.track_vectors(items)
+        return user_vectors @ tracks[:, : self.dim].T + tracks[:, self.dim]
+
+    def score_matrix(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(B, I) logits of every user in ``users`` against every track in ``items``."""
+        return self.score_vectors(self.user_vectors(users), items)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(N,) logits of the aligned pairs; a pair's own track is left out of ``h_u``."""
+        unique, inverse = torch.unique(users, return_inverse=True)
+        sums, counts = self.mean_track_vectors(self.history_indptr, self.history_indices, unique)
+        sums, counts = sums[inverse], counts[inverse]
+        mlp, ids = self._track_parts(items)
+        full = mlp + ids
+        tracks = full
+        if self.training and self.id_dropout > 0:
+            keep = torch.rand(len(items), generator=self._dropout) >= self.id_dropout
+            tracks = mlp + keep.to(device=items.device, dtype=ids.dtype)[:, None] * ids
+        v, b = tracks[:, : self.dim], tracks[:, self.dim]
+        # the own track left out exactly as it was counted in: with its id
+        own = self._in_history(users, items).to(v.dtype)[:, None]
+        h = (sums - own * full[:, : self.dim]) / (counts[:, None] - own).clamp(min=1)
+        return ((self.users(users) + h) * v).sum(dim=-1) + b
+
+    def _in_history(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: is ``items[n]`` one of ``users[n]``'s train tracks?"""
+        keys = self.history_keys
+        if len(keys) == 0:
+            return torch.zeros_like(users, dtype=torch.bool)
+        query = users * self.n_tracks + items
+        at = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
+        return keys[at] == query

@@ -16,6 +16,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from jamrec.data import standardise
 from jamrec.models.base import Recommender, TrainData
 from jamrec.models.torch.modules import DotModule, HybridModule
 from jamrec.models.torch.trainer import TrainConfig, resolve_device, train
@@ -151,14 +152,8 @@ class Hybrid(_TorchRecommender):
         return out
 
     def _features(self, data: TrainData) -> torch.Tensor:
-        features = np.asarray(data.features, dtype=np.float32)
-        fitted_on = features[data.candidates] if data.candidates.any() else features
-        with np.errstate(all="ignore"):
-            self.mean = np.nan_to_num(np.nanmean(fitted_on, axis=0)).astype(np.float32)
-            std = np.nan_to_num(np.nanstd(fitted_on, axis=0)).astype(np.float32)
-        self.std = np.where(std > 0, std, np.float32(1.0))  # a constant feature stays at 0
-        # a missing value sits at the mean: 0 once standardised
-        return torch.from_numpy(np.nan_to_num((features - self.mean) / self.std))
+        z, self.mean, self.std = standardise(data.features, data.candidates)
+        return torch.from_numpy(z)
 
     def _build(self, features: torch.Tensor | None) -> nn.Module:
         cfg = self.config
