@@ -29,7 +29,7 @@ from jamrec.log import setup_cli_logging
 from jamrec.models import create
 from jamrec.models.base import TrainData
 
-MODELS = ("popularity", "random", "als", "mbcf", "hybrid", "oracle")
+MODELS = ("popularity", "random", "als", "mbcf", "hybrid", "two_tower", "oracle")
 
 
 def matmul_floor(model, data, users: np.ndarray, batch: int = 2048) -> float:
@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("--label", default="full")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE")
+    parser.add_argument(
+        "--splits", default="val,test", help="splits to evaluate (test alone halves the time)"
+    )
     args = parser.parse_args()
     setup_cli_logging()
     overrides: dict[str, dict] = {}
@@ -67,7 +70,7 @@ def main() -> None:
             model.fit(TrainData.from_dataset(data))
         stats = getattr(model, "stats", {}) or {}
         with sampler.stage(f"{name}: evaluate") as info:
-            result = evaluation.evaluate(model, data)
+            result = evaluation.evaluate(model, data, splits=tuple(args.splits.split(",")))
         row = {
             "model": name,
             "train_s": sampler.rows[-2]["seconds"],

@@ -17,12 +17,3 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
-
-
-def keyed_uniform(seed: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """(len(rows), len(cols)) float32 in [0, 1): one value per (seed, row, col)."""
-    with np.errstate(over="ignore"):
-        key = splitmix64(np.uint64(seed) ^ np.uint64(0xA5A5A5A5))
-        row_keys = splitmix64(key ^ np.asarray(rows).astype(np.uint64))
-        mixed = splitmix64(row_keys[:, None] ^ (np.asarray(cols).astype(np.uint64) * GOLDEN))
-    return ((mixed >> np.uint64(40)).astype(np.float32) / np.float32(1 << 24)).astype(np.float32)
