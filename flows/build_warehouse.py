@@ -12,21 +12,17 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
 import flows  # noqa: F401 - sets up logging before Prefect starts
-from flows._retry import BACKOFF, locked
+from flows._retry import warehouse_slot, writer
 from jamrec import etl, quality
 from jamrec.config import BuildParams
 
-start_build = task(
-    name="start-build", retries=2, retry_delay_seconds=BACKOFF, retry_condition_fn=locked
-)(etl.start_build)
+start_build = writer("start-build")(etl.start_build)
 load_timj = task(name="load-timj")(etl.load_timj)
 load_spotify = task(name="load-spotify")(etl.load_spotify)
 load_truth = task(name="load-truth")(etl.load_truth)
 transform = task(name="transform")(etl.transform)
 validate = task(name="validate")(etl.validate_build)
-publish = task(name="publish", retries=2, retry_delay_seconds=BACKOFF, retry_condition_fn=locked)(
-    etl.publish
-)
+publish = writer("publish")(etl.publish)
 fail_build = task(name="record-failure")(etl.fail_build)
 
 
@@ -54,22 +50,23 @@ def build_warehouse(
     build is recorded in ``builds`` and the published warehouse is left as it was.
     """
     params = BuildParams(seed=seed, n_negatives=n_negatives, k_test=k_test, k_val=k_val)
-    build = start_build(timj, spotify, warehouse, params)
-    try:
-        load_timj(build)
-        load_spotify(build)
-        load_truth(build)
-        counts = transform(build)
-        validation = validate(build)
-        quality_artifact(validation)
-        summary = publish(build)
-    except quality.ValidationFailed as exc:
-        quality_artifact(exc.report.summary())
-        fail_build(build, exc)
-        raise
-    except BaseException as exc:
-        fail_build(build, exc)
-        raise
+    with warehouse_slot():
+        build = start_build(timj, spotify, warehouse, params)
+        try:
+            load_timj(build)
+            load_spotify(build)
+            load_truth(build)
+            counts = transform(build)
+            validation = validate(build)
+            quality_artifact(validation)
+            summary = publish(build)
+        except quality.ValidationFailed as exc:
+            quality_artifact(exc.report.summary())
+            fail_build(build, exc)
+            raise
+        except BaseException as exc:
+            fail_build(build, exc)
+            raise
     return {**summary, "stage_counts": counts, "validation": validation}
 
 

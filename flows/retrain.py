@@ -16,38 +16,20 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from prefect.states import Failed
 
 import flows  # noqa: F401 - sets up logging before Prefect starts
-from flows._retry import BACKOFF, locked
+from flows._retry import warehouse_slot, writer
 from flows.build_warehouse import build_warehouse
 from flows.train_and_evaluate import train_and_evaluate
 from jamrec import incremental, promotion, recommendations, report
 from jamrec.config import BuildParams
 from jamrec.data import open_dataset
 
-CONCURRENCY_LIMIT = "jamrec-warehouse"
-
 check_inputs = task(name="check-inputs", cache_policy=NO_CACHE)(incremental.build_decision)
-record_skipped = task(
-    name="record-skipped-build", retries=3, retry_delay_seconds=BACKOFF, retry_condition_fn=locked
-)(incremental.record_skipped)
-promote = task(
-    name="promote",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=locked,
-)(promotion.promote_runs)
+record_skipped = writer("record-skipped-build")(incremental.record_skipped)
 load_dataset = task(name="load-dataset", cache_policy=NO_CACHE)(open_dataset)
-refresh_recommendations = task(
-    name="refresh-recommendations",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=locked,
-)(recommendations.refresh)
+refresh_recommendations = writer("refresh-recommendations")(recommendations.refresh)
 build_report = task(name="report", cache_policy=NO_CACHE)(report.build_report)
 
 
@@ -61,9 +43,7 @@ def report_artifacts(warehouse: Path | None, path: Path) -> None:
     )
 
 
-prune = task(
-    name="prune-models", retries=3, retry_delay_seconds=BACKOFF, retry_condition_fn=locked
-)(promotion.prune)
+prune = writer("prune-models")(promotion.prune)
 
 
 @flow(name="retrain")
@@ -90,7 +70,7 @@ def retrain(
     """
     params = BuildParams(seed=seed, n_negatives=n_negatives, k_test=k_test, k_val=k_val)
     step = "wait for the warehouse"
-    with concurrency(CONCURRENCY_LIMIT, occupy=1):
+    with warehouse_slot():
         try:
             step = "check inputs"
             decision = check_inputs(timj, spotify, warehouse, params)

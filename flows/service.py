@@ -24,11 +24,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from flows._retry import LIMIT
+
 PROJECT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("JAMREC_SERVICE_DIR", PROJECT / ".prefect-service")).resolve()
 PIDS = STATE / "pids.json"
 POOL = "jamrec"
-LIMIT = "jamrec-warehouse"
 
 
 def _prefect() -> str:

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import flows  # noqa: F401 - sets up logging before Prefect starts
-from flows._retry import BACKOFF, locked
+from flows._retry import writer
 from jamrec import runs, sweep
 from jamrec.data import open_dataset
 
@@ -25,20 +25,8 @@ try_config = task(name="try-config", cache_policy=NO_CACHE)(sweep.try_config)
 train = task(name="train-chosen", cache_policy=NO_CACHE)(runs.train)
 save = task(name="save-model", cache_policy=NO_CACHE)(runs.save)
 evaluate = task(name="evaluate-chosen", cache_policy=NO_CACHE)(runs.evaluate)
-record_run = task(
-    name="record-run",
-    retries=3,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=locked,
-    cache_policy=NO_CACHE,
-)(runs.record)
-record_sweep = task(
-    name="record-sweep",
-    retries=3,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=locked,
-    cache_policy=NO_CACHE,
-)(sweep.record)
+record_run = writer("record-run")(runs.record)
+record_sweep = writer("record-sweep")(sweep.record)
 
 
 def _task_runner(runner: str, dask_address: str | None):

@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 import flows  # noqa: F401 - sets up logging before Prefect starts
-from flows._retry import BACKOFF, locked
+from flows._retry import writer
 from jamrec import promotion, runs
 from jamrec.data import open_dataset
 
@@ -24,22 +24,10 @@ plan = task(name="plan-runs", cache_policy=NO_CACHE)(runs.plan)
 train = task(name="train", cache_policy=NO_CACHE)(runs.train)
 save = task(name="save-model", cache_policy=NO_CACHE)(runs.save)
 evaluate = task(name="evaluate", cache_policy=NO_CACHE)(runs.evaluate)
-record = task(
-    name="record-run",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=locked,
-)(runs.record)
+record = writer("record-run")(runs.record)
 
 
-promote = task(
-    name="promote",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=BACKOFF,
-    retry_condition_fn=locked,
-)(promotion.promote_runs)
+promote = writer("promote")(promotion.promote_runs)
 
 
 @task(name="comparison-artifact", cache_policy=NO_CACHE)

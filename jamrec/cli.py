@@ -193,6 +193,12 @@ def print_build_summary(summary: dict) -> None:
     print(f"\npublished build {summary['build_id']} to {summary['warehouse']}")
     if "seconds" in summary:
         print(f"  built in {summary['seconds']} s")
+    validation = summary.get("validation") or {}
+    if validation:
+        n = sum(t["expectations"] for t in validation.get("tables", {}).values())
+        print(f"  data quality: passed, {n} expectations on {len(validation['tables'])} tables")
+        if validation.get("report"):
+            print(f"  Data Docs: {validation['report']}")
     rows = summary["rows"]
     for table in (
         "jams",

@@ -8,6 +8,9 @@ so every evaluated user can be full-ranked.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,33 @@ from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from jamrec.models.base import ModelConfig, Recommender, TrainData
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit: threadpool_limits | None = None
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """OpenBLAS on one thread while any ALS in this process is being built or trained.
+
+    ``threadpool_limits`` is process-wide and restores what it found on exit, so two
+    threads nesting it (a local sweep trains two ALS at once) could restore the other's
+    limit too early. The first user sets the limit and the last one lifts it.
+    """
+    global _blas_users, _blas_limit
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limit = threadpool_limits(1, "blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limit is not None:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
 
 
 class ALSConfig(ModelConfig):
@@ -48,16 +78,17 @@ class ALS(Recommender):
 
     def _fit(self, data: TrainData) -> None:
         cfg = self.config
-        # One BLAS thread and one implicit thread: the solution then does not depend on the
-        # machine's core count, and OpenBLAS's own pool fights implicit's (implicit warns).
-        with threadpool_limits(1, "blas"):
+        # One BLAS thread (OpenBLAS's own pool fights implicit's: implicit warns) and
+        # implicit's threads on every core: each half-step solves every user (or track)
+        # independently from fixed factors, so the result does not depend on the threads.
+        with one_blas_thread():
             self.model = AlternatingLeastSquares(
                 factors=cfg.factors,
                 regularization=cfg.regularization,
                 alpha=1.0,
                 iterations=cfg.iterations,
                 calculate_training_loss=True,
-                num_threads=1,
+                num_threads=0,
                 random_state=cfg.seed,
                 dtype=np.float32,
             )
@@ -90,12 +121,12 @@ class ALS(Recommender):
             (np.ones(len(item_ids), np.float32), (np.zeros(len(item_ids), np.int64), item_ids)),
             shape=(1, self.n_tracks),
         )
-        with threadpool_limits(1, "blas"):
+        with one_blas_thread():
             return self.model.recalculate_user(0, self._confidence(row)).astype(np.float32)
 
     def _save(self, folder: Path) -> None:
         self.model.save(str(folder / "als.npz"))
 
     def _load(self, folder: Path) -> None:
-        with threadpool_limits(1, "blas"):
+        with one_blas_thread():
             self.model = AlternatingLeastSquares.load(str(folder / "als.npz"))
