@@ -20,7 +20,7 @@ from jamrec.errors import JamrecError
 from jamrec.models.base import TrainData, load, registry
 from jamrec.models.torch import modules
 from jamrec.models.torch.modules import HybridModule
-from jamrec.models.torch.trainer import epoch_samples
+from jamrec.models.torch.trainer import LazyAdam, epoch_samples
 
 N_USERS, N_TRACKS, N_GROUPS, N_TRAIN = 60, 40, 3, 8
 LEARNERS = ("als", "mbcf", "hybrid", "two_tower")
@@ -271,3 +271,34 @@ def test_als_confidence_is_one_plus_alpha(dataset):
 def test_cuda_without_a_device_is_a_clear_error(dataset):
     with pytest.raises(JamrecError, match="no CUDA device"):
         make("mbcf", device="cuda").fit(dataset[0])
+
+
+def _embedding_steps(optimizer_class, batches, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights of a sparse (or dense) 6x3 embedding after one Adam step per batch of rows."""
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(6, 3, sparse=optimizer_class is LazyAdam)
+    optimizer = optimizer_class(embedding.parameters(), lr=0.1, **kwargs)
+    for rows in batches:
+        target = torch.arange(len(rows) * 3, dtype=torch.float32).reshape(-1, 3)
+        loss = ((embedding(torch.tensor(rows)) - target) ** 2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    state = optimizer.state[embedding.weight]
+    first = state["moments"][:, 0] if "moments" in state else state["exp_avg"]
+    return embedding.weight.detach().clone(), first.clone()
+
+
+def test_lazy_adam_is_adam_on_the_rows_a_batch_touches():
+    # Every row in every batch (one of them twice, so its gradients must be summed):
+    # lazy Adam is exactly Adam.
+    every_row = [[0, 1, 2, 3, 4, 5, 2]] * 3
+    lazy, _ = _embedding_steps(LazyAdam, every_row)
+    dense, _ = _embedding_steps(torch.optim.Adam, every_row)
+    torch.testing.assert_close(lazy, dense)
+    # Rows a batch leaves out keep their weights and moments; the others move.
+    before, _ = _embedding_steps(LazyAdam, [[0, 1]])
+    after, moments = _embedding_steps(LazyAdam, [[0, 1], [2, 3]])
+    torch.testing.assert_close(after[[0, 1, 4, 5]], before[[0, 1, 4, 5]])
+    assert (after[[2, 3]] != before[[2, 3]]).all()
+    assert (moments[[4, 5]] == 0).all()
