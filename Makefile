@@ -8,6 +8,9 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 60
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= jamrec
+# jamrec's log lines reach the Prefect UI inside flow runs; outside one (the CLI, a test)
+# they stay on the console, without Prefect's warning that there is no run to attach to.
+export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 export OPENBLAS_NUM_THREADS ?= 1
 
 PREFECT_PORT ?= 4200
