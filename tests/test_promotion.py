@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from jamrec import incremental, promotion
+from jamrec import incremental, promotion, runs
 from jamrec.cli import main
 from jamrec.config import BuildParams
 from jamrec.data import Dataset
@@ -188,3 +188,23 @@ def test_fingerprints_decide_when_to_rebuild(dump, tmp_path):
     assert _q(path, "select status, note from builds where build_id = $b", {"b": skipped}) == [
         ("skipped", same["reason"])
     ]
+
+
+def test_default_models_leave_the_two_tower_out_past_its_limit(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    small = SimpleNamespace(train=sp.identity(50, format="csr"), truth=object())
+    assert runs.default_models(small) == [
+        "popularity",
+        "random",
+        "als",
+        "mbcf",
+        "hybrid",
+        "two_tower",
+        "oracle",
+    ]
+    monkeypatch.setattr(runs, "TWO_TOWER_CPU_LIMIT", 49)
+    large = SimpleNamespace(train=small.train, truth=None)
+    with caplog.at_level("INFO", logger="jamrec"):
+        assert "two_tower" not in runs.default_models(large)
+    assert "two_tower left out of the default models: 50 train interactions" in caplog.text
