@@ -31,7 +31,9 @@ TEST_CONFIGS = {
     "als": {"factors": 4},  # 40 factors would fit 40 tracks exactly and generalise nothing
     "mbcf": FAST_TORCH,
     "hybrid": FAST_TORCH,
-    "two_tower": FAST_TORCH,
+    # 10x the step size goes stale 10x faster: cold-track AUC over data seeds 0-2 is
+    # 0.77-0.87 exact, 0.81-0.93 with a snapshot every 1-5 batches, 0.67-0.75 every 20
+    "two_tower": {**FAST_TORCH, "history_refresh": 5},
 }
 
 

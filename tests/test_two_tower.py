@@ -66,7 +66,7 @@ def test_cold_tracks_rank_by_taste(fitted):
     for user, group in zip(ALL_USERS, user_group):
         pos, neg = scores[user, cold_group == group], scores[user, cold_group != group]
         aucs.append(((pos[:, None] > neg) + 0.5 * (pos[:, None] == neg)).mean())
-    assert np.mean(aucs) > 0.7, np.mean(aucs)  # 0.79 here; 0.77-0.90 over data seeds 0-2
+    assert np.mean(aucs) > 0.7, np.mean(aucs)  # 0.82 here; 0.82-0.90 over data seeds 0-2
 
 
 def test_user_from_tracks_is_the_trained_track_part(fitted, cold_data):
@@ -111,3 +111,31 @@ def test_published_negatives_are_supported(cold_data):
     model = make("two_tower", negatives_per_positive=0, epochs=2).fit(data)
     assert model.stats["samples"] == 2 * (data.train.nnz + data.negatives.nnz)
     assert np.isfinite(model.score(ALL_USERS)).all()
+
+
+def test_history_snapshot_scores_like_the_exact_history_without_its_gradient(fitted, cold_data):
+    """``history_refresh > 0``: right after a snapshot, training logits equal the exact ones
+    (own track left out too); only the batch's own tracks get a gradient."""
+    data, _ = cold_data
+    net = fitted.module
+    users = torch.as_tensor(np.repeat(np.arange(0, 60, 7), 4))
+    items = torch.as_tensor(np.tile([6, 9, 20, 33], len(users) // 4))
+    assert net._in_history(users, items).any() and not net._in_history(users, items).all()
+    net.train()
+    try:
+        exact = net(users, items)
+        exact.sum().backward()
+        exact_grad = net.tracks.weight.grad.detach().clone()
+        net.zero_grad(set_to_none=True)
+        net.refresh_history()
+        snapshot = net(users, items)
+        snapshot.sum().backward()
+        snapshot_grad = net.tracks.weight.grad.detach()
+    finally:
+        net.zero_grad(set_to_none=True)
+        net.eval()
+    torch.testing.assert_close(snapshot, exact)
+    touched = lambda grad: set(grad.abs().sum(1).nonzero().flatten().tolist())  # noqa: E731
+    assert touched(snapshot_grad) == {6, 9, 20, 33}
+    assert touched(exact_grad) > touched(snapshot_grad)  # the histories' tracks too
+    assert net._snapshot is None  # eval drops it: scoring uses the exact mean

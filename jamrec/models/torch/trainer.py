@@ -226,8 +226,11 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
                 for t in epoch_samples(data, config.negatives_per_positive, config.seed, epoch)
             )
             total = torch.zeros((), device=device)
-            for lo in range(0, len(users), config.batch_size):
+            before_batch = getattr(module, "before_batch", None)  # e.g. the two-tower's refresh
+            for batch, lo in enumerate(range(0, len(users), config.batch_size)):
                 hi = lo + config.batch_size
+                if before_batch is not None:
+                    before_batch(batch)
                 loss = loss_fn(module(users[lo:hi], items[lo:hi]), labels[lo:hi])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

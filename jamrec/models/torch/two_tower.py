@@ -45,6 +45,13 @@ class TwoTowerConfig(TrainConfig):
     Spotify's popularity as a track feature (``use_popularity``, lazy Adam): val / test
     0.065 / 0.061, and withheld tracks 0.058 (0.044 without it; feature_knn 0.052,
     spotify_popularity 0.031).
+
+    The history snapshot (``history_refresh``, see :class:`.modules.TwoTowerModule`), val /
+    test / withheld-among-withheld NDCG@10 and fit time: exact (0) 0.065 / 0.061 / 0.058 in
+    76 s; every 10 batches 0.061 / 0.058 / 0.058 in 41 s; every 50 0.060 / 0.056 / 0.054;
+    every 100 0.059 / 0.055 / 0.056. At TIMJ scale a batch costs 22 ms with the snapshot
+    and 612 ms exact, and a snapshot 0.35 s: every 20 batches keeps it under half the
+    training time (20 epochs: ~50 min instead of ~16 h).
     """
 
     dim: int = Field(64, ge=1, description="MBCF's width (not tuned here).")
@@ -55,6 +62,13 @@ class TwoTowerConfig(TrainConfig):
     )
     negatives_per_positive: int = Field(
         4, ge=0, description="Fresh candidate negatives (see above); 0 = the published ones."
+    )
+    history_refresh: int = Field(
+        20,
+        ge=0,
+        description="Batches between snapshots of the users' history vectors, which then "
+        "carry no gradient (0 = exact, with gradients through the history: 16x slower a "
+        "batch at TIMJ scale, ~50 min an epoch on 2 cores).",
     )
     use_popularity: bool = Field(
         True,
@@ -97,6 +111,7 @@ class TwoTower(_TorchRecommender):
             cfg.hidden,
             self._generator(),
             cfg.id_dropout,
+            cfg.history_refresh,
         )
 
     def _save(self, folder: Path) -> None:
