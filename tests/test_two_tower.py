@@ -113,10 +113,9 @@ def test_published_negatives_are_supported(cold_data):
     assert np.isfinite(model.score(ALL_USERS)).all()
 
 
-def test_history_snapshot_scores_like_the_exact_history_without_its_gradient(fitted, cold_data):
+def test_history_snapshot_scores_like_the_exact_history_without_its_gradient(fitted):
     """``history_refresh > 0``: right after a snapshot, training logits equal the exact ones
     (own track left out too); only the batch's own tracks get a gradient."""
-    data, _ = cold_data
     net = fitted.module
     users = torch.as_tensor(np.repeat(np.arange(0, 60, 7), 4))
     items = torch.as_tensor(np.tile([6, 9, 20, 33], len(users) // 4))

@@ -270,7 +270,8 @@ class TwoTowerModule(nn.Module):
 
     def train(self, mode: bool = True) -> TwoTowerModule:
         if not mode:
-            self._snapshot = self._history_tracks = None  # stale once training stops: scoring uses the exact mean
+            # stale once training stops: scoring uses the exact mean
+            self._snapshot = self._history_tracks = None
         return super().train(mode)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
