@@ -183,6 +183,7 @@ class TwoTowerModule(nn.Module):
         # (n_users, dim), user counts (n_users,)); never saved, rebuilt by refresh_history
         self._snapshot: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._history_tracks: torch.Tensor | None = None  # the distinct tracks of all histories
+        self._eval_vectors: tuple[tuple, torch.Tensor] | None = None  # scoring's track table
         self.register_buffer("features", features.to(torch.float32).clone())
         self.register_buffer("has_id", has_id.to(torch.float32).clone())
         self.register_buffer("history_indptr", history_indptr.to(torch.int64).clone())
@@ -209,9 +210,29 @@ class TwoTowerModule(nn.Module):
         return mlp, self.has_id[items, None] * self.tracks(items)
 
     def track_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        """(I, dim + 1): ``[v_t; b_t]`` of each track in ``items``."""
-        mlp, ids = self._track_parts(items)
-        return mlp + ids
+        """(I, dim + 1): ``[v_t; b_t]`` of each track in ``items``.
+
+        Scoring (eval mode, no gradient) reads them from a table of every track, computed
+        once for the current weights: ranking a catalogue in blocks of users would run the
+        track tower over the whole catalogue for every block.
+        """
+        if self.training or torch.is_grad_enabled():
+            mlp, ids = self._track_parts(items)
+            return mlp + ids
+        return self._all_track_vectors()[items]
+
+    def _all_track_vectors(self) -> torch.Tensor:
+        # keyed on every tensor's storage and in-place version: any change to the weights
+        # (an optimizer step, load_state_dict, a test's edit) computes the table anew
+        key = tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
+        if self._eval_vectors is None or self._eval_vectors[0] != key:
+            table = self.features.new_empty((self.n_tracks, self.dim + 1))
+            for lo in range(0, self.n_tracks, 1 << 16):  # bounds the (block, hidden) pass
+                items = torch.arange(lo, min(lo + (1 << 16), self.n_tracks), device=table.device)
+                mlp, ids = self._track_parts(items)
+                table[lo : lo + len(items)] = mlp + ids
+            self._eval_vectors = (key, table)
+        return self._eval_vectors[1]
 
     def mean_track_vectors(
         self, indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor | None = None
@@ -241,7 +262,9 @@ class TwoTowerModule(nn.Module):
     def score_vectors(self, user_vectors: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(B, I) logits of any ``(B, dim)`` user vectors against ``items``."""
         tracks = self.track_vectors(items)
-        return user_vectors @ tracks[:, : self.dim].T + tracks[:, self.dim]
+        # the bias through the product ([u; 1] . [v; b]): no second pass over (B, I)
+        ones = user_vectors.new_ones((len(user_vectors), 1))
+        return torch.cat([user_vectors, ones], dim=1) @ tracks.T
 
     def score_matrix(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(B, I) logits of every user in ``users`` against every track in ``items``."""
@@ -272,6 +295,8 @@ class TwoTowerModule(nn.Module):
         if not mode:
             # stale once training stops: scoring uses the exact mean
             self._snapshot = self._history_tracks = None
+        else:
+            self._eval_vectors = None
         return super().train(mode)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
