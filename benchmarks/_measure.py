@@ -72,8 +72,11 @@ def machine() -> str:
     )
 
 
+NOTES = "## Notes and run history\n"  # hand-written, kept last
+
+
 def write_section(title: str, body: str) -> None:
-    """Replace (or append) the ``## title`` section of RESULTS.md."""
+    """Replace the ``## title`` section of RESULTS.md, or add it before the hand-written notes."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
     header = f"## {title}\n"
     section = header + body.rstrip() + "\n\n"
@@ -82,6 +85,9 @@ def write_section(title: str, body: str) -> None:
         nxt = text.find("\n## ", start + len(header))
         end = len(text) if nxt == -1 else nxt + 1
         text = text[:start] + section + text[end:]
+    elif NOTES in text:
+        at = text.index(NOTES)
+        text = text[:at] + section + text[at:]
     else:
         text = text.rstrip() + "\n\n" + section
     RESULTS.write_text(text)

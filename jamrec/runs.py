@@ -86,28 +86,10 @@ class TrainedRun:
     model_path: str | None = None
 
 
-# Above this many train interactions a plain ``jamrec train`` (and the weekly retrain) leaves
-# the two-tower out: on CPU its user tower runs the track tower over every batch user's
-# history, ~50 min an epoch at TIMJ scale on 2 cores (benchmarks/RESULTS.md). Named
-# explicitly (``--models two_tower``), it trains anyway.
-TWO_TOWER_CPU_LIMIT = 1_000_000
-
-
 def default_models(data: Dataset) -> list[str]:
     """The models a plain ``jamrec train`` trains: the study's three, the baselines, the
-    two-tower hybrid (up to ``TWO_TOWER_CPU_LIMIT`` train interactions), and the
-    oracle when the warehouse holds the planted truth."""
-    names = ["popularity", "random", "als", "mbcf", "hybrid"]
-    if data.train.nnz <= TWO_TOWER_CPU_LIMIT:
-        names.append("two_tower")
-    else:
-        log.info(
-            "two_tower left out of the default models: %s train interactions is past its "
-            "limit (%s; about 50 min an epoch at TIMJ scale on 2 CPU cores); name it in "
-            "--models (with --set two_tower.device=cuda where there is a GPU) to train it",
-            f"{data.train.nnz:,}",
-            f"{TWO_TOWER_CPU_LIMIT:,}",
-        )
+    two-tower hybrid, and the oracle when the warehouse holds the planted truth."""
+    names = ["popularity", "random", "als", "mbcf", "hybrid", "two_tower"]
     return names + (["oracle"] if data.truth is not None else [])
 
 

@@ -190,21 +190,11 @@ def test_fingerprints_decide_when_to_rebuild(dump, tmp_path):
     ]
 
 
-def test_default_models_leave_the_two_tower_out_past_its_limit(monkeypatch, caplog):
+def test_default_models_are_every_learner_and_baseline_and_the_oracle_with_truth():
     from types import SimpleNamespace
 
-    small = SimpleNamespace(train=sp.identity(50, format="csr"), truth=object())
-    assert runs.default_models(small) == [
-        "popularity",
-        "random",
-        "als",
-        "mbcf",
-        "hybrid",
-        "two_tower",
-        "oracle",
-    ]
-    monkeypatch.setattr(runs, "TWO_TOWER_CPU_LIMIT", 49)
-    large = SimpleNamespace(train=small.train, truth=None)
-    with caplog.at_level("INFO", logger="jamrec"):
-        assert "two_tower" not in runs.default_models(large)
-    assert "two_tower left out of the default models: 50 train interactions" in caplog.text
+    learners = ["popularity", "random", "als", "mbcf", "hybrid", "two_tower"]
+    generated = SimpleNamespace(train=sp.identity(50, format="csr"), truth=object())
+    assert runs.default_models(generated) == [*learners, "oracle"]
+    real = SimpleNamespace(train=generated.train, truth=None)
+    assert runs.default_models(real) == learners
