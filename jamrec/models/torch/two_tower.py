@@ -48,7 +48,8 @@ class TwoTowerConfig(TrainConfig):
 
     The history snapshot (``history_refresh``, see :class:`.modules.TwoTowerModule`), val /
     test / withheld-among-withheld NDCG@10 and fit time: exact (0) 0.065 / 0.061 / 0.058 in
-    76 s; every 10 batches 0.061 / 0.058 / 0.058 in 41 s; every 50 0.060 / 0.056 / 0.054;
+    76 s; every 10 batches 0.061 / 0.058 / 0.058 in 41 s; every 20 (benchmarks/RESULTS.md)
+    test 0.058, withheld 0.054 in 22 s; every 50 0.060 / 0.056 / 0.054;
     every 100 0.059 / 0.055 / 0.056. At TIMJ scale a batch costs 22 ms with the snapshot
     and 612 ms exact, and a snapshot 0.35 s: every 20 batches, 10 epochs took 1,136 s
     (25 ms a batch; exact: ~8 h).
