@@ -156,7 +156,7 @@ class TwoTowerModule(nn.Module):
     - ``0``: exactly, with gradients through every history track, each batch. A batch of
       4,096 pairs then runs the track tower and the optimizer over the histories of its
       ~4k users (~80k tracks at TIMJ scale: 0.66 s a batch, ~50 min an epoch on 2 cores).
-    - ``n > 0``: from a snapshot of every track's vector and every user's sum, taken
+    - ``n > 0``: from a snapshot of the history tracks' vectors and every user's sum, taken
       (without gradients) by :meth:`refresh_history` every ``n`` batches and at the start
       of each epoch: ``h_u`` is then a constant of the step and a batch costs its own
       4,096 tracks. The trainer calls :meth:`before_batch`. The target track still learns

@@ -68,7 +68,7 @@ class TwoTowerConfig(TrainConfig):
         20,
         ge=0,
         description="Batches between snapshots of the users' history vectors, which then "
-        "carry no gradient (0 = exact, with gradients through the history: 16x slower a "
+        "carry no gradient (0 = exact, with gradients through the history: 28x slower a "
         "batch at TIMJ scale, ~50 min an epoch on 2 cores).",
     )
     use_popularity: bool = Field(
