@@ -16,11 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _measure import machine, table, write_section
 
-from jamrec import coldstart
-from jamrec.data import open_dataset
+from jamrec.evaluation import coldstart
 from jamrec.log import setup_cli_logging
 from jamrec.models import create
 from jamrec.models.base import TrainData
+from jamrec.models.dataset import open_dataset
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _measure import Sampler, machine, table, write_section
 
-from jamrec import evaluate as evaluation
-from jamrec.data import open_dataset
+from jamrec.evaluation import protocols as evaluation
 from jamrec.log import setup_cli_logging
 from jamrec.models import create
 from jamrec.models.base import TrainData
+from jamrec.models.dataset import open_dataset
 
 MODELS = ("popularity", "random", "als", "mbcf", "hybrid", "two_tower", "oracle")
 

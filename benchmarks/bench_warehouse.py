@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _measure import Sampler, machine, table, write_section
 
-from jamrec import etl
+from jamrec.build import publish as publishing
+from jamrec.build import stages as etl
 from jamrec.generate import generate
 from jamrec.log import setup_cli_logging
 
@@ -60,9 +61,9 @@ def main() -> None:
         with sampler.stage("validate (quality gate)"):
             etl.validate_build(build)
         with sampler.stage("etl: publish"):
-            published = etl.publish(build)
+            published = publishing.publish(build)
     except BaseException as exc:
-        etl.fail_build(build, exc)
+        publishing.fail_build(build, exc)
         raise
     total_with_gate = time.perf_counter() - start
     sampler.close()

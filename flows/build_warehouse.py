@@ -1,6 +1,6 @@
 """The ``build-warehouse`` flow: load, transform, validate and publish the warehouse.
 
-Each task is one call of a :mod:`jamrec.etl` function; ``jamrec etl`` runs the same
+Each task is one call of a :mod:`jamrec.build.stages` function; ``jamrec etl`` runs the same
 functions without Prefect. Nothing is published unless every suite passes.
 """
 
@@ -13,7 +13,9 @@ from prefect.artifacts import create_markdown_artifact
 
 import flows  # noqa: F401 - sets up logging before Prefect starts
 from flows._retry import warehouse_slot, writer
-from jamrec import etl, quality
+from jamrec.build import publish as publishing
+from jamrec.build import quality
+from jamrec.build import stages as etl
 from jamrec.config import BuildParams
 
 start_build = writer("start-build")(etl.start_build)
@@ -22,8 +24,8 @@ load_spotify = task(name="load-spotify")(etl.load_spotify)
 load_truth = task(name="load-truth")(etl.load_truth)
 transform = task(name="transform")(etl.transform)
 validate = task(name="validate")(etl.validate_build)
-publish = writer("publish")(etl.publish)
-fail_build = task(name="record-failure")(etl.fail_build)
+publish = writer("publish")(publishing.publish)
+fail_build = task(name="record-failure")(publishing.fail_build)
 
 
 @task(name="quality-artifact")

@@ -5,7 +5,7 @@ check the inputs -> (re)build, validate and publish the warehouse when something
 prune old saved models -> regenerate the report (attached, with the metrics table, as
 Prefect artifacts). Only one build or retrain runs at a
 time: the flow holds the ``jamrec-warehouse`` global concurrency limit (created by
-``make deploy``; a second run waits for the slot). A failed run says which step failed
+``make service``; a second run waits for the slot). A failed run says which step failed
 and why in its state message.
 """
 
@@ -22,9 +22,11 @@ import flows  # noqa: F401 - sets up logging before Prefect starts
 from flows._retry import warehouse_slot, writer
 from flows.build_warehouse import build_warehouse
 from flows.train_and_evaluate import train_and_evaluate
-from jamrec import incremental, promotion, recommendations, report
+from jamrec import report
+from jamrec.build import incremental
 from jamrec.config import BuildParams
-from jamrec.data import open_dataset
+from jamrec.models.dataset import open_dataset
+from jamrec.operations import promotion, recommendations
 
 check_inputs = task(name="check-inputs", cache_policy=NO_CACHE)(incremental.build_decision)
 record_skipped = writer("record-skipped-build")(incremental.record_skipped)
@@ -80,7 +82,9 @@ def retrain(
             else:
                 record_skipped(decision, warehouse)
             step = "train, evaluate and promote"
-            trained = train_and_evaluate(models, seed, warehouse, user_sample, settings, tolerance)
+            trained = train_and_evaluate(
+                models, seed, warehouse, user_sample, settings, tolerance, refresh=False
+            )
             step = "refresh recommendations"
             served = refresh_recommendations(load_dataset(warehouse), warehouse, top_n)
             step = "prune saved models"

@@ -17,8 +17,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 import flows  # noqa: F401 - sets up logging before Prefect starts
 from flows._retry import writer
-from jamrec import runs, sweep
-from jamrec.data import open_dataset
+from jamrec.models.dataset import open_dataset
+from jamrec.operations import runs, sweep
 
 load_dataset = task(name="load-dataset", cache_policy=NO_CACHE)(open_dataset)
 try_config = task(name="try-config", cache_policy=NO_CACHE)(sweep.try_config)

@@ -1,9 +1,11 @@
 """The ``train-and-evaluate`` flow: train every model on the published warehouse,
-evaluate it under every protocol, save it and record the results.
+evaluate it under every protocol, save it, record the results, promote, and refresh the
+served recommendations when a champion changed.
 
-Each task is one call of a :mod:`jamrec.runs` function (``jamrec train`` runs the same).
-Tasks pass the dataset in memory: no caching, no result persistence. A model that already
-has an evaluated run on this build with the same config, seed and code is not retrained.
+Each task is one call of a :mod:`jamrec.operations` function, in the order of
+:func:`jamrec.operations.pipeline.run_models` (``jamrec train`` runs the same). Tasks pass
+the dataset in memory: no caching, no result persistence. A model that already has an
+evaluated run on this build with the same config, seed and code is not retrained.
 """
 
 from __future__ import annotations
@@ -16,24 +18,25 @@ from prefect.cache_policies import NO_CACHE
 
 import flows  # noqa: F401 - sets up logging before Prefect starts
 from flows._retry import writer
-from jamrec import promotion, runs
-from jamrec.data import open_dataset
+from jamrec.log import log
+from jamrec.models.dataset import open_dataset
+from jamrec.operations import comparison, pipeline, promotion, recommendations, runs
 
 load_dataset = task(name="load-dataset", cache_policy=NO_CACHE)(open_dataset)
-plan = task(name="plan-runs", cache_policy=NO_CACHE)(runs.plan)
+choose_models = task(name="choose-models", cache_policy=NO_CACHE)(pipeline.choose_models)
+plan = task(name="plan-runs", cache_policy=NO_CACHE)(pipeline.plan)
 train = task(name="train", cache_policy=NO_CACHE)(runs.train)
 save = task(name="save-model", cache_policy=NO_CACHE)(runs.save)
 evaluate = task(name="evaluate", cache_policy=NO_CACHE)(runs.evaluate)
 record = writer("record-run")(runs.record)
-
-
 promote = writer("promote")(promotion.promote_runs)
+refresh_recommendations = writer("refresh-recommendations")(recommendations.refresh)
 
 
 @task(name="comparison-artifact", cache_policy=NO_CACHE)
 def comparison_artifact(warehouse: Path | None) -> str:
     """Attach the models x protocols table to the flow run; return it as text."""
-    text = runs.comparison_text(warehouse)
+    text = comparison.comparison_text(warehouse)
     create_markdown_artifact(
         key="model-comparison", markdown=f"```\n{text}\n```", description="Model comparison"
     )
@@ -48,24 +51,30 @@ def train_and_evaluate(
     user_sample: int = 5000,
     settings: dict[str, dict] | None = None,
     tolerance: float = 0.0,
+    refresh: bool = True,
 ) -> dict:
     """Train, evaluate, record and promote ``models`` (default: baselines, ALS, MBCF,
-    hybrid, and the oracle on generated data); ``settings`` overrides configs, e.g.
-    ``{"als": {"factors": 64}}``; ``tolerance`` is the promotion slack (see
-    :mod:`jamrec.promotion`). Returns the new runs, the promoted ones and the comparison."""
+    hybrid, two-tower, and the oracle on generated data); ``settings`` overrides configs,
+    e.g. ``{"als": {"factors": 64}}`` (``device`` and ``threads`` there are runtime
+    options); ``tolerance`` is the promotion slack (:mod:`jamrec.operations.promotion`);
+    ``refresh`` rewrites the served recommendations when a champion changed. Returns the
+    new runs, the promoted ones and the comparison."""
     data = load_dataset(warehouse)
     new_runs = []
-    for name, overrides in plan(
-        models or runs.default_models(data), data, seed, settings, warehouse
-    ):
+    todo = plan(choose_models(models, data), data, seed, settings, warehouse)
+    for position, (name, overrides) in enumerate(todo, start=1):
+        log.info("model %d of %d: %s", position, len(todo), name)
         run = train(name, data, seed, overrides)
         save(run, data, warehouse)
         result = evaluate(run, data, seed, user_sample)
         new_runs.append(record(run, result, warehouse))
     decisions = promote(new_runs, data, warehouse, tolerance, seed, user_sample)
+    promoted = [d.challenger for d in decisions if d.promoted]
+    served = refresh_recommendations(data, warehouse) if promoted and refresh else {}
     return {
         "runs": new_runs,
-        "promoted": [d.challenger for d in decisions if d.promoted],
+        "promoted": promoted,
+        "recommendations": served,
         "comparison": comparison_artifact(warehouse),
     }
 

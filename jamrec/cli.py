@@ -7,12 +7,14 @@ as one ``jamrec: error: ...`` line and a non-zero exit, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 from jamrec.errors import InputError, JamrecError
 from jamrec.log import setup_cli_logging
+from jamrec.models import COLD_START_MODELS, DEFAULT_MODELS
 
 
 def _warehouse_arg(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +23,15 @@ def _warehouse_arg(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="the DuckDB file (default: $JAMREC_WAREHOUSE or warehouse/jamrec.duckdb)",
+    )
+
+
+def _runtime_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default=None, help="where torch models run: cpu (default) or cuda[:N]"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: one per core)"
     )
 
 
@@ -68,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--models",
         default=None,
-        help="comma-separated (default: popularity,random,als,mbcf,hybrid, plus oracle on "
+        help=f"comma-separated (default: {','.join(DEFAULT_MODELS)}, plus oracle on "
         "generated data)",
     )
     tr.add_argument("--seed", type=int, default=0, help="seeds every random choice of the runs")
@@ -79,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL.KEY=VALUE",
         help="override a model setting, e.g. --set als.factors=64 --set mbcf.epochs=5",
     )
+    _runtime_args(tr)
     tr.add_argument(
         "--no-evaluate", action="store_true", help="only train and save (jamrec evaluate later)"
     )
@@ -101,14 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument(
         "--models",
         default=None,
-        help="comma-separated (default: two_tower, "
-        "feature_knn, spotify_popularity, popularity, hybrid, mbcf, random, oracle)",
+        help=f"comma-separated (default: {','.join(COLD_START_MODELS)}, plus oracle on "
+        "generated data)",
     )
     cs.add_argument(
         "--share", type=float, default=0.1, help="share of tracks with interactions withheld"
     )
     cs.add_argument("--seed", type=int, default=0)
     cs.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE")
+    _runtime_args(cs)
     _warehouse_arg(cs)
     cs.set_defaults(func=cmd_coldstart)
 
@@ -155,18 +168,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     """``jamrec generate``: write a synthetic dump and print what it holds."""
     from jamrec.generate import generate
 
-    variants = args.spotify_variants
-    names = ["all"] if variants == "all" else [v.strip() for v in variants.split(",") if v.strip()]
-    if names == ["all"]:
-        from jamrec.spotify import VARIANTS
-
-        names = [v.name for v in VARIANTS]
     summary = generate(
         args.out,
         scale=args.scale,
         seed=args.seed,
         broken_share=args.broken_share,
-        spotify_variants=names,
+        spotify_variants=args.spotify_variants,
     )
     print(f"wrote a {args.scale} synthetic dump (seed {args.seed}) to {args.out}")
     for key, value in summary.items():
@@ -177,8 +184,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_etl(args: argparse.Namespace) -> int:
     """``jamrec etl``: build, check and publish the warehouse."""
+    from jamrec.build.pipeline import run_build
     from jamrec.config import BuildParams
-    from jamrec.etl import run_build
 
     params = BuildParams(
         seed=args.seed, n_negatives=args.negatives, k_test=args.k_test, k_val=args.k_val
@@ -186,6 +193,18 @@ def cmd_etl(args: argparse.Namespace) -> int:
     summary = run_build(args.timj, args.spotify, args.warehouse, params)
     print_build_summary(summary)
     return 0
+
+
+PUBLISHED_TABLES = (
+    "jams",
+    "likes",
+    "followers",
+    "tracks",
+    "interactions",
+    "negatives",
+    "splits",
+    "rejects",
+)
 
 
 def print_build_summary(summary: dict) -> None:
@@ -200,16 +219,7 @@ def print_build_summary(summary: dict) -> None:
         if validation.get("report"):
             print(f"  Data Docs: {validation['report']}")
     rows = summary["rows"]
-    for table in (
-        "jams",
-        "likes",
-        "followers",
-        "tracks",
-        "interactions",
-        "negatives",
-        "splits",
-        "rejects",
-    ):
+    for table in PUBLISHED_TABLES:
         if table in rows:
             print(f"  {table:<14}{rows[table]:>12,}")
     print(
@@ -220,7 +230,7 @@ def print_build_summary(summary: dict) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``jamrec validate``: run every suite on the published warehouse; 1 if any fails."""
-    from jamrec.quality import validate_published
+    from jamrec.build.quality import validate_published
 
     report = validate_published(args.warehouse)
     print(report.message("validation of the published warehouse"))
@@ -230,8 +240,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _overrides(pairs: list[str]) -> dict[str, dict]:
-    import json
-
+    """``--set MODEL.KEY=VALUE`` pairs as ``{model: {key: value}}`` (values parsed as JSON
+    when they are JSON, e.g. numbers and booleans; as text otherwise)."""
     out: dict[str, dict] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -246,120 +256,59 @@ def _overrides(pairs: list[str]) -> dict[str, dict]:
     return out
 
 
+def _models(text: str | None) -> list[str] | None:
+    return [m.strip() for m in text.split(",") if m.strip()] if text else None
+
+
+def _runtime(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in (("device", args.device), ("threads", args.threads)) if v}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    """``jamrec train``: train, evaluate and record each model; print the comparison."""
-    from pydantic import ValidationError
+    """``jamrec train``: train, evaluate, record and promote each model; print the comparison."""
+    from jamrec.operations.pipeline import run_models
 
-    from jamrec import runs
-    from jamrec.data import open_dataset
-    from jamrec.models import registry
-
-    data = open_dataset(args.warehouse)
-    names = (
-        [m.strip() for m in args.models.split(",") if m.strip()]
-        if args.models
-        else runs.default_models(data)
+    outcome = run_models(
+        _models(args.models),
+        seed=args.seed,
+        warehouse=args.warehouse,
+        user_sample=args.user_sample,
+        settings=_overrides(args.set),
+        runtime=_runtime(args),
+        evaluate=not args.no_evaluate,
     )
-    unknown = sorted(set(names) - set(registry()))
-    if unknown:
-        raise JamrecError(f"unknown model(s) {unknown}; known: {', '.join(sorted(registry()))}")
-    if "oracle" in names and data.truth is None:
-        raise JamrecError("the oracle needs generated data (the warehouse has no truth_ tables)")
-    overrides = _overrides(args.set)
-    recorded = []
-    for name in names:
-        try:
-            run = runs.train(name, data, seed=args.seed, config=overrides.get(name))
-        except ValidationError as exc:
-            raise JamrecError(f"{name}: bad setting: {exc.errors()[0]['msg']}") from None
-        runs.save(run, data, args.warehouse)
-        result = None if args.no_evaluate else runs.evaluate(run, data, args.seed, args.user_sample)
-        recorded.append(runs.record(run, result, args.warehouse))
-    if not args.no_evaluate:
-        from jamrec.promotion import promote_runs
-
-        promote_runs(recorded, data, args.warehouse, seed=args.seed, user_sample=args.user_sample)
-    _print_comparison(args.warehouse)
+    if outcome.recommendations:
+        served = ", ".join(f"{m} {n:,}" for m, n in outcome.recommendations.items())
+        print(f"\nrecommendations refreshed (rows per model): {served}")
+    print("\n" + outcome.comparison)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``jamrec evaluate``: evaluate trained runs (default: all without metrics)."""
-    from jamrec import evaluate as evaluation
-    from jamrec import runs
-    from jamrec.data import open_dataset
-    from jamrec.warehouse import Warehouse, table_names
+    from jamrec.operations.comparison import comparison_text
+    from jamrec.operations.pipeline import evaluate_runs
 
-    data = open_dataset(args.warehouse)
-    run_ids = list(args.run)
-    if not run_ids:
-        from jamrec.config import get_settings
-
-        settings = get_settings()
-        con = Warehouse(args.warehouse or settings.warehouse).connect_readonly()
-        try:
-            if "model_runs" in table_names(con):
-                run_ids = [
-                    r
-                    for (r,) in con.execute(
-                        "select run_id from model_runs where status = 'trained' "
-                        "and build_id = $b order by started_at",
-                        {"b": data.build_id},
-                    ).fetchall()
-                ]
-        finally:
-            con.close()
-    if not run_ids:
+    if not evaluate_runs(args.run, args.seed, args.user_sample, args.warehouse):
         print("nothing to evaluate: every run on this build has metrics (or none was trained)")
-    for run_id in run_ids:
-        model, row = runs.load_run(run_id, args.warehouse)
-        if row["build_id"] != data.build_id:
-            raise JamrecError(
-                f"run {run_id} was trained on build {row['build_id']}, not the published "
-                f"{data.build_id}; retrain it with `jamrec train --models {row['model']}`"
-            )
-        import time
-
-        start = time.perf_counter()
-        result = evaluation.evaluate(model, data, seed=args.seed, user_sample=args.user_sample)
-        timings = {"evaluate_s": round(time.perf_counter() - start, 3), "evaluate": result.timings}
-        runs.record_evaluation(run_id, result, timings, args.warehouse)
-    _print_comparison(args.warehouse)
+    print("\n" + comparison_text(args.warehouse))
     return 0
-
-
-def _print_comparison(warehouse) -> None:
-    from jamrec import runs
-
-    print("\n" + runs.comparison_text(warehouse))
 
 
 def cmd_coldstart(args: argparse.Namespace) -> int:
     """``jamrec coldstart``: train without a seeded share of the tracks, rank them."""
-    from jamrec import runs
-    from jamrec.data import open_dataset
-    from jamrec.warehouse import Warehouse
+    from jamrec.operations.pipeline import cold_start_results, cold_start_study
 
-    data = open_dataset(args.warehouse)
-    names = [m.strip() for m in args.models.split(",")] if args.models else None
-    run_ids = runs.cold_start_study(
-        data, names, args.share, args.seed, _overrides(args.set), args.warehouse
+    run_ids = cold_start_study(
+        _models(args.models),
+        args.share,
+        args.seed,
+        _overrides(args.set),
+        args.warehouse,
+        _runtime(args),
     )
-    from jamrec.config import get_settings
-
-    con = Warehouse(args.warehouse or get_settings().warehouse).connect_readonly()
-    try:
-        rows = con.execute(
-            "select r.model, m.protocol, m.value, m.ci_low, m.ci_high, m.n_users "
-            "from metrics m join model_runs r using (run_id) "
-            "where m.run_id in (select unnest($ids)) and m.metric = 'ndcg' and m.k = 10 "
-            "order by m.protocol, m.value desc",
-            {"ids": run_ids},
-        ).fetchall()
-    finally:
-        con.close()
     print("\ncold start: NDCG@10 of the withheld tracks [95% interval]")
-    for model, protocol, value, low, high, n in rows:
+    for model, protocol, value, low, high, n in cold_start_results(run_ids, args.warehouse):
         print(f"  {protocol:<22} {model:<20} {value:.4f} [{low:.4f}, {high:.4f}]  {n:,} users")
     print("cold_start ranks them among the withheld tracks; cold_start_catalogue among all")
     return 0
@@ -367,7 +316,7 @@ def cmd_coldstart(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """``jamrec runs``: runs with their validation NDCG@10, champions marked."""
-    from jamrec.promotion import list_runs
+    from jamrec.operations.promotion import list_runs
 
     rows = list_runs(args.warehouse, args.model, args.limit)
     if not rows:
@@ -385,7 +334,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """``jamrec promote``: promote or roll back by hand."""
-    from jamrec.promotion import promote_by_hand
+    from jamrec.operations.promotion import promote_by_hand
 
     decision = promote_by_hand(args.run_id, args.note, args.warehouse)
     print(f"{decision.model}: {decision.challenger} is champion ({decision.note})")
@@ -396,9 +345,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     """``jamrec recommend``: the top-k tracks for one user."""
-    from jamrec.serve import recommend
+    from jamrec.operations.serving import recommend
 
-    tracks = [t.strip() for t in args.tracks.split(",") if t.strip()] if args.tracks else None
+    tracks = _models(args.tracks)  # the same comma-separated parsing
     rows, note = recommend(args.user, args.k, args.model, args.warehouse, tracks, args.explain)
     print(note)
     print(f"{'rank':>4}  {'track_id':<22}  {'score':>9}  artist - title")
@@ -420,7 +369,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     """``jamrec sql``: read-only ad-hoc SQL, or ``--describe`` the published tables."""
-    from jamrec import query
+    from jamrec.warehouse import query
 
     if args.describe:
         query.describe(args.warehouse, sys.stdout)

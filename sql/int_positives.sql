@@ -1,7 +1,13 @@
 with playable_jams as (
     select jam_id, user_id, track_id, creation_date
-    from jams
-    where track_id is not null
+    from int_jams_checked
+    where reject_reason is null and track_id is not null
+),
+
+accepted_likes as (
+    select user_id, jam_id
+    from int_likes_checked
+    where reject_reason is null
 ),
 
 creators as (
@@ -16,13 +22,13 @@ creators as (
 
 likers as (
     select
-        likes.user_id,
+        accepted_likes.user_id,
         playable_jams.track_id,
         playable_jams.creation_date,
         false as is_creator,
         true as is_liker
-    from likes
-    inner join playable_jams on likes.jam_id = playable_jams.jam_id
+    from accepted_likes
+    inner join playable_jams on accepted_likes.jam_id = playable_jams.jam_id
 ),
 
 events as (

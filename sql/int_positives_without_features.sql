@@ -3,7 +3,8 @@ with positives as (
 ),
 
 catalogue as (
-    select track_id from tracks
+    select distinct track_id from int_tracks_checked
+    where reject_reason is null
 )
 
 select positives.*

@@ -8,14 +8,7 @@ from pathlib import Path
 import pytest
 
 from jamrec.config import get_settings
-
-SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "timj" / "jams_sample.tsv"
-
-TRACKS_HEADER = (
-    "id,name,popularity,duration_ms,explicit,artists,id_artists,release_date,danceability,energy,"
-    "key,loudness,mode,speechiness,acousticness,instrumentalness,liveness,valence,tempo,"
-    "time_signature"
-)
+from tests.helpers import write_dump
 
 
 @pytest.fixture(autouse=True)
@@ -26,68 +19,6 @@ def _isolated_settings(tmp_path_factory, monkeypatch):
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
-
-
-def hex_id(i: int) -> str:
-    """A valid 32-hex TIMJ id for a small integer."""
-    return f"{i:032x}"
-
-
-def track_id(i: int) -> str:
-    """A valid 22-character Spotify track id for a small integer."""
-    return f"T{i:021d}"
-
-
-def jam_line(
-    jam: int, user: int, track: int | None, artist="Artist", title="Title", date="2013-05-01"
-):
-    """One jams.tsv line (no newline)."""
-    uri = f"spotify:track:{track_id(track)}" if track is not None else ""
-    link = "http://www.youtube.com/watch?v=abcdefghijk"
-    return "\t".join([hex_id(jam), hex_id(user), artist, title, date, link, uri])
-
-
-def track_line(track: int, danceability: float = 0.5) -> str:
-    """One tracks.csv line for a track with plausible features."""
-    return (
-        f"{track_id(track)},Song {track},{track % 100},200000,0,\"['Artist {track}', 'B']\","
-        f"['{track_id(track)}'],2001-02-03,{danceability},0.6,5,-7.5,1,0.05,0.2,0.0,0.1,0.6,"
-        "120.0,4"
-    )
-
-
-def write_dump(
-    root: Path,
-    jams: list[str] | None = None,
-    likes: list[str] | None = None,
-    followers: list[str] | None = None,
-    tracks: list[str] | None = None,
-) -> tuple[Path, Path]:
-    """Write a hand-made dump (TIMJ folder + tracks.csv); returns (timj, spotify) paths.
-
-    By default: 6 users, 12 jams over 8 tracks, a few likes and follows, 10 tracks.
-    """
-    archive = root / "archive"
-    archive.mkdir(parents=True, exist_ok=True)
-    if jams is None:
-        jams = [jam_line(j, j % 6, j % 8) for j in range(12)]
-    if likes is None:
-        likes = [f"{hex_id(u)}\t{hex_id(j)}" for u, j in [(1, 0), (2, 0), (3, 5), (4, 7), (5, 9)]]
-    if followers is None:
-        followers = [f"{hex_id(1)}\t{hex_id(2)}", f"{hex_id(2)}\t{hex_id(3)}"]
-    if tracks is None:
-        tracks = [track_line(t) for t in range(10)]
-    (archive / "jams.tsv").write_text(
-        "jam_id\tuser_id\tartist\ttitle\tcreation_date\tlink\tspotify_uri\n"
-        + "".join(line + "\n" for line in jams)
-    )
-    (archive / "likes.tsv").write_text("user_id\tjam_id\n" + "".join(x + "\n" for x in likes))
-    (archive / "followers.tsv").write_text(
-        "followed_user_id\tfollower_user_id\n" + "".join(x + "\n" for x in followers)
-    )
-    spotify = root / "tracks.csv"
-    spotify.write_text(TRACKS_HEADER + "\n" + "".join(x + "\n" for x in tracks))
-    return root, spotify
 
 
 @pytest.fixture
@@ -106,8 +37,8 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def tiny_dump(tmp_path_factory) -> Path:
     """A tiny generated dump (seed 0) with all five Spotify variants."""
+    from jamrec.build.spotify import VARIANTS
     from jamrec.generate import generate
-    from jamrec.spotify import VARIANTS
 
     out = tmp_path_factory.mktemp("tiny") / "dump"
     generate(out, scale="tiny", seed=0, spotify_variants=[v.name for v in VARIANTS])
@@ -117,7 +48,7 @@ def tiny_dump(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_warehouse(tiny_dump, tmp_path_factory) -> Path:
     """A warehouse built from :func:`tiny_dump` (read it, never write it)."""
-    from jamrec.etl import run_build
+    from jamrec.build.pipeline import run_build
 
     path = tmp_path_factory.mktemp("tiny_wh") / "jamrec.duckdb"
     run_build(tiny_dump, tiny_dump / "tracks.csv", path)
@@ -127,7 +58,7 @@ def tiny_warehouse(tiny_dump, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_warehouse(tmp_path_factory) -> Path:
     """A warehouse built from a `small` generated dump (the demo's size); read-only use."""
-    from jamrec.etl import run_build
+    from jamrec.build.pipeline import run_build
     from jamrec.generate import generate
 
     root = tmp_path_factory.mktemp("small")

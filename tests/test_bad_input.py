@@ -7,9 +7,9 @@ import sys
 
 import duckdb
 import pytest
-from conftest import TRACKS_HEADER, hex_id, jam_line, track_line, write_dump
 
 from jamrec.cli import main
+from tests.helpers import TRACKS_HEADER, hex_id, jam_line, track_line, write_dump
 
 
 def etl(timj, spotify, capsys, *extra):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from jamrec.beyond import (
+from jamrec.evaluation.beyond import (
     PER_USER,
     beyond_accuracy,
     coverage,
@@ -17,9 +17,9 @@ from jamrec.beyond import (
     row_means,
     self_information,
 )
-from jamrec.data import AUDIO_FEATURES, Dataset
 from jamrec.models import create
 from jamrec.models.base import TrainData
+from jamrec.models.dataset import AUDIO_FEATURES, Dataset
 
 
 def dataset(train: dict, test: dict, n_users: int, n_tracks: int, features=None) -> Dataset:

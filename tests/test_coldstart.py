@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from jamrec.coldstart import (
+from jamrec.evaluation.coldstart import (
     PROTOCOLS,
     SPLIT,
     evaluate_cold_start,
@@ -17,10 +17,10 @@ from jamrec.coldstart import (
     withheld_rows,
     withhold,
 )
-from jamrec.data import AUDIO_FEATURES, Dataset
-from jamrec.models import create
-from jamrec.models.base import Recommender, TrainData, load, tie_rank
+from jamrec.models import create, load
+from jamrec.models.base import Recommender, TrainData, tie_rank
 from jamrec.models.coldstart_baselines import SpotifyPopularity, load_spotify_popularity
+from jamrec.models.dataset import AUDIO_FEATURES, Dataset
 
 
 def matrix(cells: np.ndarray) -> sp.csr_matrix:

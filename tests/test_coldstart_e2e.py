@@ -8,8 +8,7 @@ import shutil
 import duckdb
 import pytest
 
-from jamrec import runs
-from jamrec.data import open_dataset
+from jamrec.operations import pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -18,9 +17,8 @@ pytestmark = pytest.mark.slow
 def study(small_warehouse, tmp_path_factory):
     path = tmp_path_factory.mktemp("cold") / "jamrec.duckdb"
     shutil.copyfile(small_warehouse, path)
-    data = open_dataset(path)
     models = ["two_tower", "feature_knn", "spotify_popularity", "popularity", "mbcf", "random"]
-    runs.cold_start_study(data, models, settings={"mbcf": {"epochs": 5}}, warehouse=path)
+    pipeline.cold_start_study(models, settings={"mbcf": {"epochs": 5}}, warehouse=path)
     con = duckdb.connect(str(path), read_only=True)
     rows = con.execute(
         "select r.model, m.protocol, m.value, m.ci_low, m.ci_high from metrics m "

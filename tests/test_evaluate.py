@@ -9,11 +9,18 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from jamrec.data import AUDIO_FEATURES, Dataset
-from jamrec.evaluate import KS, SPLIT_CODES, evaluate, sample_users, split_view, val_probe
-from jamrec.metrics import sample_negatives
+from jamrec.evaluation.metrics import sample_negatives
+from jamrec.evaluation.protocols import (
+    KS,
+    SPLIT_CODES,
+    evaluate,
+    sample_users,
+    split_view,
+    val_probe,
+)
 from jamrec.models.base import Recommender, TrainData, tie_rank
 from jamrec.models.baselines import Popularity, Random
+from jamrec.models.dataset import AUDIO_FEATURES, Dataset
 
 COLD = 99  # a track with held-out interactions only
 

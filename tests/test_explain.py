@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_models_contract import N_GROUPS, make, planted
 
-from jamrec.data import standardise
-from jamrec.explain import STANDS_OUT, Explainer, explain
+from jamrec.models.dataset import standardise
+from jamrec.operations.explain import STANDS_OUT, Explainer, explain
+from tests.planted import N_GROUPS, make, planted
 
 GROUP_FEATURES = {"danceability": 1, "energy": -1, "acousticness": 1}  # sign of level
 

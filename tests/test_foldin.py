@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from test_models_contract import ALL_USERS, N_GROUPS, N_TRACKS, make, planted
 
-from jamrec.data import Dataset
 from jamrec.errors import JamrecError
-from jamrec.evaluate import evaluate
-from jamrec.foldin import fold_in, fold_in_agreement, fold_in_scores
-from jamrec.models.base import load, top_k
+from jamrec.evaluation.foldin import fold_in, fold_in_agreement, fold_in_scores
+from jamrec.evaluation.protocols import evaluate
+from jamrec.models import load
+from jamrec.models.base import top_k
+from jamrec.models.dataset import Dataset
+from tests.planted import ALL_USERS, N_GROUPS, N_TRACKS, make, planted
 
 NEW = np.arange(0, 12)  # users held out of training in the "new listener" tests
 

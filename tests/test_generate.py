@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from jamrec.errors import JamrecError
 from jamrec.generate import SCALES, activity, generate
 from jamrec.textfix import damage_text as damage
 
@@ -377,7 +378,7 @@ def _percentiles(root: Path, rows: list[list[str]]) -> tuple[float, float]:
 def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError, match="scale"):
         generate(tmp_path, "huge")
-    with pytest.raises(ValueError, match="variant"):
+    with pytest.raises(JamrecError, match="variant"):
         generate(tmp_path, "tiny", spotify_variants=["tracks.csv", "nope.csv"])
     assert set(SCALES) == {"tiny", "small", "full"}
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import jamrec.metrics as metrics
-from jamrec.metrics import (
+import jamrec.evaluation.metrics as metrics
+from jamrec.evaluation.metrics import (
     bootstrap_ci,
     metric_columns,
     per_user_metrics,

@@ -9,14 +9,17 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from jamrec import incremental, promotion, runs
+from jamrec.build import incremental
+from jamrec.build.pipeline import run_build
 from jamrec.cli import main
 from jamrec.config import BuildParams
-from jamrec.data import Dataset
-from jamrec.etl import run_build
+from jamrec.models import default_models
 from jamrec.models.base import TrainData
 from jamrec.models.baselines import Popularity
-from jamrec.warehouse import Warehouse
+from jamrec.models.dataset import Dataset
+from jamrec.operations import promotion
+from jamrec.operations.remap import Remapped
+from jamrec.warehouse.store import Warehouse
 
 
 @pytest.fixture
@@ -63,7 +66,7 @@ def _champion(path, model="popularity"):
 
 
 def test_first_run_is_champion_then_better_or_equal_wins_and_worse_loses(warehouse):
-    from jamrec.data import open_dataset
+    from jamrec.models.dataset import open_dataset
 
     _train(warehouse)
     first = _runs(warehouse)[0]
@@ -94,7 +97,7 @@ def test_a_run_without_validation_results_is_never_promoted(warehouse):
     _train(warehouse)
     _train(warehouse, "popularity", "--no-evaluate")
     champion, trained_only = _runs(warehouse)
-    from jamrec.data import open_dataset
+    from jamrec.models.dataset import open_dataset
 
     (decision,) = promotion.promote_runs([trained_only], open_dataset(warehouse), warehouse)
     assert not decision.promoted and "no validation result" in decision.note
@@ -159,7 +162,7 @@ def test_a_champion_is_re_scored_in_the_new_builds_id_spaces():
         [("u0", "t0"), ("u9", "t0"), ("u2", "t3")],
         build="c",
     )
-    remapped = promotion.Remapped(model, old.users, old.tracks, new)
+    remapped = Remapped(model, old.users, old.tracks, new)
     scores = remapped.score(np.arange(3))
     # u2 is known: its scores are the old model's for t1, t2, t3, and below them for t0
     assert scores[1, 1] == 2 and scores[1, 2] == 1 and scores[1, 3] == 0
@@ -191,10 +194,6 @@ def test_fingerprints_decide_when_to_rebuild(dump, tmp_path):
 
 
 def test_default_models_are_every_learner_and_baseline_and_the_oracle_with_truth():
-    from types import SimpleNamespace
-
     learners = ["popularity", "random", "als", "mbcf", "hybrid", "two_tower"]
-    generated = SimpleNamespace(train=sp.identity(50, format="csr"), truth=object())
-    assert runs.default_models(generated) == [*learners, "oracle"]
-    real = SimpleNamespace(train=generated.train, truth=None)
-    assert runs.default_models(real) == learners
+    assert default_models(has_truth=True) == [*learners, "oracle"]
+    assert default_models(has_truth=False) == learners

@@ -7,9 +7,9 @@ import unicodedata
 
 import duckdb
 import pytest
-from conftest import SHARED_SAMPLE, TRACKS_HEADER
 
-from jamrec.etl import run_build
+from jamrec.build.pipeline import run_build
+from tests.helpers import SHARED_SAMPLE, TRACKS_HEADER
 
 pytestmark = pytest.mark.skipif(not SHARED_SAMPLE.exists(), reason="the real TIMJ sample is absent")
 

@@ -137,7 +137,7 @@ def test_markdown_summary_lists_every_model(trained, report):
 
 def test_report_without_runs_after_a_failed_build(tiny_warehouse, tiny_dump, tmp_path):
     """No model runs yet, and the last build failed: the published data is still shown."""
-    from jamrec.etl import run_build
+    from jamrec.build.pipeline import run_build
 
     path = tmp_path / "jamrec.duckdb"
     shutil.copyfile(tiny_warehouse, path)
@@ -156,7 +156,7 @@ def test_report_without_runs_after_a_failed_build(tiny_warehouse, tiny_dump, tmp
 
 
 def test_report_when_the_only_build_failed_validation(tiny_dump, tmp_path):
-    from jamrec.etl import run_build
+    from jamrec.build.pipeline import run_build
 
     spotify = tmp_path / "tracks.csv"
     spotify.write_text(TRACKS_HEADER + "\n")
@@ -181,11 +181,13 @@ def test_no_warehouse_is_a_clear_error(tmp_path):
 
 
 def test_older_warehouses_and_runs_of_other_builds(trained, tmp_path):
-    """No champion columns (a warehouse from before champions): said, not an error; runs
-    only on another build: the report says which command brings them to this one."""
+    """A warehouse from before champions (no champion columns, no migrations) is migrated
+    when opened; runs only on another build: the report says which command brings them to
+    this one."""
     from jamrec.report.data import Builds
     from jamrec.report.sections_champions import champions_section
     from jamrec.report.sections_models import models_section
+    from jamrec.warehouse.store import Warehouse
 
     path = tmp_path / "old.duckdb"
     shutil.copyfile(trained, path)
@@ -193,7 +195,15 @@ def test_older_warehouses_and_runs_of_other_builds(trained, tmp_path):
     try:
         for column in ("is_champion", "promotion_note", "promoted_at"):
             con.execute(f"alter table model_runs drop column if exists {column}")
-        assert "Champions are not tracked yet" in champions_section(con)
+        con.execute("drop table promotions")
+        con.execute("drop table schema_migrations")
+    finally:
+        con.close()
+    con = Warehouse(path).connect_readonly()
+    try:
+        assert con.execute("select max(version) from schema_migrations").fetchall() == [(1,)]
+        assert con.execute("select count(*) from champions").fetchall() == [(0,)]
+        assert "No run has been promoted to champion yet." in champions_section(con)
         html = models_section(con, Builds(None, {"build_id": "b-newer"}, []))
     finally:
         con.close()

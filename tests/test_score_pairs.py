@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jamrec.data import open_dataset
 from jamrec.models import create
 from jamrec.models.base import TrainData
+from jamrec.models.dataset import open_dataset
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from jamrec.build.sqlrunner import run_macros, run_model
 from jamrec.config import PROJECT_ROOT
-from jamrec.sqlrunner import run_macros, run_model
 
 SQL = PROJECT_ROOT / "sql"
 VARS = {"seed": 0, "n_negatives": 10, "k_test": 1, "k_val": 1, "spotify_file": "tracks.csv"}
@@ -57,19 +57,22 @@ def _track(i: int) -> str:
 
 def test_positives_are_deduplicated_with_creator_and_liker_flags(con):
     con.execute(
-        "create table jams as select * from (values "
-        f"('{_hex(1)}', '{_hex(100)}', '{_track(1)}', date '2012-01-01'),"
+        "create table int_jams_checked as select * from (values "
+        f"('{_hex(1)}', '{_hex(100)}', '{_track(1)}', date '2012-01-01', null),"
         # the same user jams the same track twice (a TIMJ duplicate jam)
-        f"('{_hex(2)}', '{_hex(100)}', '{_track(1)}', date '2012-01-02'),"
-        f"('{_hex(3)}', '{_hex(101)}', '{_track(2)}', date '2012-01-03'),"
-        f"('{_hex(4)}', '{_hex(101)}', null, date '2012-01-04')"
-        ") t(jam_id, user_id, track_id, creation_date)"
+        f"('{_hex(2)}', '{_hex(100)}', '{_track(1)}', date '2012-01-02', null),"
+        f"('{_hex(3)}', '{_hex(101)}', '{_track(2)}', date '2012-01-03', null),"
+        f"('{_hex(4)}', '{_hex(101)}', null, date '2012-01-04', null),"
+        # a rejected line is no positive
+        f"('{_hex(5)}', '{_hex(102)}', '{_track(3)}', date '2012-01-05', 'a reason')"
+        ") t(jam_id, user_id, track_id, creation_date, reject_reason)"
     )
     con.execute(
-        "create table likes as select * from (values "
-        f"('{_hex(101)}', '{_hex(1)}'), ('{_hex(101)}', '{_hex(2)}'),"  # two jams, one track
-        f"('{_hex(100)}', '{_hex(3)}'), ('{_hex(100)}', '{_hex(4)}')"  # 4 has no track
-        ") t(user_id, jam_id)"
+        "create table int_likes_checked as select * from (values "
+        f"('{_hex(101)}', '{_hex(1)}', null), ('{_hex(101)}', '{_hex(2)}', null),"  # one track
+        f"('{_hex(100)}', '{_hex(3)}', null), ('{_hex(100)}', '{_hex(4)}', null),"  # 4: no track
+        f"('{_hex(103)}', '{_hex(1)}', 'a reason')"  # a rejected like is no positive
+        ") t(user_id, jam_id, reject_reason)"
     )
     run_model(con, SQL, "int_positives", VARS)
     rows = con.execute(

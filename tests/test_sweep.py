@@ -8,7 +8,7 @@ import shutil
 import duckdb
 import pytest
 
-from jamrec import sweep
+from jamrec.operations import sweep
 
 
 def test_configurations_grid_and_seeded_random_subset():

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from test_models_contract import ALL_USERS, N_GROUPS, N_TRACKS, make, planted
 
-from jamrec.models.base import load
+from jamrec.models import load
+from tests.planted import ALL_USERS, N_GROUPS, N_TRACKS, make, planted
 
 COLD = np.arange(6)  # tracks 0..5: two per group (track group = index % 3)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from jamrec.errors import JamrecError
 from jamrec.generate import activity, names, spotify, taste, text, timj, truth
 
 BETA = 2.0  # taste vs popularity: beta * u.t has sd ~2.2, the log-popularity sd 1.6
@@ -61,7 +62,7 @@ def _variants(requested: Sequence[str] | str) -> list[str]:
     chosen = list(spotify.VARIANTS) if "all" in requested else [v.strip() for v in requested]
     unknown = [v for v in chosen if v not in spotify.VARIANTS]
     if unknown:
-        raise ValueError(
+        raise JamrecError(
             f"unknown Spotify variant(s) {unknown}; known: all, {', '.join(spotify.VARIANTS)}"
         )
     return [v for v in spotify.VARIANTS if v in chosen]
@@ -89,6 +90,54 @@ def _names(rng: np.random.Generator, pool: taste.Pool) -> tuple[pl.Series, ...]:
     return artist_names, titles, timj_artist, names.albums(rng, titles.head(n_cat))
 
 
+@dataclass
+class _World:
+    """What the generator draws before any activity: the catalogue and its names, every
+    id, and the users' planted taste."""
+
+    spec: ScaleSpec
+    pool: taste.Pool
+    artist_names: pl.Series
+    titles: pl.Series
+    timj_artist: pl.Series
+    albums: pl.Series
+    track_ids: pl.Series
+    artist_ids: pl.Series
+    album_ids: pl.Series
+    user_chars: np.ndarray
+    user_ids: pl.Series
+    users_taste: taste.UserTaste
+
+    @property
+    def n_all(self) -> int:
+        """Users who jam plus those who only like or follow."""
+        return len(self.user_ids)
+
+
+@dataclass
+class _Activity:
+    """Who jammed, liked and followed what (indexes into the world's users and pool)."""
+
+    jams: activity.Jams
+    jam_chars: np.ndarray
+    liker: np.ndarray
+    liked: np.ndarray
+    unknown: tuple[np.ndarray, np.ndarray]
+    followed: np.ndarray
+    follower: np.ndarray
+
+
+class _Clock:
+    """Logs one line per generation stage, with its duration."""
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say, self.start, self.last = say, time.perf_counter(), time.perf_counter()
+
+    def done(self, what: str) -> None:
+        self.say(f"{what} in {time.perf_counter() - self.last:.1f} s")
+        self.last = time.perf_counter()
+
+
 def generate(
     out: Path,
     scale: str = "small",
@@ -107,49 +156,62 @@ def generate(
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
     spec, variants, out = SCALES[scale], _variants(spotify_variants), Path(out)
-    say = progress or logging.getLogger("jamrec.generate").info
+    clock = _Clock(progress or logging.getLogger("jamrec.generate").info)
+    world = _draw_catalogue_and_users(spec, seed, clock)
+    acts = _draw_activity(world, seed, clock)
     share = BROKEN_SHARE if broken_share is None else broken_share
-    start = clock = time.perf_counter()
+    summary, uri_rows = _write_timj(world, acts, out, seed, share)
+    clock.done(f"archive: {summary['jams_lines']:,} jams lines, {summary['likes']:,} likes written")
+    summary |= _write_spotify(world, out, seed, variants)
+    clock.done(f"spotify: {', '.join(variants)} written")
+    users, tracks = _write_truth(world, acts, out, seed, scale, summary, uri_rows)
+    clock.done(f"truth: {users:,} users, {tracks:,} tracks")
+    clock.say(
+        f"generated {scale} (seed {seed}) in {time.perf_counter() - clock.start:.1f} s under {out}"
+    )
+    return summary
 
-    def done(what: str) -> None:
-        nonlocal clock
-        say(f"{what} in {time.perf_counter() - clock:.1f} s")
-        clock = time.perf_counter()
 
+def _draw_catalogue_and_users(spec: ScaleSpec, seed: int, clock: _Clock) -> _World:
+    """The track pool and its names, every id, and the users' taste (no activity yet)."""
     pool = taste.build_pool(
         _rng(seed, POOL), spec.n_tracks, round(spec.known_per_song * spec.n_songs)
     )
-    n_pool, n_cat = pool.n_pool, pool.n_catalogue
-    done(f"pool: {n_pool:,} tracks ({n_cat:,} in the Spotify file)")
-
+    clock.done(f"pool: {pool.n_pool:,} tracks ({pool.n_catalogue:,} in the Spotify file)")
     artist_names, titles, timj_artist, albums = _names(_rng(seed, NAMES), pool)
-    n_artists = len(artist_names)
-    done(f"names: {n_artists:,} artists, {n_pool:,} titles")
-
+    clock.done(f"names: {len(artist_names):,} artists, {pool.n_pool:,} titles")
     rng = _rng(seed, IDS)
-    track_ids, artist_ids = text.spotify_ids(rng, n_pool), text.spotify_ids(rng, n_artists)
-    album_ids = text.spotify_ids(rng, n_cat)
+    track_ids = text.spotify_ids(rng, pool.n_pool)
+    artist_ids = text.spotify_ids(rng, len(artist_names))
+    album_ids = text.spotify_ids(rng, pool.n_catalogue)
     n_all = spec.n_users + round(LURKER_SHARE * spec.n_users)
     user_chars = text.hex_chars(rng, n_all)
-    user_ids = text.fixed_width_strings(user_chars)
-    users_taste = taste.user_taste(_rng(seed, USERS), n_all)
+    return _World(
+        spec, pool, artist_names, titles, timj_artist, albums, track_ids, artist_ids,
+        album_ids, user_chars, text.fixed_width_strings(user_chars),
+        taste.user_taste(_rng(seed, USERS), n_all),
+    )  # fmt: skip
 
+
+def _draw_activity(world: _World, seed: int, clock: _Clock) -> _Activity:
+    """Jams (with injected duplicates), likes (some of unknown jams) and follows."""
+    spec, pool, n_all = world.spec, world.pool, world.n_all
     n_dup = round(DUPLICATE_SHARE * spec.n_jams)
     counts = activity.jams_per_user(_rng(seed, COUNTS), spec.n_users, spec.n_jams - n_dup)
     user, track = activity.draw_jams(
-        (seed, JAMS), counts, users_taste, pool.vectors, pool.bias, BETA
+        (seed, JAMS), counts, world.users_taste, pool.vectors, pool.bias, BETA
     )
     rng = _rng(seed, DAYS)
     day = activity.jam_days(rng, user, np.bincount(user, minlength=spec.n_users))
     jams = activity.add_duplicates(rng, user, track, day, n_dup)
     jam_chars = text.hex_chars(rng, len(jams.user))
-    done(f"jams: {len(jams.user):,} picked")
+    clock.done(f"jams: {len(jams.user):,} picked")
 
     rng = _rng(seed, LIKES)
     jam_count = np.bincount(jams.user, minlength=n_all)
     liker_w = (jam_count + 1.0) ** 0.8 * np.exp(rng.normal(0, 1, n_all))
     n_unknown = round(timj.UNKNOWN_LIKE_SHARE * spec.n_likes)
-    args = (users_taste, pool.vectors, pool.bias, BETA)
+    args = (world.users_taste, pool.vectors, pool.bias, BETA)
     liker, liked = activity.draw_likes(
         (seed, LIKES), rng, jams, liker_w, spec.n_likes - n_unknown, *args
     )
@@ -158,41 +220,66 @@ def generate(
     followed_w = (jam_count + 1.0) ** 0.7 * np.exp(rng.normal(0, 1, n_all))
     follower_w = (jam_count + 1.0) ** 0.4 * np.exp(rng.normal(0, 1, n_all))
     followed, follower = activity.draw_followers(rng, followed_w, follower_w, spec.n_followers)
-    done(f"likes and followers: {len(liker):,} + {len(followed):,} picked")
+    clock.done(f"likes and followers: {len(liker):,} + {len(followed):,} picked")
+    return _Activity(jams, jam_chars, liker, liked, unknown, followed, follower)
 
+
+def _write_timj(
+    world: _World, acts: _Activity, out: Path, seed: int, share: float
+) -> tuple[dict, np.ndarray]:
+    """``archive/*.tsv``; returns the summary so far and the jam rows with a track URI."""
     rng = _rng(seed, TIMJ)
+    jams = acts.jams
     unbreakable = np.zeros(len(jams.user), dtype=bool)
-    unbreakable[liked] = True
+    unbreakable[acts.liked] = True
     dup = jams.copy_of >= 0
     unbreakable[dup] = unbreakable[jams.copy_of[dup]] = True
     n_broken = 0 if share <= 0 else max(3, round(share * len(jams.user)))
-    jam_ids = text.fixed_width_strings(jam_chars)
+    jam_ids = text.fixed_width_strings(acts.jam_chars)
     summary, uri_rows = timj.write_jams(
-        out / "archive" / "jams.tsv", rng, jams, jam_ids, user_ids, timj_artist, titles,
-        track_ids, pool.has_uri, n_broken, unbreakable, n_cat,
+        out / "archive" / "jams.tsv", rng, jams, jam_ids, world.user_ids, world.timj_artist,
+        world.titles, world.track_ids, world.pool.has_uri, n_broken, unbreakable,
+        world.pool.n_catalogue,
     )  # fmt: skip
     summary |= timj.write_likes(
-        out / "archive" / "likes.tsv", rng, user_chars, jam_chars, (liker, liked), unknown
-    )
+        out / "archive" / "likes.tsv", rng, world.user_chars, acts.jam_chars,
+        (acts.liker, acts.liked), acts.unknown,
+    )  # fmt: skip
     summary |= timj.write_followers(
-        out / "archive" / "followers.tsv", user_chars, followed, follower
+        out / "archive" / "followers.tsv", world.user_chars, acts.followed, acts.follower
     )
-    done(f"archive: {summary['jams_lines']:,} jams lines, {summary['likes']:,} likes written")
+    return summary, uri_rows
 
+
+def _write_spotify(world: _World, out: Path, seed: int, variants: list[str]) -> dict:
+    """The Kaggle variants asked for, from the catalogue part of the pool."""
+    pool, n_cat = world.pool, world.pool.n_catalogue
     catalogue = spotify.Catalogue(
-        track_id=track_ids.head(n_cat), name=titles.head(n_cat), artists=pool.artists[:n_cat],
-        artist_names=artist_names, artist_ids=artist_ids, album=albums, album_id=album_ids,
+        track_id=world.track_ids.head(n_cat), name=world.titles.head(n_cat),
+        artists=pool.artists[:n_cat], artist_names=world.artist_names,
+        artist_ids=world.artist_ids, album=world.albums, album_id=world.album_ids,
         genre=pool.genre[:n_cat], popularity=pool.popularity[:n_cat],
         features={k: v[:n_cat] for k, v in pool.features.items()},
     )  # fmt: skip
-    summary |= spotify.write_variants(out, _rng(seed, SPOTIFY), catalogue, variants)
-    done(f"spotify: {', '.join(variants)} written")
+    return spotify.write_variants(out, _rng(seed, SPOTIFY), catalogue, variants)
 
-    seen = np.zeros(n_all, dtype=bool)
-    for who in (jams.user, liker, unknown[0], followed, follower):
+
+def _write_truth(
+    world: _World,
+    acts: _Activity,
+    out: Path,
+    seed: int,
+    scale: str,
+    summary: dict,
+    uri_rows: np.ndarray,
+) -> tuple[int, int]:
+    """``truth/``: the planted vectors of every user and track that appear; adds their
+    counts to ``summary``; returns them."""
+    seen = np.zeros(world.n_all, dtype=bool)
+    for who in (acts.jams.user, acts.liker, acts.unknown[0], acts.followed, acts.follower):
         seen[who] = True
     users = np.flatnonzero(seen)
-    tracks = np.union1d(np.arange(n_cat), jams.track[uri_rows])
+    tracks = np.union1d(np.arange(world.pool.n_catalogue), acts.jams.track[uri_rows])
     summary |= {"users": len(users), "truth_tracks": len(tracks)}
     params = {
         "beta": BETA,
@@ -210,9 +297,8 @@ def generate(
         },
     }
     truth.write_truth(
-        out / "truth", user_ids.gather(users), users_taste.vectors[users], track_ids.gather(tracks),
-        pool.vectors[tracks], pool.bias[tracks], params,
+        out / "truth", world.user_ids.gather(users), world.users_taste.vectors[users],
+        world.track_ids.gather(tracks), world.pool.vectors[tracks], world.pool.bias[tracks],
+        params,
     )  # fmt: skip
-    done(f"truth: {len(users):,} users, {len(tracks):,} tracks")
-    say(f"generated {scale} (seed {seed}) in {time.perf_counter() - start:.1f} s under {out}")
-    return summary
+    return len(users), len(tracks)

@@ -62,7 +62,7 @@ class ALS(Recommender):
     """Matrix factorisation of the users x tracks train matrix, weighted by confidence.
 
     After :meth:`fit`, ``user_factors`` is ``(n_users, factors)`` and ``item_factors``
-    ``(n_tracks, factors)``, both float32 and indexed like :class:`jamrec.data.Dataset`.
+    ``(n_tracks, factors)``, both float32 and indexed like :class:`jamrec.models.dataset.Dataset`.
     """
 
     name = "als"
@@ -123,6 +123,24 @@ class ALS(Recommender):
         )
         with one_blas_thread():
             return self.model.recalculate_user(0, self._confidence(row)).astype(np.float32)
+
+    # -- capabilities: FoldsIn, ItemVectors ---------------------------------------------
+    def fold_in_scores(self, tracks: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+        """(B, len(items)) float32: each listener's :meth:`recalculate_user` vector (the
+        exact least-squares fit to their tracks) against the track factors."""
+        tracks = sp.csr_matrix(tracks)
+        vectors = np.stack([self.recalculate_user(row.indices) for row in tracks])
+        factors = self.model.item_factors[np.asarray(items, dtype=np.int64)]
+        return (vectors.reshape(tracks.shape[0], -1) @ factors.T).astype(np.float32)
+
+    def item_vectors(self, items: np.ndarray | None = None) -> np.ndarray:
+        """(len(items), factors) float32 track factors; ``None`` = every track."""
+        factors = np.asarray(self.model.item_factors, np.float32)
+        return factors if items is None else factors[np.asarray(items, dtype=np.int64)]
+
+    def learnt_tracks(self) -> np.ndarray | None:
+        """Tracks with a train interaction (the others keep their random start)."""
+        return None if self.seen is None else np.asarray(self.seen.getnnz(axis=0) > 0)
 
     def _save(self, folder: Path) -> None:
         self.model.save(str(folder / "als.npz"))

@@ -1,7 +1,7 @@
 """The recommender contract every jamrec model implements.
 
 Modelled on implicit's ``RecommenderBase`` and LensKit's scorers. Ids are indexes into
-:class:`jamrec.data.Dataset` (users ``0..n_users-1``, tracks ``0..n_tracks-1``).
+:class:`jamrec.models.dataset.Dataset` (users ``0..n_users-1``, tracks ``0..n_tracks-1``).
 
 - ``fit(data)`` learns from :class:`TrainData` (train positives; negatives, features or
   the planted truth for the models that use them). Everything random takes
@@ -15,7 +15,14 @@ Modelled on implicit's ``RecommenderBase`` and LensKit's scorers. Ids are indexe
   every model. ``exclude_seen`` removes the user's train positives; rows with fewer
   rankable tracks than ``k'`` are padded with item ``-1`` and score ``-inf``.
 - ``save(folder)`` writes the model in its library's own format plus ``model.json``
-  (name and config); :func:`load` reads any saved model back.
+  (name and config); :func:`jamrec.models.load` reads any saved model back.
+
+What a model can do beyond the contract is declared, not guessed: the capability
+protocols :class:`FoldsIn` (score a new listener from a few tracks) and
+:class:`ItemVectors` (tracks as vectors), checked with ``isinstance``; ``pairwise`` (a
+network pass per pair) and ``reference`` (random, oracle) are class attributes. How a model
+runs (:class:`Runtime`: device, threads) is separate from its config, which identifies it.
+The models are listed by name in :data:`jamrec.models.MODELS`.
 
 Models whose score needs a network pass per (user, track) pair set
 ``pairwise = True``: the evaluation full-ranks them on a seeded user sample.
@@ -28,13 +35,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
-from jamrec.data import Dataset, Truth
+from jamrec.models.dataset import Dataset, Truth
 
 TIE_SEED = 20150926  # TIMJ's last day: the tie order is part of the protocol, not a knob
 
@@ -106,18 +113,46 @@ class TrainData:
         return ndcg
 
 
-_REGISTRY: dict[str, type[Recommender]] = {}
+class Runtime(BaseModel):
+    """How a model runs, not what it is: never part of its identity.
+
+    A run's config (hyperparameters and seed) identifies the model: the same config on
+    the same build is the same model, whatever the device or thread count it was trained
+    with. Runtime options are recorded with the run's timings, not in its config.
+    """
+
+    device: str = Field(
+        "cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="Where torch models train and score."
+    )
+    threads: int | None = Field(
+        None, ge=1, description="torch threads while training; None keeps torch's default."
+    )
 
 
-def registry() -> dict[str, type[Recommender]]:
-    """Every model class by name (importing the model modules registers them)."""
-    import jamrec.models.als
-    import jamrec.models.baselines
-    import jamrec.models.coldstart_baselines
-    import jamrec.models.torch.recommenders
-    import jamrec.models.torch.two_tower  # noqa: F401
+RUNTIME_OPTIONS = frozenset(Runtime.model_fields)
 
-    return dict(_REGISTRY)
+
+@runtime_checkable
+class FoldsIn(Protocol):
+    """A model that scores a listener it was not trained on from a few tracks alone."""
+
+    def fold_in_scores(self, tracks: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+        """(B, len(items)) float32 scores of B new listeners; row b of ``tracks``
+        ``(B, n_tracks)`` marks listener b's tracks."""
+        ...
+
+
+@runtime_checkable
+class ItemVectors(Protocol):
+    """A model whose tracks live in a vector space of its own (similar tracks, explanations)."""
+
+    def item_vectors(self, items: np.ndarray | None = None) -> np.ndarray:
+        """(len(items), d) float32 track vectors; ``None`` = every track."""
+        ...
+
+    def learnt_tracks(self) -> np.ndarray | None:
+        """(n_tracks,) bool: tracks whose vector was learnt (None: every track's is)."""
+        ...
 
 
 class Recommender(ABC):
@@ -126,15 +161,13 @@ class Recommender(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     pairwise: ClassVar[bool] = False
+    # A reference point reported beside the models (the random floor, the oracle's
+    # ceiling): never a champion's serving choice, never folded in.
+    reference: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        # Only jamrec's own models are listed (a test's throwaway subclass is not).
-        if "name" in cls.__dict__ and cls.__module__.startswith("jamrec."):
-            _REGISTRY[cls.name] = cls
-
-    def __init__(self, config: ModelConfig | None = None):
+    def __init__(self, config: ModelConfig | None = None, runtime: Runtime | None = None):
         self.config = config or self.Config()
+        self.runtime = runtime or Runtime()
         self.seen: sp.csr_matrix | None = None
         self.n_users = 0
         self.n_tracks = 0
@@ -223,17 +256,6 @@ class Recommender(ABC):
         (folder / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         self._save(folder)
         return folder
-
-
-def load(folder: Path) -> Recommender:
-    """Read a model saved by :meth:`Recommender.save` (its class is named in model.json)."""
-    folder = Path(folder)
-    meta = json.loads((folder / "model.json").read_text())
-    cls = registry()[meta["name"]]
-    model = cls(cls.Config(**meta["config"]))
-    model.n_users, model.n_tracks = meta["n_users"], meta["n_tracks"]
-    model._load(folder)
-    return model
 
 
 def sort_keys(scores: np.ndarray, tie: np.ndarray) -> np.ndarray:

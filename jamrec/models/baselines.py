@@ -42,6 +42,7 @@ class Random(Recommender):
     """
 
     name = "random"
+    reference = True  # the floor every model is read against, never served
 
     def _fit(self, data: TrainData) -> None:
         self.track_values = np.random.default_rng([self.config.seed, 0x7A4]).integers(
@@ -84,6 +85,7 @@ class Oracle(Recommender):
 
     name = "oracle"
     Config = OracleConfig
+    reference = True  # the ceiling, on generated data only, never served
 
     def _fit(self, data: TrainData) -> None:
         if data.truth is None:

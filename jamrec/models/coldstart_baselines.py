@@ -8,7 +8,7 @@ gets a real score (ID models leave it at an untrained or constant score):
 - ``spotify_popularity``: Spotify's own 0..100 ``popularity`` of the track, the same list
   for everyone.
 
-Ids are :class:`jamrec.data.Dataset` indexes, as for every model.
+Ids are :class:`jamrec.models.dataset.Dataset` indexes, as for every model.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from jamrec.data import standardise
-from jamrec.models.base import ModelConfig, Recommender, TrainData
+from jamrec.models.base import ModelConfig, Recommender, Runtime, TrainData
+from jamrec.models.dataset import standardise
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -42,10 +42,10 @@ class FeatureKNN(Recommender):
     """Content-based: ``score(u, t) = cos(profile_u, z_t)``, deterministic (no randomness).
 
     ``z_t`` are the track's audio features standardised with the train tracks' mean and
-    std (:func:`jamrec.data.standardise`), then scaled to unit length; ``profile_u`` is the
-    mean of ``z_t`` over the user's train tracks (a user without train tracks scores 0
-    everywhere: the tie order). The cosine to the mean profile equals, up to a per-user
-    factor, the mean cosine to the user's tracks, so scoring is one
+    std (:func:`~jamrec.models.dataset.standardise`), then scaled to unit length;
+    ``profile_u`` is the mean of ``z_t`` over the user's train tracks (a user without train
+    tracks scores 0 everywhere: the tie order). The cosine to the mean profile equals, up to
+    a per-user factor, the mean cosine to the user's tracks, so scoring is one
     ``(users, F) @ (F, items)`` product: cheap at any scale. State: ``users``
     (n_users, F) and ``tracks`` (n_tracks, F) float32 unit vectors; ``mean``, ``std``.
     """
@@ -93,8 +93,13 @@ class SpotifyPopularity(Recommender):
 
     name = "spotify_popularity"
 
-    def __init__(self, config: ModelConfig | None = None, popularity: np.ndarray | None = None):
-        super().__init__(config)
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        runtime: Runtime | None = None,
+        popularity: np.ndarray | None = None,
+    ):
+        super().__init__(config, runtime)
         self.popularity = None if popularity is None else np.asarray(popularity, np.float32)
 
     def _fit(self, data: TrainData) -> None:

@@ -28,7 +28,7 @@ from jamrec.report.sections_beyond import beyond_section
 from jamrec.report.sections_build import overview_section, quality_section
 from jamrec.report.sections_data import data_section
 from jamrec.report.sections_models import models_section
-from jamrec.warehouse import Warehouse
+from jamrec.warehouse.store import Warehouse
 
 TOC = [
     ("overview", "Build and data source"),
@@ -159,7 +159,7 @@ def report_markdown_summary(
                 cells = [_markdown_cell(by_key.get((model, *key))) for key in heads]
                 lines.append(f"| {model} | " + " | ".join(cells) + " |")
         champs = models.champions(con)
-        if champs.tracked and champs.current:
+        if champs.current:
             lines += [
                 "",
                 "Champions: " + ", ".join(f"{c['model']} `{c['run_id']}`" for c in champs.current),

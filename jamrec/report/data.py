@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from jamrec.warehouse import table_names
+from jamrec.warehouse.store import table_names
 
 BUILD_COLUMNS = (
     *("build_id", "status", "error", "parameters", "stage_counts", "validation", "inputs"),
@@ -54,10 +54,7 @@ class Builds:
 
 def builds(con: duckdb.DuckDBPyConnection, limit: int = 10) -> Builds:
     """Rows of ``builds``, newest first; JSON columns parsed."""
-    if "builds" not in table_names(con):
-        return Builds(None, None, [])
-    have = columns(con, "builds")
-    picked = ", ".join(c if c in have else f"null as {c}" for c in BUILD_COLUMNS)
+    picked = ", ".join(BUILD_COLUMNS)
     found = rows(
         con,
         f"""

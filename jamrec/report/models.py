@@ -1,10 +1,10 @@
 """The model half of the report: runs, metrics, curves and champions, read with SQL.
 
 "Compared runs" are the latest evaluated run of each model on one build (the published
-one), as in :func:`jamrec.runs.comparison`; only standard runs (``purpose``), never the
-cold-start study's, unless asked for by purpose. Champion columns (``is_champion``,
-``promotion_note``, ``promoted_at``) and the ``promotions`` table are optional: a
-warehouse written before champions were tracked has none of them.
+one), as in :func:`jamrec.operations.comparison.comparison`; only standard runs
+(``purpose``), never the cold-start study's, unless asked for by purpose. The history tables
+and views are those of :mod:`jamrec.warehouse.history` (the warehouse is migrated to them
+when it is opened).
 """
 
 from __future__ import annotations
@@ -13,30 +13,23 @@ from dataclasses import dataclass
 
 import duckdb
 
-from jamrec.report.data import columns, rows
-from jamrec.warehouse import table_names
+from jamrec.report.data import rows
 
 BASELINES = {"random": "baseline", "popularity": "baseline", "oracle": "upper bound"}
 PROTOCOL_ORDER = ("full", "full_sample", "sampled_100")
-# What champions are selected on (jamrec.promotion.SELECTION): protocol, split, metric, k.
-SELECTION = ("full_sample", "val", "ndcg", 10)
 PURPOSES = ("standard", "cold_start")
 
 
 def has_runs(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether ``model_runs`` exists and holds at least one row."""
-    if "model_runs" not in table_names(con):
-        return False
+    """Whether ``model_runs`` holds at least one row."""
     return con.execute("select count(*) from model_runs").fetchone()[0] > 0
 
 
 def _purpose(con: duckdb.DuckDBPyConnection, purpose: str = "standard") -> str:
-    """A ``model_runs`` filter on ``purpose`` (a warehouse without the column: all standard)."""
+    """A ``model_runs`` filter on ``purpose`` (one of :data:`PURPOSES`, never input)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}; known: {PURPOSES}")
-    if "purpose" not in columns(con, "model_runs"):
-        return "true" if purpose == "standard" else "false"
-    return f"coalesce(purpose, 'standard') = '{purpose}'"
+    return f"purpose = '{purpose}'"
 
 
 def compared_runs(
@@ -46,8 +39,6 @@ def compared_runs(
 
     ``purpose``: ``"standard"`` (the comparison) or ``"cold_start"`` (the cold-start study).
     """
-    if not {"model_runs", "metrics"} <= table_names(con):
-        return []
     return rows(
         con,
         f"""
@@ -67,8 +58,6 @@ def compared_runs(
 def run_counts(con: duckdb.DuckDBPyConnection, build_id: str | None) -> dict:
     """Standard runs by status on ``build_id`` and on other builds (to say why nothing is
     compared)."""
-    if "model_runs" not in table_names(con):
-        return {}
     found = con.execute(
         "select build_id is not distinct from $b as here, status, count(*) "
         f"from model_runs where {_purpose(con)} group by all",
@@ -91,7 +80,7 @@ def metric_table(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> list[dic
 
 def curves(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> list[dict]:
     """Training-curve points of ``run_ids`` (run_id, step, loss, val_ndcg_at_10), by step."""
-    if not run_ids or "training_curves" not in table_names(con):
+    if not run_ids:
         return []
     return rows(
         con,
@@ -103,14 +92,13 @@ def curves(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> list[dict]:
 
 @dataclass
 class Champions:
-    """Champion tracking: ``tracked`` is False when ``model_runs`` lacks ``is_champion``.
+    """Champion tracking.
 
     ``current``: one row per model with a champion; ``history``: every standard run with
     its selection value (val NDCG@10, full_sample), oldest first; ``decisions``: the
-    ``promotions`` rows, newest first (empty without that table).
+    ``promotions`` rows, newest first.
     """
 
-    tracked: bool
     current: list[dict]
     history: list[dict]
     decisions: list[dict]
@@ -118,46 +106,28 @@ class Champions:
 
 def champions(con: duckdb.DuckDBPyConnection, decisions_limit: int = 30) -> Champions:
     """Current champions and their history over runs (see :class:`Champions`)."""
-    have = columns(con, "model_runs")
-    if "is_champion" not in have:
-        return Champions(False, [], [], [])
-    note = "promotion_note" if "promotion_note" in have else "null"
-    promoted_at = (
-        "strftime(promoted_at at time zone 'UTC', '%Y-%m-%d %H:%M UTC')"
-        if "promoted_at" in have
-        else "null"
-    )
-    protocol, split, metric, k = SELECTION
-    selection = (
-        "left join (select run_id, value from metrics where protocol = $p and split = $s "
-        "and metric = $m and k = $k) sel using (run_id)"
-        if "metrics" in table_names(con)
-        else "left join (select null::varchar as run_id, null::double as value) sel using (run_id)"
-    )
-    params = {"p": protocol, "s": split, "m": metric, "k": k}
     history = rows(
         con,
         f"""
-        select model, run_id, build_id, status, coalesce(is_champion, false) as is_champion,
-            {note} as note, {promoted_at} as promoted_at, sel.value,
+        select model, run_id, build_id, status, is_champion, promotion_note as note,
+            strftime(promoted_at at time zone 'UTC', '%Y-%m-%d %H:%M UTC') as promoted_at,
+            sel.val_ndcg_at_10 as value,
             strftime(started_at at time zone 'UTC', '%Y-%m-%d %H:%M UTC') as started
-        from model_runs {selection}
+        from model_runs left join run_selection sel using (run_id)
         where {_purpose(con)}
         order by model, started_at, run_id
         """,
-        params if "metrics" in table_names(con) else {},
     )
     current = [r for r in history if r["is_champion"]]
-    decisions = []
-    if "promotions" in table_names(con):
-        decisions = rows(
-            con,
-            "select strftime(decided_at at time zone 'UTC', '%Y-%m-%d %H:%M UTC') as decided, "
-            "model, challenger_run_id, challenger_val_ndcg_at_10, champion_run_id, "
-            "champion_val_ndcg_at_10, promoted, note "
-            f"from promotions order by decided_at desc, model limit {int(decisions_limit)}",
-        )
-    return Champions(True, current, history, decisions)
+    decisions = rows(
+        con,
+        "select strftime(decided_at at time zone 'UTC', '%Y-%m-%d %H:%M UTC') as decided, "
+        "model, challenger_run_id, challenger_val_ndcg_at_10, champion_run_id, "
+        "champion_val_ndcg_at_10, promoted, note "
+        "from promotions order by decided_at desc, model limit $n",
+        {"n": int(decisions_limit)},
+    )
+    return Champions(current, history, decisions)
 
 
 def model_order(metrics: list[dict], runs: list[dict]) -> list[str]:
@@ -173,8 +143,6 @@ def model_order(metrics: list[dict], runs: list[dict]) -> list[str]:
 
 def withheld(con: duckdb.DuckDBPyConnection, build_id: str) -> dict | None:
     """The cold-start draw on ``build_id`` (tracks, share, seed), or None when there is none."""
-    if "coldstart_tracks" not in table_names(con):
-        return None
     found = rows(
         con,
         "select count(*) as tracks, max(share) as share, max(seed) as seed "
@@ -187,15 +155,10 @@ def withheld(con: duckdb.DuckDBPyConnection, build_id: str) -> dict | None:
 def sweeps(con: duckdb.DuckDBPyConnection, limit: int = 4) -> list[dict]:
     """Every trial of the latest ``limit`` sweeps, newest sweep first, best trial first; the
     chosen trial carries its run's test NDCG@10 (``full_sample``) when it was recorded."""
-    if "sweeps" not in table_names(con):
-        return []
     test = (
         "left join (select run_id, value, ci_low, ci_high from metrics where protocol = "
         "'full_sample' and split = 'test' and metric = 'ndcg' and k = 10) t "
         "on s.chosen and t.run_id = s.run_id"
-        if "metrics" in table_names(con)
-        else "left join (select null::varchar as run_id, null::double as value, "
-        "null::double as ci_low, null::double as ci_high) t on false"
     )
     return rows(
         con,

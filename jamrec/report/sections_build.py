@@ -9,7 +9,7 @@ import duckdb
 
 from jamrec.report import html as h
 from jamrec.report.data import Builds
-from jamrec.warehouse import table_names
+from jamrec.warehouse.store import table_names
 
 ETL = "`jamrec etl --timj DUMP --spotify FILE.csv`"
 STATES = {"running": "is still running", "abandoned": "was abandoned (its process died)"}

@@ -13,12 +13,6 @@ def champions_section(con: duckdb.DuckDBPyConnection) -> str:
     """Current champions, every run's selection metric over time, the latest decisions."""
     out = [h.heading(3, "champions", "Champions")]
     found = models.champions(con)
-    if not found.tracked:
-        text = (
-            "Champions are not tracked yet in this warehouse (`model_runs` has no "
-            "`is_champion` column)."
-        )
-        return out[0] + h.note(text, "missing")
     out.append(
         h.para(
             "A model's champion is the run that serves its recommendations; a new run replaces "

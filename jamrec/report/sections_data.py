@@ -7,7 +7,7 @@ import duckdb
 from jamrec.report import data, figures
 from jamrec.report import html as h
 from jamrec.report.sections_build import ETL, STATES
-from jamrec.warehouse import table_names
+from jamrec.warehouse.store import table_names
 
 
 def data_section(con: duckdb.DuckDBPyConnection, builds: data.Builds) -> str:

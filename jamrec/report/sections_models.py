@@ -9,7 +9,7 @@ from jamrec.report import html as h
 from jamrec.report import models
 from jamrec.report.data import Builds
 from jamrec.report.sections_champions import champions_section
-from jamrec.warehouse import table_names
+from jamrec.warehouse.store import table_names
 
 KS = (5, 10, 20)
 COLUMNS = [("hr", k) for k in KS] + [("ndcg", k) for k in KS] + [("mrr", None)]

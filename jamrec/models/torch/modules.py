@@ -1,6 +1,6 @@
 """The networks behind the torch recommenders: they map (user, track) pairs to logits.
 
-All take index tensors in the :class:`jamrec.data.Dataset` id spaces (users
+All take index tensors in the :class:`jamrec.models.dataset.Dataset` id spaces (users
 ``0..n_users-1``, tracks ``0..n_tracks-1``); ``forward(users, items)`` scores aligned pairs
 (``(N,)`` logits, the sigmoid is applied by the BCE loss) and ``score_matrix(users, items)``
 scores every user against every track (``(B, I)``). Weights are initialised from an explicit

@@ -16,8 +16,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from jamrec.data import standardise
 from jamrec.models.base import Recommender, TrainData
+from jamrec.models.dataset import standardise
 from jamrec.models.torch.modules import DotModule, HybridModule
 from jamrec.models.torch.trainer import TrainConfig, resolve_device, train
 
@@ -70,7 +70,7 @@ class _TorchRecommender(Recommender):
         return torch.Generator().manual_seed(self.config.seed)
 
     def _fit(self, data: TrainData) -> None:
-        resolve_device(self.config.device)  # fail before any work when CUDA is missing
+        resolve_device(self.runtime.device)  # fail before any work when CUDA is missing
         self.module = self._build(self._features(data))
         self.stats = train(self.module, data, self.config, self)
 
@@ -91,7 +91,7 @@ class _TorchRecommender(Recommender):
         torch.save(self.module.state_dict(), folder / "module.pt")
 
     def _load(self, folder: Path) -> None:
-        device = resolve_device(self.config.device)
+        device = resolve_device(self.runtime.device)
         self.module = self._build(self._saved_features(folder)).to(device)
         state = torch.load(folder / "module.pt", map_location=device, weights_only=True)
         self.module.load_state_dict(state)
@@ -113,6 +113,16 @@ class MBCF(_TorchRecommender):
 
     def _build(self, features: torch.Tensor | None) -> nn.Module:
         return DotModule(self.n_users, self.n_tracks, self.config.dim, self._generator())
+
+    # -- capability: ItemVectors ------------------------------------------------------------
+    def item_vectors(self, items: np.ndarray | None = None) -> np.ndarray:
+        """(len(items), dim) float32 track embeddings; ``None`` = every track."""
+        weight = self.module.tracks.weight.detach().cpu().numpy().astype(np.float32)
+        return weight if items is None else weight[np.asarray(items, dtype=np.int64)]
+
+    def learnt_tracks(self) -> np.ndarray | None:
+        """Tracks with a train interaction (the others keep their random start)."""
+        return None if self.seen is None else np.asarray(self.seen.getnnz(axis=0) > 0)
 
 
 class Hybrid(_TorchRecommender):

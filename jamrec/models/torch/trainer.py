@@ -48,10 +48,6 @@ class TrainConfig(ModelConfig):
     negatives_per_positive: int = Field(
         0, ge=0, description="0 = the published negatives (the study's set-up); n = n fresh ones."
     )
-    device: str = Field(
-        "cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="CPU suffices at TIMJ scale."
-    )
-    threads: int | None = Field(None, ge=1, description="None keeps torch's default (per core).")
     optimizer: str = Field(
         "lazy_adam",
         pattern="^(lazy_adam|adam)$",
@@ -118,7 +114,7 @@ class LazyAdam(torch.optim.Optimizer):
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch device for a config's ``device``; a clear error when CUDA is missing."""
+    """The torch device for a runtime's ``device``; a clear error when CUDA is missing."""
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise JamrecError(
             f"device {name!r} was asked for, but torch {torch.__version__} sees no CUDA device; "
@@ -198,10 +194,10 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
     epochs completed) and may probe ``owner`` mid-training. Returns throughput statistics:
     ``samples`` (pairs seen), ``train_s`` (seconds, probes excluded), ``samples_per_s``.
     """
-    device = resolve_device(config.device)
+    device = resolve_device(owner.runtime.device)
     threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)  # process-wide: restored below
+    if owner.runtime.threads is not None:
+        torch.set_num_threads(owner.runtime.threads)  # process-wide: restored below
     try:
         module.to(device)
         embeddings = [m for m in module.modules() if isinstance(m, nn.Embedding)]

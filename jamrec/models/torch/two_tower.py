@@ -7,7 +7,7 @@ user is full-ranked (not ``pairwise``), and two things ID models cannot do come 
 - a track with no train interaction is scored from its audio features alone (its id
   embedding is gated off, never used nor learnt);
 - a listener the model was not trained on is scored from a few tracks
-  (:meth:`TwoTower.user_from_tracks`, used by :func:`jamrec.foldin.fold_in`).
+  (:meth:`TwoTower.user_from_tracks`, used by :func:`jamrec.evaluation.foldin.fold_in`).
 
 Saved as ``module.pt`` (weights plus the buffers: standardised features, the has-id mask
 and the users' train tracks, so a loaded model scores without the data) and ``scaler.npz``
@@ -24,8 +24,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from jamrec.data import standardise
 from jamrec.models.base import TrainData
+from jamrec.models.dataset import standardise
 from jamrec.models.torch.modules import TwoTowerModule
 from jamrec.models.torch.recommenders import _TorchRecommender
 from jamrec.models.torch.trainer import TrainConfig, resolve_device
@@ -120,7 +120,7 @@ class TwoTower(_TorchRecommender):
         np.savez(folder / "scaler.npz", mean=self.mean, std=self.std)
 
     def _load(self, folder: Path) -> None:
-        device = resolve_device(self.config.device)
+        device = resolve_device(self.runtime.device)
         state = torch.load(folder / "module.pt", map_location="cpu", weights_only=True)
         with np.load(folder / "scaler.npz") as scaler:
             self.mean, self.std = scaler["mean"], scaler["std"]
@@ -131,7 +131,7 @@ class TwoTower(_TorchRecommender):
         self.module.to(device)
         self.stats = {}
 
-    # -- beyond the contract: vectors, for fold-in and explanations ---------------------
+    # -- capabilities: FoldsIn, ItemVectors; vectors for both ----------------------------
     def _device(self) -> torch.device:
         return next(self.module.parameters()).device
 
@@ -177,6 +177,14 @@ class TwoTower(_TorchRecommender):
                 torch.as_tensor(items, device=device),
             )
         return out.cpu().numpy().astype(np.float32, copy=False)
+
+    def fold_in_scores(self, tracks: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+        """(B, len(items)) float32: the user tower from the listeners' tracks alone."""
+        return self.score_vectors(self.user_from_tracks(tracks), items)
+
+    def learnt_tracks(self) -> np.ndarray | None:
+        """None: every track has a vector, through its audio features."""
+        return None
 
     def item_vectors(self, items: np.ndarray | None = None) -> np.ndarray:
         """(len(items), dim) float32 ``v_t`` (bias left out): the tracks in the model's space."""

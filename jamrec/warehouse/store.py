@@ -29,6 +29,7 @@ import duckdb
 
 from jamrec.errors import JamrecError, WarehouseLockedError
 from jamrec.log import log
+from jamrec.warehouse import history
 
 # duckdb-cli on PyPI (1.5.x) and other 1.x clients cannot read 2.x's default storage.
 STORAGE_VERSION = "v1.5.0"
@@ -56,11 +57,24 @@ class Warehouse:
         return self.path.is_file()
 
     def connect_readonly(self) -> duckdb.DuckDBPyConnection:
-        """A read-only connection to the published file (retries while it is locked)."""
+        """A read-only connection to the published file (retries while it is locked).
+
+        Its history tables have the current shape (:mod:`jamrec.warehouse.history`): a
+        warehouse written by an older jamrec is migrated first, copy-on-write.
+        """
         if not self.exists():
             raise JamrecError(
                 f"{self.path}: no warehouse here yet; build one with `jamrec etl` (or `make demo`)"
             )
+        con = self._open_readonly()
+        if history.version(con) >= history.CURRENT:
+            return con
+        con.close()
+        with self.update("migrate the history tables"):
+            pass
+        return self._open_readonly()
+
+    def _open_readonly(self) -> duckdb.DuckDBPyConnection:
         return retry_locked(
             lambda: duckdb.connect(str(self.path), read_only=True), self.path, self.lock_timeout_s
         )
@@ -112,7 +126,8 @@ class Warehouse:
         """Change the warehouse copy-on-write: yields a read-write connection to a copy.
 
         On a clean exit the copy replaces the published file atomically; on an
-        exception nothing is published. Creates an empty warehouse when none exists.
+        exception nothing is published. Creates an empty warehouse when none exists. The
+        connection's history tables have the current shape (:func:`history.migrate`).
         """
         with self.lock(purpose):
             target = self.new_file("update")
@@ -127,6 +142,7 @@ class Warehouse:
                 shutil.copyfile(self.path, target)
             con = connect_new(target)
             try:
+                history.migrate(con)
                 yield con
                 con.execute("checkpoint")
                 con.close()
@@ -240,3 +256,11 @@ def copy_tables(con: duckdb.DuckDBPyConnection, source_alias: str, tables: list[
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def warehouse_at(path: Path | None = None) -> Warehouse:
+    """The warehouse at ``path``, or the configured one (``$JAMREC_WAREHOUSE``)."""
+    from jamrec.config import get_settings
+
+    settings = get_settings()
+    return Warehouse(Path(path or settings.warehouse), settings.lock_timeout_s)

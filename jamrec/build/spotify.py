@@ -16,22 +16,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from jamrec.build.ingest import RawLines, Source, split_lines
 from jamrec.errors import InputError
-from jamrec.ingest import RawLines, Source, split_lines
+from jamrec.warehouse.contract import AUDIO_FEATURES
 
-FEATURES = (
-    "danceability",
-    "energy",
-    "key",
-    "loudness",
-    "mode",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-    "tempo",
-)
+FEATURES = AUDIO_FEATURES
 
 CANONICAL = (
     "track_id",

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jamrec.data import standardise
+from jamrec.models.base import ItemVectors
+from jamrec.models.dataset import standardise
 
 CATEGORICAL = ("key", "mode")  # categories, not quantities: no z-score, no cosine
 STANDS_OUT = 1.0  # |z| from which a feature is worth naming: one standard deviation
@@ -48,20 +49,15 @@ class Explanation:
 def item_space(model) -> tuple[np.ndarray, np.ndarray | None] | None:
     """``(vectors (n_tracks, d), usable (n_tracks,) bool | None)`` of a model, or None.
 
-    ``usable`` marks the tracks whose vector means something (None: all of them): ID
-    models only learn the tracks with a train interaction.
+    Models with the :class:`jamrec.models.base.ItemVectors` capability have one (ALS
+    factors, MBCF and two-tower track vectors); ``usable`` marks the tracks whose vector
+    means something (None: all of them): ID models only learn the tracks with a train
+    interaction. The hybrid's ids only mean something through its MLP and baselines have
+    no space at all: None.
     """
-    if model is None:
+    if not isinstance(model, ItemVectors):
         return None
-    if hasattr(model, "item_vectors"):  # two-tower: every track, through its features
-        return np.asarray(model.item_vectors(), np.float32), None
-    seen = getattr(model, "seen", None)
-    usable = None if seen is None else np.asarray(seen.getnnz(axis=0) > 0)
-    if model.name == "als":
-        return np.asarray(model.model.item_factors, np.float32), usable
-    if model.name == "mbcf":
-        return model.module.tracks.weight.detach().cpu().numpy().astype(np.float32), usable
-    return None  # the hybrid's ids only mean something through its MLP; baselines have none
+    return np.asarray(model.item_vectors(), np.float32), model.learnt_tracks()
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -72,7 +68,7 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 class Explainer:
     """Explains recommendations of one model on one dataset (see the module docstring).
 
-    ``data`` is a :class:`jamrec.data.Dataset` or :class:`jamrec.models.base.TrainData`
+    ``data`` is a :class:`jamrec.models.dataset.Dataset` or :class:`jamrec.models.base.TrainData`
     (``train``, ``features``, ``feature_names``, ``candidates``); ``names`` (optional,
     ``(n_tracks,)``) are what the text calls tracks: default the track ids of a Dataset,
     else ``#<index>``.

@@ -1,19 +1,19 @@
 """New listeners: scores for someone known only by a few tracks, without retraining.
 
-:func:`fold_in` maps track indexes (:class:`jamrec.data.Dataset` id space) to a score for
+:func:`fold_in` maps track indexes (:class:`jamrec.models.dataset.Dataset` id space) to a score for
 every catalogue track, model by model:
 
-- ``als``: the exact least-squares user vector with the track factors fixed
-  (:meth:`jamrec.models.als.ALS.recalculate_user`: half an ALS iteration);
-- ``two_tower``: its user tower from tracks alone (the mean of their track vectors, no user
-  id: :meth:`jamrec.models.torch.two_tower.TwoTower.user_from_tracks`);
+- models with the :class:`jamrec.models.base.FoldsIn` capability score the listener
+  themselves: ALS with the exact least-squares user vector for fixed track factors (half
+  an ALS iteration), the two-tower with its user tower from tracks alone (the mean of
+  their track vectors, no user id);
 - every other model: train popularity. MBCF and the hybrid learn a free vector per user
   that only gradient steps on that user can fit (retraining), and the baselines have no
   user side at all; the most played tracks are the honest answer there.
 
 :func:`fold_in_agreement` checks how much a listener loses by being folded in rather
 than trained: on held-out users it compares fold-in from their train tracks with the
-trained user vectors, as :class:`jamrec.evaluate.MetricRow` rows.
+trained user vectors, as :class:`jamrec.evaluation.protocols.MetricRow` rows.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from jamrec.data import Dataset
 from jamrec.errors import JamrecError
-from jamrec.evaluate import MetricRow, sample_users, split_view
-from jamrec.metrics import bootstrap_ci, per_user_metrics, ranks_full
-from jamrec.models.base import Recommender, top_k
+from jamrec.evaluation.metrics import bootstrap_ci, per_user_metrics, ranks_full
+from jamrec.evaluation.protocols import MetricRow, sample_users, split_view
+from jamrec.models.base import FoldsIn, Recommender, top_k
+from jamrec.models.dataset import Dataset
 
 K = 10
 
@@ -54,12 +54,8 @@ def fold_in_scores(
     """
     tracks = sp.csr_matrix(tracks)
     items = np.arange(model.n_tracks) if items is None else np.asarray(items, dtype=np.int64)
-    if hasattr(model, "user_from_tracks"):
-        return model.score_vectors(model.user_from_tracks(tracks), items)
-    if hasattr(model, "recalculate_user"):
-        vectors = np.stack([model.recalculate_user(row.indices) for row in tracks])
-        factors = model.model.item_factors[items]
-        return (vectors.reshape(tracks.shape[0], -1) @ factors.T).astype(np.float32)
+    if isinstance(model, FoldsIn):
+        return model.fold_in_scores(tracks, items)
     if popularity is None:
         if model.seen is None:
             raise JamrecError(f"{model.name}: fold-in falls back to popularity; pass popularity=")
@@ -83,8 +79,8 @@ def fold_in_agreement(
 ) -> dict[str, MetricRow]:
     """Folded-in vs trained users, on a seeded sample of the test split's evaluated users.
 
-    For each sampled user (:func:`jamrec.evaluate.sample_users`, ``n_users`` at most) the
-    fold-in scores come from their train tracks only, the trained ones from
+    For each sampled user (:func:`~jamrec.evaluation.protocols.sample_users`, ``n_users``
+    at most) the fold-in scores come from their train tracks only, the trained ones from
     ``model.score``. Both rank every candidate with the user's train and val positives
     left out (the full-ranking protocol), against the user's test positives. Returns
     ``{"ndcg": ..., "ndcg_trained": ..., "overlap": ...}``: NDCG@10 of each and the share

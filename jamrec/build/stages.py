@@ -1,7 +1,7 @@
 """Build the warehouse: load raw files, run the SQL transforms, publish.
 
 A build writes its own DuckDB file in ``warehouse/.work/`` and touches the published
-warehouse only twice, copy-on-write (see :mod:`jamrec.warehouse`): once to register
+warehouse only twice, copy-on-write (see :mod:`jamrec.warehouse.store`): once to register
 its ``builds`` row, once to publish (or to record its failure). Each stage is a plain
 function of a :class:`Build`, so the CLI and the Prefect flow run the same code.
 """
@@ -12,8 +12,7 @@ import fcntl
 import json
 import os
 import shutil
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -21,16 +20,17 @@ import pyarrow as pa
 import pyarrow.ipc
 from duckdb import sqltypes
 
-from jamrec import builds, ingest, sqlrunner
+from jamrec.build import ingest, records, sqlrunner
+from jamrec.build.spotify import read_spotify
 from jamrec.config import BuildParams, get_settings
 from jamrec.errors import JamrecError
 from jamrec.log import log, stage
-from jamrec.spotify import read_spotify
+from jamrec.provenance import file_sha256, new_build_id, now, relative
 from jamrec.textfix import repair_text
-from jamrec.warehouse import Warehouse, connect_new, copy_tables, retry_locked
+from jamrec.warehouse.store import Warehouse, connect_new
 
 # Tables a build produces but does not publish stay in its file only until publishing.
-_META = "build_meta"
+META_TABLE = "build_meta"
 
 
 @dataclass(frozen=True)
@@ -79,22 +79,21 @@ def start_build(
     settings = get_settings()
     warehouse = Path(warehouse or settings.warehouse)
     params = params or BuildParams()
-    build_id = builds.new_build_id()
+    build_id = new_build_id()
     store = Warehouse(warehouse, settings.lock_timeout_s)
     _take_build_lock(store, build_id)
     try:
         with store.update(f"register build {build_id}") as con:
-            builds.register(
+            records.register(
                 con,
                 build_id,
-                builds.now(),
+                now(),
                 {
                     **params.model_dump(),
-                    "timj": builds.relative(timj),
-                    "spotify": builds.relative(spotify),
+                    "timj": relative(timj),
+                    "spotify": relative(spotify),
                 },
             )
-            sqlrunner.apply_comments(con, sqlrunner.load_schema(settings.sql_dir))
         build = Build(
             build_id,
             warehouse,
@@ -107,7 +106,7 @@ def start_build(
         shutil.rmtree(raw_dir(build), ignore_errors=True)
         build.connect().close()
     except BaseException:
-        _release_build_lock(build_id)
+        release_build_lock(build_id)
         raise
     log.info("build %s started: %s + %s -> %s", build_id, timj, spotify, warehouse)
     return build
@@ -130,7 +129,7 @@ def _take_build_lock(store: Warehouse, build_id: str) -> None:
     _BUILD_LOCKS[build_id] = fd
 
 
-def _release_build_lock(build_id: str) -> None:
+def release_build_lock(build_id: str) -> None:
     fd = _BUILD_LOCKS.pop(build_id, None)
     if fd is not None:
         os.ftruncate(fd, 0)
@@ -138,15 +137,15 @@ def _release_build_lock(build_id: str) -> None:
         os.close(fd)
 
 
-def _put_meta(con: duckdb.DuckDBPyConnection, key: str, value) -> None:
-    con.execute(f"create table if not exists {_META} (key varchar primary key, value json)")
+def put_meta(con: duckdb.DuckDBPyConnection, key: str, value) -> None:
+    con.execute(f"create table if not exists {META_TABLE} (key varchar primary key, value json)")
     con.execute(
-        f"insert or replace into {_META} values ($k, $v)", {"k": key, "v": json.dumps(value)}
+        f"insert or replace into {META_TABLE} values ($k, $v)", {"k": key, "v": json.dumps(value)}
     )
 
 
-def _get_meta(con: duckdb.DuckDBPyConnection) -> dict:
-    rows = con.execute(f"select key, value from {_META}").fetchall()
+def get_meta(con: duckdb.DuckDBPyConnection) -> dict:
+    rows = con.execute(f"select key, value from {META_TABLE}").fetchall()
     return {key: json.loads(value) for key, value in rows}
 
 
@@ -218,7 +217,7 @@ def _register_raw(build: Build, con: duckdb.DuckDBPyConnection) -> list[str]:
 def _with_meta(build: Build, key: str, value) -> None:
     con = build.connect()
     try:
-        _put_meta(con, key, value)
+        put_meta(con, key, value)
     finally:
         con.close()
 
@@ -276,7 +275,7 @@ def load_truth(build: Build) -> dict:
                     f"create or replace table {table} as select * from read_parquet($p)",
                     {"p": str(path)},
                 )
-                info[table] = {"file": str(path), "sha256": builds_file_sha256(path)}
+                info[table] = {"file": str(path), "sha256": file_sha256(path)}
                 counts[table] = con.execute(f"select count(*) from {table}").fetchone()[0]
             params = folder / "params.json"
             if params.is_file():
@@ -286,19 +285,11 @@ def load_truth(build: Build) -> dict:
                     "insert into truth_params values (?, ?)",
                     [(k, json.dumps(v)) for k, v in sorted(values.items())],
                 )
-                info["truth_params"] = {"file": str(params), "sha256": builds_file_sha256(params)}
-        _put_meta(con, "truth", info)
+                info["truth_params"] = {"file": str(params), "sha256": file_sha256(params)}
+        put_meta(con, "truth", info)
     finally:
         con.close()
     return info
-
-
-def builds_file_sha256(path: Path) -> str:
-    """SHA-256 of a file's content."""
-    import hashlib
-
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def transform(build: Build) -> dict:
@@ -311,7 +302,7 @@ def transform(build: Build) -> dict:
     settings = get_settings()
     con = build.connect()
     try:
-        meta = _get_meta(con)
+        meta = get_meta(con)
         variables = {**build.params.model_dump(), "spotify_file": build.spotify.name}
         schema = sqlrunner.load_schema(settings.sql_dir)
         with stage("sql transforms") as info:
@@ -321,7 +312,7 @@ def transform(build: Build) -> dict:
         counts = stage_counts(con, meta)
         check_accounting(counts)
         sqlrunner.apply_comments(con, schema)
-        _put_meta(con, "stage_counts", counts)
+        put_meta(con, "stage_counts", counts)
         _log_counts(counts)
     finally:
         con.close()
@@ -428,22 +419,22 @@ def validate_build(build: Build) -> dict:
     """Run every Great Expectations suite on the build's tables (write-audit-publish).
 
     Writes Data Docs under ``warehouse/reports/``. Raises
-    :class:`~jamrec.quality.ValidationFailed`, naming each failed expectation, its table,
+    :class:`~jamrec.build.quality.ValidationFailed`, naming each failed expectation, its table,
     how many rows broke it and the report's path, when any suite fails; the build is then
     not published. Returns the validation summary stored in ``builds.validation``.
     """
-    from jamrec import quality
+    from jamrec.build import quality
 
     con = build.connect()
     try:
-        meta = _get_meta(con)
+        meta = get_meta(con)
         with stage("validate") as info:
             parameters = quality.expectation_parameters(
                 con, meta["stage_counts"], build.params.model_dump()
             )
             report = quality.validate(con, reports_dir(build.warehouse), parameters)
             info.update(tables=len(report.tables), failed=len(report.failures))
-        _put_meta(con, "validation", report.summary())
+        put_meta(con, "validation", report.summary())
     finally:
         con.close()
     if not report.success:
@@ -457,167 +448,3 @@ def validate_build(build: Build) -> dict:
 def reports_dir(warehouse: Path) -> Path:
     """Where reports for the warehouse at ``warehouse`` go: ``<its folder>/reports``."""
     return Path(warehouse).parent / "reports"
-
-
-def publish(build: Build) -> dict:
-    """Make the build the published warehouse, keeping the tables it does not rebuild.
-
-    Model results (``model_runs``, ``metrics``, ...) and the ``builds`` history are
-    copied from the currently published file, then the build file atomically replaces
-    it. Returns a summary: the warehouse path, the build id and published row counts.
-    """
-    store = build.store
-    with stage("publish") as info:
-        con = build.connect()
-        try:
-            meta = _get_meta(con)
-            con.execute(f"drop table {_META}")
-            with store.lock(f"publish build {build.build_id}"):
-                if store.exists():
-                    retry_locked(
-                        lambda: con.execute(
-                            f"attach {sqlrunner.quote(str(store.path))} as prev (read_only)"
-                        ),
-                        store.path,
-                        build.lock_timeout_s,
-                    )
-                    kept = kept_tables(_tables(con, "prev"), set(_tables(con)))
-                    copy_tables(con, "prev", kept)
-                    con.execute("detach prev")
-                    info.update(kept_tables=len(kept))
-                builds.finish(
-                    con,
-                    build.build_id,
-                    "published",
-                    inputs=_inputs(meta),
-                    stage_counts=meta.get("stage_counts"),
-                    validation=meta.get("validation"),
-                )
-                rows = {
-                    t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in _tables(con)
-                }
-                con.execute("checkpoint")
-                con.close()
-                store.replace_with(build.file)
-            shutil.rmtree(raw_dir(build), ignore_errors=True)
-        except BaseException:
-            con.close()
-            raise
-    _release_build_lock(build.build_id)
-    log.info("build %s published: %s", build.build_id, store.path)
-    return {"build_id": build.build_id, "warehouse": str(store.path), "rows": rows}
-
-
-def kept_tables(published: list[str], built: set[str]) -> list[str]:
-    """Tables of the published warehouse that a new build must carry over.
-
-    Everything a build owns (``owner: build`` in ``sql/schema.yml``, and ``truth_*``) is
-    replaced, or dropped when the new build has none (real data has no truth); the rest
-    (``builds``, model results, anything else written beside the build) is kept.
-    """
-    schema = sqlrunner.load_schema(get_settings().sql_dir)
-    owned = {t for t, spec in schema.items() if spec.get("owner") == "build"}
-    return [
-        t for t in published if t not in built and t not in owned and not t.startswith("truth_")
-    ]
-
-
-def _tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[str]:
-    """Tables in ``database``'s main schema (default: the connection's own file)."""
-    rows = con.execute(
-        "select table_name from duckdb_tables() "
-        "where database_name = coalesce($db, current_database()) and schema_name = 'main' "
-        "order by 1",
-        {"db": database},
-    ).fetchall()
-    return [t for (t,) in rows]
-
-
-def _inputs(meta: dict) -> dict:
-    inputs = {
-        name: {k: v for k, v in info.items() if k != "notes"}
-        for name, info in meta.get("timj", {}).items()
-    }
-    if "spotify" in meta:
-        inputs["spotify"] = {k: v for k, v in meta["spotify"].items() if k != "notes"}
-    for name, info in meta.get("truth", {}).items():
-        inputs[name] = info
-    return inputs
-
-
-def fail_build(build: Build, error: BaseException) -> None:
-    """Record a failed build in ``builds`` and keep its file for inspection.
-
-    The published tables are untouched. The failed build's file is kept as
-    ``warehouse/.work/failed-build.duckdb`` (the latest failure only).
-    """
-    message = str(error).strip() or type(error).__name__
-    meta: dict = {}
-    try:
-        con = duckdb.connect(str(build.file), read_only=True)
-        try:
-            meta = _get_meta(con)
-        finally:
-            con.close()
-    except (duckdb.Error, OSError):
-        pass
-    try:
-        with build.store.update(f"record failed build {build.build_id}") as con:
-            builds.finish(
-                con,
-                build.build_id,
-                "failed",
-                inputs=_inputs(meta) or None,
-                stage_counts=meta.get("stage_counts"),
-                validation=meta.get("validation"),
-                error=message,
-            )
-        shutil.rmtree(raw_dir(build), ignore_errors=True)
-        if build.file.exists():
-            os.replace(build.file, build.store.work_dir / "failed-build.duckdb")
-            Path(str(build.file) + ".wal").unlink(missing_ok=True)
-    except Exception as exc:
-        log.error("could not record the failure of build %s: %s", build.build_id, exc)
-    finally:
-        _release_build_lock(build.build_id)
-    log.error("build %s failed: %s", build.build_id, message)
-
-
-def run_build(
-    timj: Path, spotify: Path, warehouse: Path | None = None, params: BuildParams | None = None
-) -> dict:
-    """Every stage in order, without Prefect (``jamrec etl``); see ``flows/build_warehouse.py``."""
-    start = time.perf_counter()
-    build = start_build(timj, spotify, warehouse, params)
-    try:
-        load_timj(build)
-        load_spotify(build)
-        load_truth(build)
-        counts = transform(build)
-        validation = validate_build(build)
-        summary = publish(build)
-    except BaseException as exc:
-        fail_build(build, exc)
-        raise
-    summary["stage_counts"] = counts
-    summary["validation"] = validation
-    summary["seconds"] = round(time.perf_counter() - start, 1)
-    return summary
-
-
-def build_as_dict(build: Build) -> dict:
-    """A JSON-able view of a build (for Prefect artifacts and logs)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(build).items()}
-
-
-__all__ = [
-    "Build",
-    "fail_build",
-    "load_spotify",
-    "load_timj",
-    "load_truth",
-    "publish",
-    "run_build",
-    "start_build",
-    "transform",
-]

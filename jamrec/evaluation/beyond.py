@@ -2,7 +2,7 @@
 
 Pure metric functions over recommendation lists, and :func:`beyond_accuracy`, which
 combines a model with the test split. A list block ``recs`` is ``(n_users, K)`` int64
-track indexes (:class:`jamrec.data.Dataset` ids), best first, ``-1`` for padding
+track indexes (:class:`jamrec.models.dataset.Dataset` ids), best first, ``-1`` for padding
 (ignored everywhere). Popularity is the train count of users per track (``counts``,
 (n_tracks,)); nothing from val or test enters a statistic except the users' held-out
 tracks in ``jam_popularity_pct``.
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from jamrec.data import Dataset, standardise
-from jamrec.evaluate import MetricRow, sample_users, split_view
-from jamrec.metrics import bootstrap_ci
+from jamrec.evaluation.metrics import bootstrap_ci
+from jamrec.evaluation.protocols import MetricRow, sample_users, split_view
 from jamrec.models.base import Recommender
+from jamrec.models.dataset import Dataset, standardise
 
 PROTOCOL, SPLIT = "beyond", "test"
 PER_USER = ("novelty", "diversity", "rec_popularity_pct", "jam_popularity_pct")
@@ -83,7 +83,7 @@ def beyond_accuracy(
 ) -> list[MetricRow]:
     """Coverage, novelty, diversity and popularity of ``model``'s top-``k`` lists.
 
-    Users: the seeded sample of test users of :func:`jamrec.evaluate.sample_users` (the
+    Users: the seeded sample of test users of :func:`jamrec.evaluation.protocols.sample_users` (the
     same for every model). Lists: top-``k`` among the candidates (train tracks), the
     user's train positives excluded. Rows (protocol "beyond", split "test", k=``k``):
     ``coverage`` (one value: ci_low = ci_high = value), and per-user means with 95%

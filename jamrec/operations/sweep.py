@@ -11,38 +11,24 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from jamrec import builds
-from jamrec.config import get_settings
-from jamrec.data import Dataset
 from jamrec.log import log
-from jamrec.warehouse import Warehouse
+from jamrec.models.dataset import Dataset
+from jamrec.provenance import new_id, now
+from jamrec.warehouse import history
+from jamrec.warehouse.store import warehouse_at
 
-# The study's own sweeps (ALS factors, regularisation, alpha; MBCF learning rate, batch
-# size, negatives per positive).
+# Default grids per model: ALS factors, regularisation and alpha; MBCF learning rate, batch
+# size and negatives per positive (the study's own experiments are `jamrec study`'s).
 DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "als": {"factors": [20, 40, 80], "regularization": [0.01, 0.1], "alpha": [10.0, 40.0]},
     "mbcf": {"lr": [1e-3, 3e-3], "batch_size": [1024, 4096], "negatives_per_positive": [0, 2, 4]},
 }
-
-SWEEPS_DDL = """
-create table if not exists sweeps (
-    sweep_id varchar not null,
-    model varchar not null,
-    build_id varchar not null,
-    config json not null,
-    val_ndcg_at_10 double,
-    chosen boolean not null,
-    run_id varchar,
-    seconds double,
-    finished_at timestamptz
-)"""
 
 
 @dataclass
@@ -68,7 +54,7 @@ def try_config(
     model: str, config: dict, data: Dataset, seed: int = 0, user_sample: int = 5000
 ) -> Trial:
     """Train one configuration and score it on validation (NDCG@10, ``full_sample``)."""
-    from jamrec.evaluate import evaluate
+    from jamrec.evaluation.protocols import evaluate
     from jamrec.models import create
     from jamrec.models.base import TrainData
 
@@ -96,7 +82,7 @@ def choose(trials: list[Trial]) -> Trial:
 
 def new_sweep_id(model: str) -> str:
     """``sweep-als-20261126T190000-1a2b``."""
-    return f"sweep-{model}-{builds.now():%Y%m%dT%H%M%S}-{os.urandom(2).hex()}"
+    return new_id(f"sweep-{model}")
 
 
 def record(
@@ -109,12 +95,9 @@ def record(
     warehouse: Path | None = None,
 ) -> None:
     """Write every trial to ``sweeps`` (one warehouse write), marking the chosen one."""
-    settings = get_settings()
-    store = Warehouse(Path(warehouse or settings.warehouse), settings.lock_timeout_s)
-    with store.update(f"record {sweep_id}") as con:
-        con.execute(SWEEPS_DDL)
+    with warehouse_at(warehouse).update(f"record {sweep_id}") as con:
         con.executemany(
-            "insert into sweeps values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            history.insert_sql("sweeps"),
             [
                 (
                     sweep_id,
@@ -125,12 +108,8 @@ def record(
                     t is chosen,
                     run_id if t is chosen else None,
                     t.seconds,
-                    builds.now(),
+                    now(),
                 )
                 for t in trials
             ],
         )
-        from jamrec import sqlrunner
-
-        schema = sqlrunner.load_schema(settings.sql_dir)
-        sqlrunner.apply_comments(con, {"sweeps": schema["sweeps"]})

@@ -196,12 +196,10 @@ def validate(
     """Run every suite against the tables of ``con``; write Data Docs under ``reports_dir``.
 
     A required table that is missing fails validation; a suite whose table is absent and
-    not required (``builds`` during a build, ``truth_*`` on real data) is skipped. An
-    expectation that raises is a broken suite: :class:`JamrecError`, not bad data.
-    ``tables`` limits the run to some suites (default: all).
+    not required (``truth_*`` on real data) is skipped. An expectation that raises is a
+    broken suite: :class:`JamrecError`, not bad data. ``tables`` limits the run to some
+    suites (default: all).
     """
-    import great_expectations as gx
-
     start = time.perf_counter()
     for key, value in (variables or {}).items():
         con.execute(f"set variable {key} = $v", {"v": value})
@@ -214,76 +212,19 @@ def validate(
     }
     context, docs_index = _context(reports_dir)
     source = context.data_sources.add_or_update_pandas("warehouse")
-    failures: list[Failure] = []
-    results: dict[str, dict] = {}
     names = tables or suite_names(folder)
-    for table in names:
-        if table not in present and table in REQUIRED:
-            failures.append(
-                Failure(
-                    table,
-                    "table exists",
-                    None,
-                    "the build did not produce it",
-                    None,
-                    None,
-                    "missing",
-                )
-            )
+    failures = [_missing(table) for table in names if table not in present and table in REQUIRED]
+    results: dict[str, dict] = {}
     todo = [(t, load_suite(t, folder)) for t in names if t in present]
     with ThreadPoolExecutor(max_workers=1) as pool, closing(con.cursor()) as cursor:
         for table, spec, frame, table_start in _prefetched(pool, cursor, folder, todo):
-            suite = context.suites.add_or_update(
-                gx.ExpectationSuite(
-                    name=table, expectations=spec["expectations"], meta=spec.get("meta", {})
-                )
-            )
-            asset = _asset(source, table)
-            definition = context.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=table, data=asset, suite=suite)
-            )
-            checkpoint = context.checkpoints.add_or_update(
-                gx.Checkpoint(
-                    name=table,
-                    validation_definitions=[definition],
-                    actions=[],
-                    result_format="SUMMARY",
-                )
-            )
-            result = checkpoint.run(
-                batch_parameters={"dataframe": frame}, expectation_parameters=parameters
-            )
-            (validation,) = result.run_results.values()
-            n_failed = 0
-            for item in validation.results:
-                config = item.expectation_config
-                note = (config.meta or {}).get("notes", "")
-                problem = _exception(item.exception_info)
-                if problem:
-                    raise JamrecError(
-                        f"{folder / (table + '.json')}: {config.type}"
-                        f"({config.kwargs.get('column', '')}) could not be evaluated: {problem}"
-                    )
-                if item.success:
-                    continue
-                n_failed += 1
-                res = item.result or {}
-                failures.append(
-                    Failure(
-                        table,
-                        config.type,
-                        config.kwargs.get("column"),
-                        note,
-                        res.get("unexpected_count"),
-                        res.get("element_count"),
-                        res.get("observed_value"),
-                        list(res.get("partial_unexpected_list") or []),
-                    )
-                )
+            validation = _run_suite(context, source, table, spec, frame, parameters)
+            found = _failures(validation, table, folder)
+            failures += found
             results[table] = {
                 "rows": len(frame),
                 "expectations": len(validation.results),
-                "failed": n_failed,
+                "failed": len(found),
                 "seconds": round(time.perf_counter() - table_start, 2),
             }
             log.info(
@@ -292,20 +233,80 @@ def validate(
                 results[table]["seconds"],
                 f"{len(frame):,}",
                 len(validation.results),
-                n_failed,
+                len(found),
             )
             del frame
     with_docs_start = time.perf_counter()
     context.build_data_docs(site_names=["jamrec"])
     log.debug("data docs built in %.1f s", time.perf_counter() - with_docs_start)
-    report = ValidationReport(
+    return ValidationReport(
         success=not failures,
         tables=results,
         failures=failures,
         docs_path=_relative(docs_index) if docs_index.exists() else None,
         seconds=time.perf_counter() - start,
     )
-    return report
+
+
+def _missing(table: str) -> Failure:
+    """The failure of a required table the build did not produce."""
+    return Failure(
+        table, "table exists", None, "the build did not produce it", None, None, "missing"
+    )
+
+
+def _run_suite(context, source, table: str, spec: dict, frame, parameters: dict):
+    """Validate ``frame`` with the suite ``spec`` of ``table``: GX's validation result."""
+    import great_expectations as gx
+
+    suite = context.suites.add_or_update(
+        gx.ExpectationSuite(
+            name=table, expectations=spec["expectations"], meta=spec.get("meta", {})
+        )
+    )
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=table, data=_asset(source, table), suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=table, validation_definitions=[definition], actions=[], result_format="SUMMARY"
+        )
+    )
+    result = checkpoint.run(
+        batch_parameters={"dataframe": frame}, expectation_parameters=parameters
+    )
+    (validation,) = result.run_results.values()
+    return validation
+
+
+def _failures(validation, table: str, folder: Path) -> list[Failure]:
+    """The failed expectations of one suite's result; an expectation that raised is a
+    broken suite (:class:`JamrecError`), not bad data."""
+    out = []
+    for item in validation.results:
+        config = item.expectation_config
+        problem = _exception(item.exception_info)
+        if problem:
+            raise JamrecError(
+                f"{folder / (table + '.json')}: {config.type}"
+                f"({config.kwargs.get('column', '')}) could not be evaluated: {problem}"
+            )
+        if item.success:
+            continue
+        res = item.result or {}
+        out.append(
+            Failure(
+                table,
+                config.type,
+                config.kwargs.get("column"),
+                (config.meta or {}).get("notes", ""),
+                res.get("unexpected_count"),
+                res.get("element_count"),
+                res.get("observed_value"),
+                list(res.get("partial_unexpected_list") or []),
+            )
+        )
+    return out
 
 
 def _prefetched(pool, cursor, folder: Path, todo: list[tuple[str, dict]]):
@@ -368,17 +369,12 @@ def validate_published(warehouse: Path | None = None) -> ValidationReport:
     Parameters come from the last published build's row in ``builds`` (its line
     counts and settings). Data Docs go to ``warehouse/reports/``.
     """
-    from jamrec.config import get_settings
-    from jamrec.warehouse import Warehouse
+    from jamrec.warehouse.store import warehouse_at
 
-    settings = get_settings()
-    store = Warehouse(Path(warehouse or settings.warehouse), settings.lock_timeout_s)
+    store = warehouse_at(warehouse)
     con = store.connect_readonly()
     try:
-        row = con.execute(
-            "select stage_counts, parameters from builds where status = 'published' "
-            "order by started_at desc limit 1"
-        ).fetchone()
+        row = con.execute("select stage_counts, parameters from published_build").fetchone()
         if row is None:
             raise JamrecError(f"{store.path}: no published build to validate")
         stage_counts, params = (json.loads(x) if x else {} for x in row)

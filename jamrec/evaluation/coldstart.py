@@ -1,6 +1,6 @@
 """Cold-start protocol: can a model rank tracks it never saw an interaction with?
 
-Users and tracks are :class:`jamrec.data.Dataset` indexes; the id spaces never change.
+Users and tracks are :class:`jamrec.models.dataset.Dataset` indexes; the id spaces never change.
 
 - :func:`withhold` draws a seeded share of the tracks that have an interaction (any split)
   and moves *every* interaction with them (train, val and test positives) into
@@ -16,8 +16,8 @@ Users and tracks are :class:`jamrec.data.Dataset` indexes; the id spaces never c
   withheld tracks only (nothing excluded: the user's other positives are not withheld);
   ``cold_start_catalogue`` ranks them among the whole catalogue (every ``Dataset`` track,
   jammed or not) minus the user's other positives (any split). Both report HR/NDCG@5,10,20
-  and MRR with 95% bootstrap intervals over users, via :mod:`jamrec.evaluate`'s block
-  scoring and :mod:`jamrec.metrics`. Ties follow the fixed tie order, as in evaluate.
+  and MRR with 95% bootstrap intervals over users, via :mod:`jamrec.evaluation.protocols`'s block
+  scoring and :mod:`jamrec.evaluation.metrics`. Ties follow the fixed tie order, as in evaluate.
 """
 
 from __future__ import annotations
@@ -28,23 +28,16 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from jamrec.data import Dataset
-from jamrec.evaluate import KS, MetricRow, SplitView, _full_metrics, _on_candidates
+from jamrec.evaluation.metrics import bootstrap_ci
+from jamrec.evaluation.protocols import KS, MetricRow, SplitView, _full_metrics, _on_candidates
 from jamrec.log import log
-from jamrec.metrics import bootstrap_ci
 from jamrec.models.base import Recommender, tie_rank
+from jamrec.models.dataset import Dataset
 
 SPLIT = "cold"
 PROTOCOLS = ("cold_start", "cold_start_catalogue")
 PAIRWISE_SAMPLE = 5000  # pairwise models are full-ranked on a user sample, as in evaluate
 _CODE = 0xC01D  # seeds every choice of this protocol, apart from evaluate's
-COLDSTART_TRACKS_DDL = """
-    create table if not exists coldstart_tracks (
-        build_id varchar not null,
-        seed integer not null,
-        share double not null,
-        track_id varchar not null
-    )"""
 
 
 @dataclass
@@ -108,7 +101,7 @@ def withhold(data: Dataset, share: float = 0.1, seed: int = 0) -> ColdStart:
 
 def withheld_rows(cold: ColdStart) -> list[tuple[str, int, float, str]]:
     """``(build_id, seed, share, track_id)`` per withheld track: rows for the
-    ``coldstart_tracks`` table (:data:`COLDSTART_TRACKS_DDL`)."""
+    ``coldstart_tracks`` history table."""
     build = cold.train_view.build_id
     return [(build, cold.seed, cold.share, str(t)) for t in cold.track_ids()]
 
@@ -123,7 +116,8 @@ def cold_users(cold: ColdStart, n: int | None, seed: int) -> np.ndarray:
 
 
 def protocol_view(cold: ColdStart, protocol: str) -> SplitView:
-    """What ``protocol`` ranks, as an :class:`jamrec.evaluate.SplitView` (columns in tie order)."""
+    """What ``protocol`` ranks, as a :class:`~jamrec.evaluation.protocols.SplitView`
+    (columns in tie order)."""
     n_tracks = cold.train_view.n_tracks
     if protocol == "cold_start":
         items = cold.tracks

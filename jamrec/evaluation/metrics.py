@@ -1,11 +1,11 @@
 """Ranking metrics as pure functions: ranks, per-user HR/NDCG/MRR, bootstrap intervals,
 and the seeded candidate draw of the sampled protocol.
 
-Nothing here knows about models or datasets (:mod:`jamrec.evaluate` combines them). The
+Nothing here knows about models or datasets (:mod:`jamrec.evaluation.protocols` combines them). The
 shared conventions:
 
 - a score block is ``(n_rows, n_cols)``, higher is better; its columns are in tie order:
-  among equal scores the smaller column ranks first (:mod:`jamrec.evaluate` puts the
+  among equal scores the smaller column ranks first (:mod:`jamrec.evaluation.protocols` puts the
   candidates in the fixed :func:`jamrec.models.base.tie_rank` order before scoring, so the
   tie break costs nothing);
 - excluded entries (the user's other positives) are passed as sparse ``(rows, cols)``,

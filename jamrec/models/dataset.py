@@ -22,11 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from jamrec.errors import JamrecError
-from jamrec.spotify import FEATURES
-from jamrec.warehouse import table_names
-
-# The 11 audio features every Kaggle variant has, in documented units.
-AUDIO_FEATURES = FEATURES
+from jamrec.warehouse.contract import AUDIO_FEATURES
+from jamrec.warehouse.store import table_names
 
 
 @dataclass
@@ -123,10 +120,7 @@ def _matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.cs
 
 def load_dataset(con: duckdb.DuckDBPyConnection) -> Dataset:
     """Read the published tables of ``con`` (read-only is enough) into a :class:`Dataset`."""
-    row = con.execute(
-        "select build_id, inputs_fingerprint from builds where status = 'published' "
-        "order by started_at desc limit 1"
-    ).fetchone()
+    row = con.execute("select build_id, inputs_fingerprint from published_build").fetchone()
     if row is None:
         raise JamrecError("the warehouse has no published build; run `jamrec etl` first")
     build_id, fingerprint = row
@@ -230,13 +224,9 @@ def _load_truth(con: duckdb.DuckDBPyConnection, n_users: int, n_tracks: int) -> 
 
 def open_dataset(warehouse: Path | None = None) -> Dataset:
     """Load the published warehouse (read-only) as a :class:`Dataset`."""
-    from jamrec.config import get_settings
-    from jamrec.warehouse import Warehouse
+    from jamrec.warehouse.store import warehouse_at
 
-    settings = get_settings()
-    con = Warehouse(
-        Path(warehouse or settings.warehouse), settings.lock_timeout_s
-    ).connect_readonly()
+    con = warehouse_at(warehouse).connect_readonly()
     try:
         return load_dataset(con)
     finally:

@@ -2,8 +2,7 @@
 
 A build is skipped, and recorded as ``skipped`` in ``builds``, only when the raw inputs'
 content hashes, the build parameters and the code version all match the last published
-build. A model is retrained only when no evaluated run exists for the same build, model
-configuration, seed and code version.
+build.
 """
 
 from __future__ import annotations
@@ -12,15 +11,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from jamrec import builds, ingest
+from jamrec.build import ingest, records
 from jamrec.config import BuildParams, get_settings
 from jamrec.log import log
-from jamrec.warehouse import Warehouse, table_names
-
-
-def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+from jamrec.provenance import code_version, file_sha256, new_build_id, now
+from jamrec.warehouse.store import Warehouse
 
 
 def fingerprint_inputs(timj: Path, spotify: Path) -> dict[str, dict]:
@@ -31,22 +26,22 @@ def fingerprint_inputs(timj: Path, spotify: Path) -> dict[str, dict]:
     inputs: dict[str, dict] = {}
     for name, source in ingest.locate_timj(timj).items():
         if source.member is None:
-            digest = _sha256_file(source.path)
+            digest = file_sha256(source.path)
         else:
             digest = hashlib.sha256(source.read_bytes()).hexdigest()
         inputs[name] = {"file": source.display, "sha256": digest}
     spotify = Path(spotify)
     if not spotify.is_file():
         raise ingest.InputError(spotify, "file not found")
-    inputs["spotify"] = {"file": str(spotify), "sha256": _sha256_file(spotify)}
+    inputs["spotify"] = {"file": str(spotify), "sha256": file_sha256(spotify)}
     truth = ingest.locate_truth(timj)
     if truth is not None:
         for path in sorted(truth.glob("*.parquet")):
-            inputs["truth_" + path.stem] = {"file": str(path), "sha256": _sha256_file(path)}
+            inputs["truth_" + path.stem] = {"file": str(path), "sha256": file_sha256(path)}
         if (truth / "params.json").is_file():
             inputs["truth_params"] = {
                 "file": str(truth / "params.json"),
-                "sha256": _sha256_file(truth / "params.json"),
+                "sha256": file_sha256(truth / "params.json"),
             }
     return inputs
 
@@ -57,11 +52,11 @@ def build_decision(
     """Whether the warehouse must be rebuilt, and why (``{"rebuild": bool, "reason": ...}``)."""
     params = params or BuildParams()
     settings = get_settings()
-    fingerprint = builds.inputs_fingerprint(fingerprint_inputs(timj, spotify))
+    fingerprint = records.inputs_fingerprint(fingerprint_inputs(timj, spotify))
     decision = {
         "rebuild": True,
         "inputs_fingerprint": fingerprint,
-        "code_version": builds.code_version(),
+        "code_version": code_version(),
         "parameters": params.model_dump(),
     }
     store = Warehouse(Path(warehouse or settings.warehouse), settings.lock_timeout_s)
@@ -69,14 +64,9 @@ def build_decision(
         return {**decision, "reason": "no warehouse yet"}
     con = store.connect_readonly()
     try:
-        last = (
-            con.execute(
-                "select build_id, inputs_fingerprint, parameters, code_version from builds "
-                "where status = 'published' order by started_at desc limit 1"
-            ).fetchone()
-            if "builds" in table_names(con)
-            else None
-        )
+        last = con.execute(
+            "select build_id, inputs_fingerprint, parameters, code_version from published_build"
+        ).fetchone()
     finally:
         con.close()
     if last is None:
@@ -110,14 +100,14 @@ def record_skipped(decision: dict, warehouse: Path | None = None) -> str:
     """Add a ``skipped`` row to ``builds`` for a build that did not need to run."""
     settings = get_settings()
     store = Warehouse(Path(warehouse or settings.warehouse), settings.lock_timeout_s)
-    build_id = builds.new_build_id()
+    build_id = new_build_id()
     with store.update(f"record skipped build {build_id}") as con:
-        builds.register(con, build_id, builds.now(), decision["parameters"])
+        records.register(con, build_id, now(), decision["parameters"])
         con.execute(
             "update builds set status = 'skipped', finished_at = $t, inputs_fingerprint = $f, "
             "note = $why where build_id = $id",
             {
-                "t": builds.now(),
+                "t": now(),
                 "f": decision["inputs_fingerprint"],
                 "why": decision["reason"],
                 "id": build_id,
@@ -125,19 +115,3 @@ def record_skipped(decision: dict, warehouse: Path | None = None) -> str:
         )
     log.info("build skipped: %s (recorded as %s)", decision["reason"], build_id)
     return build_id
-
-
-def trained_already(con, model: str, build_id: str, config: dict, seed: int) -> str | None:
-    """An evaluated run of ``model`` on ``build_id`` with this config, seed and code, if any."""
-    if "model_runs" not in table_names(con):
-        return None
-    rows = con.execute(
-        "select run_id, config from model_runs where model = $m and build_id = $b "
-        "and seed = $s and code_version = $c and status = 'evaluated' "
-        "and coalesce(purpose, 'standard') = 'standard' order by started_at desc",
-        {"m": model, "b": build_id, "s": seed, "c": builds.code_version()},
-    ).fetchall()
-    for run_id, stored in rows:
-        if json.loads(stored) == config:
-            return run_id
-    return None

@@ -11,7 +11,7 @@ import duckdb
 
 from jamrec.config import get_settings
 from jamrec.errors import JamrecError
-from jamrec.warehouse import Warehouse
+from jamrec.warehouse.store import Warehouse
 
 
 def _open(path: Path | None) -> duckdb.DuckDBPyConnection:

@@ -4,7 +4,7 @@ Refreshed after promotion. Dot-product champions rank every candidate track for 
 user; a champion that needs a network pass per pair (the hybrid) re-ranks the top 200 of
 the best dot-product champion (DESIGN.md section 5). A user's own positives are never
 recommended back. Champions trained on an older build are read through
-:class:`jamrec.promotion.Remapped`.
+:class:`jamrec.operations.promotion.Remapped`.
 """
 
 from __future__ import annotations
@@ -15,43 +15,27 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from jamrec import builds
-from jamrec.config import get_settings
-from jamrec.data import Dataset
 from jamrec.log import log
 from jamrec.models.base import Recommender, tie_rank, top_k
-from jamrec.promotion import Remapped, saved_model
-from jamrec.warehouse import Warehouse, table_names
+from jamrec.models.dataset import Dataset
+from jamrec.operations.remap import Remapped, saved_model
+from jamrec.provenance import now
+from jamrec.warehouse.store import warehouse_at
 
-SERVED = ("popularity", "als", "mbcf", "hybrid", "two_tower")  # random and oracle are references
 RERANK_DEPTH = 200
 BATCH = 1024
 
-DDL = """
-create table if not exists recommendations (
-    run_id varchar not null,
-    model varchar not null,
-    user_id varchar not null,
-    rank integer not null,
-    track_id varchar not null,
-    score float,
-    generated_at timestamptz not null
-)"""
-
 
 def _champions(con) -> list[tuple[str, str, str, str]]:
-    if "model_runs" not in table_names(con):
-        return []
+    """(model, run_id, build_id, model_path) of every serving champion, best first:
+    reference points (random, the oracle) are reported, never served."""
+    from jamrec.models import model_class
+
     rows = con.execute(
-        """
-        select r.model, r.run_id, r.build_id, r.model_path, m.value
-        from model_runs r left join metrics m on m.run_id = r.run_id and m.split = 'val'
-            and m.protocol = 'full_sample' and m.metric = 'ndcg' and m.k = 10
-        where r.is_champion
-        order by m.value desc nulls last
-        """
+        "select model, run_id, build_id, model_path from champions "
+        "order by val_ndcg_at_10 desc nulls last"
     ).fetchall()
-    return [(m, r, b, p) for m, r, b, p, _ in rows if m in SERVED]
+    return [row for row in rows if not model_class(row[0]).reference]
 
 
 def _model_for(data: Dataset, build_id: str, path: str) -> Recommender:
@@ -96,14 +80,13 @@ def top_n_for_all(model: Recommender, data: Dataset, n: int, pool: np.ndarray | 
 
 def refresh(data: Dataset, warehouse: Path | None = None, top_n: int = 20) -> dict[str, int]:
     """Recompute the top-``top_n`` of every champion and replace the table (one write)."""
-    settings = get_settings()
-    store = Warehouse(Path(warehouse or settings.warehouse), settings.lock_timeout_s)
+    store = warehouse_at(warehouse)
     con = store.connect_readonly()
     try:
         champions = _champions(con)
     finally:
         con.close()
-    generated_at = builds.now()
+    generated_at = now()
     parts, counts, pools = [], {}, None
     for model_name, run_id, build_id, path in champions:
         start = time.perf_counter()
@@ -142,16 +125,11 @@ def refresh(data: Dataset, warehouse: Path | None = None, top_n: int = 20) -> di
         )
     new_rows = pa.concat_tables(parts) if parts else None  # noqa: F841 - read by DuckDB
     with store.update("refresh recommendations") as con:
-        con.execute("drop table if exists recommendations")
-        con.execute(DDL)
+        con.execute("delete from recommendations")
         if parts:
             con.execute(
                 "insert into recommendations select run_id, model, user_id, rank, track_id, "
                 "score, $t from new_rows",
                 {"t": generated_at},
             )
-        from jamrec import sqlrunner
-
-        schema = sqlrunner.load_schema(settings.sql_dir)
-        sqlrunner.apply_comments(con, {"recommendations": schema["recommendations"]})
     return counts

@@ -1,11 +1,11 @@
 """Evaluation: the one place where a model, a split and the metrics meet (DESIGN.md §5).
 
-Users and tracks are :class:`jamrec.data.Dataset` indexes. For a held-out split ``s``
+Users and tracks are :class:`jamrec.models.dataset.Dataset` indexes. For a held-out split ``s``
 (val or test):
 
 - candidates: tracks with at least one train interaction, renumbered ``0..C-1`` in the
   fixed tie order (:func:`jamrec.models.base.tie_rank`), so a score block's columns are
-  in tie order and :func:`jamrec.metrics.ranks_full` breaks ties at no cost;
+  in tie order and :func:`jamrec.evaluation.metrics.ranks_full` breaks ties at no cost;
 - relevant: the user's ``s`` positives that are candidates; the others are counted
   (``n_cold_items``, cold-start material), never ranked;
 - excluded from the ranking: the user's positives in the two other splits;
@@ -28,9 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from jamrec.data import Dataset
-from jamrec.log import log
-from jamrec.metrics import (
+from jamrec.evaluation.metrics import (
     UserMetrics,
     bootstrap_ci,
     metric_columns,
@@ -38,7 +36,9 @@ from jamrec.metrics import (
     ranks_full,
     sample_negatives,
 )
+from jamrec.log import log
 from jamrec.models.base import Recommender, tie_rank
+from jamrec.models.dataset import Dataset
 
 PROTOCOLS = ("full", "full_sample", "sampled_100")
 KS = (5, 10, 20)

@@ -2,15 +2,16 @@
 
 Each ``sql/<name>.sql`` holds one ``select``; the runner wraps it in
 ``create or replace table <name> as ...`` so a table's name can never drift from its
-file. Dependencies are the other models a file names, found by scanning its text, so
-adding a file needs no registry. Files starting with ``_`` (macros) run first.
+file. Dependencies are the tables a file reads, found by DuckDB's own parser
+(:func:`references`: table references, not words in strings or comments, CTE names
+aside), so adding a file needs no registry. Files starting with ``_`` (macros) run first.
 ``sql/schema.yml`` describes the published tables and their columns; the runner turns
 those descriptions into table and column comments.
 """
 
 from __future__ import annotations
 
-import re
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,18 +22,43 @@ import yaml
 from jamrec.errors import JamrecError
 from jamrec.log import log
 
-_COMMENT = re.compile(r"--[^\n]*")
-_WORD = re.compile(r"[a-z_][a-z0-9_]*")
-
 
 @dataclass(frozen=True)
 class Model:
-    """One SQL file: the table it builds, its ``select``, and the models it reads."""
+    """One SQL file: the table it builds, its ``select``, the tables it reads
+    (``reads``: models and raw inputs) and, of those, the models (``deps``)."""
 
     name: str
     path: Path
     sql: str
     deps: frozenset[str]
+    reads: frozenset[str] = frozenset()
+
+
+def references(sql: str, path: Path | None = None) -> frozenset[str]:
+    """The tables a ``select`` reads, from DuckDB's parse tree (nothing is bound or run):
+    real table references only, lower-cased, without the query's own CTE names."""
+    with duckdb.connect() as con:
+        tree = json.loads(con.execute("select json_serialize_sql($s)", {"s": sql}).fetchall()[0][0])
+    if tree.get("error"):
+        raise JamrecError(f"{path or 'sql'}: {tree.get('error_message', 'does not parse')}")
+    tables: set[str] = set()
+    ctes: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "BASE_TABLE" and "table_name" in node:
+                tables.add(node["table_name"].lower())
+            for entry in (node.get("cte_map") or {}).get("map", []):
+                ctes.add(entry["key"].lower())
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(tree)
+    return frozenset(tables - ctes)
 
 
 def discover(sql_dir: Path) -> dict[str, Model]:
@@ -42,9 +68,11 @@ def discover(sql_dir: Path) -> dict[str, Model]:
     }
     models = {}
     for name, text in texts.items():
-        words = set(_WORD.findall(_COMMENT.sub("", text).lower()))
-        deps = frozenset(w for w in words if w in texts and w != name)
-        models[name] = Model(name, sql_dir / f"{name}.sql", text.strip().rstrip(";"), deps)
+        path = sql_dir / f"{name}.sql"
+        sql = text.strip().rstrip(";")
+        reads = references(sql, path)
+        deps = frozenset(t for t in reads if t in texts and t != name)
+        models[name] = Model(name, path, sql, deps, reads)
     return models
 
 

@@ -1,0 +1,210 @@
+"""Model runs: train, save, evaluate, and record the results in the warehouse.
+
+Each function is one step of ``jamrec train`` and of the ``train-and-evaluate`` flow
+(:mod:`jamrec.operations.pipeline` chains them). Results land in ``model_runs``,
+``metrics`` and ``training_curves`` (history tables, kept across rebuilds); models are
+saved under ``warehouse/models/<run_id>/`` in their library's own format, with the id maps
+of the build they were trained on (``ids.npz``), so they can be re-read on a later build.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from jamrec.errors import JamrecError
+from jamrec.evaluation.protocols import EvaluationResult, MetricRow
+from jamrec.log import log
+from jamrec.models import create, load
+from jamrec.models.base import FoldsIn, Recommender, Runtime, TrainData
+from jamrec.models.dataset import Dataset
+from jamrec.provenance import code_version, new_id, now
+from jamrec.warehouse import history
+from jamrec.warehouse.store import warehouse_at
+
+
+@dataclass
+class TrainedRun:
+    """A model trained in this process, with what its run row will record."""
+
+    run_id: str
+    model: Recommender
+    build_id: str
+    seed: int
+    started_at: object
+    curve: list[tuple[int, float | None, float | None, float]] = field(default_factory=list)
+    purpose: str = "standard"  # or "cold_start": trained on a view without the withheld tracks
+    timings: dict = field(default_factory=dict)
+    data_snapshot: dict = field(default_factory=dict)
+    model_path: str | None = None
+
+
+def new_run_id(model: str) -> str:
+    """``als-20261126T180000-1a2b``: sortable by start time, unique."""
+    return new_id(model)
+
+
+def train(
+    name: str,
+    data: Dataset,
+    seed: int = 0,
+    config: dict | None = None,
+    runtime: Runtime | dict | None = None,
+) -> TrainedRun:
+    """Fit model ``name`` on the dataset's train split, logging each epoch/iteration.
+
+    ``config`` overrides the model's hyperparameters; ``runtime`` says how it runs
+    (device, threads: recorded in the run's timings, not its config). Validation NDCG@10
+    is probed after each step on a fixed sample of val users.
+    """
+    from jamrec.evaluation.protocols import val_probe
+
+    model = create(name, runtime=runtime, seed=seed, **(config or {}))
+    run = TrainedRun(new_run_id(name), model, data.build_id, seed, now())
+    start = time.perf_counter()
+
+    def on_step(step: int, loss: float | None, ndcg: float | None) -> None:
+        elapsed = time.perf_counter() - start
+        run.curve.append((step, loss, ndcg, elapsed))
+        shown = [f"step {step}"]
+        if loss is not None:
+            shown.append(f"loss {loss:.4f}")
+        if ndcg is not None:
+            shown.append(f"val NDCG@10 {ndcg:.4f}")
+        log.info("train %s: %s (%.1f s)", name, ", ".join(shown), elapsed)
+
+    train_data = TrainData.from_dataset(data, probe=val_probe(data, seed=seed), on_step=on_step)
+    model.fit(train_data)
+    run.timings["fit_s"] = round(time.perf_counter() - start, 3)
+    run.timings.update(getattr(model, "stats", {}) or {})
+    run.timings["runtime"] = model.runtime.model_dump()
+    run.data_snapshot = {
+        "build_id": data.build_id,
+        "inputs_fingerprint": data.inputs_fingerprint,
+        "users": data.n_users,
+        "tracks": data.n_tracks,
+        "train_rows": int(data.train.nnz),
+    }
+    log.info("trained %s in %.1f s (run %s)", name, run.timings["fit_s"], run.run_id)
+    return run
+
+
+def models_dir(warehouse: Path | None = None) -> Path:
+    """Where the models of the warehouse at ``warehouse`` are saved: ``models/`` beside it."""
+    return warehouse_at(warehouse).path.parent / "models"
+
+
+def save(run: TrainedRun, data: Dataset, warehouse: Path | None = None) -> Path:
+    """Save the model under ``<warehouse folder>/models/<run_id>/`` with the build's id maps."""
+    folder = models_dir(warehouse) / run.run_id
+    run.model.save(folder)
+    np.savez(folder / "ids.npz", users=data.users.astype(str), tracks=data.tracks.astype(str))
+    run.model_path = str(folder)
+    return folder
+
+
+def evaluate(
+    run: TrainedRun, data: Dataset, seed: int = 0, user_sample: int = 5000
+) -> EvaluationResult:
+    """Every applicable protocol on val and test (:mod:`jamrec.evaluation.protocols`),
+    beyond-accuracy, and fold-in agreement for models that fold listeners in."""
+    from jamrec.evaluation import protocols
+    from jamrec.evaluation.beyond import beyond_accuracy
+
+    start = time.perf_counter()
+    result = protocols.evaluate(run.model, data, seed=seed, user_sample=user_sample)
+    run.timings["evaluate_s"] = round(time.perf_counter() - start, 3)
+    run.timings["evaluate"] = result.timings
+    start = time.perf_counter()
+    result.rows += beyond_accuracy(run.model, data, k=10, n_users=user_sample, seed=seed)
+    run.timings["beyond_accuracy_s"] = round(time.perf_counter() - start, 3)
+    if isinstance(run.model, FoldsIn):
+        from jamrec.evaluation.foldin import fold_in_agreement
+
+        start = time.perf_counter()
+        result.rows += list(fold_in_agreement(run.model, data, seed=seed).values())
+        run.timings["fold_in_s"] = round(time.perf_counter() - start, 3)
+    return result
+
+
+def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | None = None) -> str:
+    """Write the run, its metrics and its training curve to the warehouse (one write)."""
+    store = warehouse_at(warehouse)
+    with store.update(f"record run {run.run_id}") as con:
+        con.execute(
+            """
+            insert into model_runs (run_id, build_id, model, config, seed, data_snapshot,
+                started_at, finished_at, status, timings, model_path, code_version, purpose)
+            values ($run, $build, $model, $config, $seed, $snapshot, $started, $finished,
+                $status, $timings, $path, $code, $purpose)
+            """,
+            {
+                "run": run.run_id,
+                "build": run.build_id,
+                "model": run.model.name,
+                "config": json.dumps(run.model.config.model_dump(), sort_keys=True),
+                "seed": run.seed,
+                "snapshot": json.dumps(run.data_snapshot, sort_keys=True),
+                "started": run.started_at,
+                "finished": now(),
+                "status": "evaluated" if result is not None else "trained",
+                "timings": json.dumps(run.timings, sort_keys=True, default=float),
+                "path": run.model_path,
+                "code": code_version(),
+                "purpose": run.purpose,
+            },
+        )
+        if run.curve:
+            con.executemany(
+                history.insert_sql("training_curves"),
+                [(run.run_id, s, loss, ndcg, secs) for s, loss, ndcg, secs in run.curve],
+            )
+        if result is not None:
+            _insert_metrics(con, run.run_id, result.rows)
+    log.info("recorded run %s in %s", run.run_id, store.path)
+    return run.run_id
+
+
+def _insert_metrics(con, run_id: str, rows: list[MetricRow]) -> None:
+    con.executemany(history.insert_sql("metrics"), [(run_id, *row) for row in rows])
+
+
+def load_run(run_id: str, warehouse: Path | None = None) -> tuple[Recommender, dict]:
+    """A saved model and its ``model_runs`` row."""
+    store = warehouse_at(warehouse)
+    con = store.connect_readonly()
+    try:
+        found = con.execute("select * from model_runs where run_id = $id", {"id": run_id}).fetchdf()
+    finally:
+        con.close()
+    if found.empty:
+        raise JamrecError(f"no run {run_id!r} in {store.path}; see `jamrec runs`")
+    row = found.iloc[0].to_dict()
+    if not row.get("model_path") or not Path(row["model_path"]).exists():
+        raise JamrecError(f"run {run_id}: its saved model is gone ({row.get('model_path')})")
+    return load(Path(row["model_path"])), row
+
+
+def record_evaluation(
+    run_id: str, result: EvaluationResult, timings: dict, warehouse: Path | None = None
+) -> None:
+    """Add an evaluation of an already recorded run (``jamrec evaluate``)."""
+    with warehouse_at(warehouse).update(f"record evaluation of {run_id}") as con:
+        con.execute("delete from metrics where run_id = $id", {"id": run_id})
+        _insert_metrics(con, run_id, result.rows)
+        con.execute(
+            "update model_runs set status = 'evaluated', "
+            "timings = json_merge_patch(coalesce(timings, '{}'), $t) where run_id = $id",
+            {"t": json.dumps(timings, default=float), "id": run_id},
+        )
+
+
+def evaluation_result(model: str, seed: int, rows: list[MetricRow]) -> EvaluationResult:
+    """Wrap metric rows from a study protocol as an :class:`EvaluationResult`."""
+    result = EvaluationResult(model=model, seed=seed)
+    result.rows = list(rows)
+    return result

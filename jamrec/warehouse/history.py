@@ -1,0 +1,458 @@
+"""The tables jamrec writes about itself, in one place: their DDL, comments, migrations
+and the views every reader shares.
+
+A build (``sql/``) replaces the data tables; *history* tables are written by jamrec's own
+jobs (builds, model runs, metrics, promotions, served lists, sweeps, ...) and carried over
+by every rebuild. This module is the only one that creates or alters them:
+
+- :data:`TABLES` declares each table's columns, types and comments (``jamrec sql
+  --describe`` shows them);
+- :data:`MIGRATIONS` brings any older warehouse to the current shape, one numbered step
+  at a time, recorded in ``schema_migrations``. Every step is idempotent. Code elsewhere
+  never asks whether a column exists: a connection handed out by
+  :meth:`jamrec.warehouse.store.Warehouse.update` (writers) or ``connect_readonly``
+  (readers) sees the current shape;
+- :data:`VIEWS` answer the questions asked everywhere (the published build, the latest
+  run of each model, champions, the champion-selection score), for analysts too.
+
+Adding a table: declare it in :data:`TABLES` and append a migration that creates it
+(``docs/warehouse.md``). Adding a column: append it to its table and a migration that adds
+it. Never edit a released migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+
+from jamrec.log import log
+
+# What champions are selected on, and what every "val NDCG@10" of a run means.
+SELECTION = ("full_sample", "val", "ndcg", 10)  # protocol, split, metric, k
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name, DuckDB type (with constraints and default) and comment."""
+
+    name: str
+    type: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A history table: its name, what one row is, and its columns in order."""
+
+    name: str
+    comment: str
+    columns: tuple[Column, ...]
+
+    def create_sql(self) -> str:
+        """``create table if not exists`` with every current column."""
+        body = ",\n    ".join(f"{c.name} {c.type}" for c in self.columns)
+        return f"create table if not exists {self.name} (\n    {body}\n)"
+
+    def column_names(self) -> list[str]:
+        """The columns, in table order (for inserts that name them)."""
+        return [c.name for c in self.columns]
+
+
+@dataclass(frozen=True)
+class View:
+    """A shared question, as a view: its name, comment and ``select``; its columns take
+    the comments of ``source``'s columns of the same name, or those in ``columns``."""
+
+    name: str
+    comment: str
+    sql: str
+    source: str
+    columns: tuple[tuple[str, str], ...] = ()
+
+
+C = Column
+
+BUILDS = Table(
+    "builds",
+    "One row per warehouse build, failed ones included; kept across rebuilds.",
+    (
+        C("build_id", "varchar not null", "Build id, sortable by start time."),
+        C("started_at", "timestamptz not null", "When the build started (UTC)."),
+        C("finished_at", "timestamptz", "When it was published or failed (UTC)."),
+        C(
+            "status",
+            "varchar not null",
+            "'running', 'published', 'failed', 'abandoned' (its process died) or 'skipped' "
+            "(nothing changed).",
+        ),
+        C("inputs_fingerprint", "varchar", "SHA-256 over the content hashes of every input file."),
+        C("inputs", "json", "Per input file - its path, size, SHA-256, line count (JSON)."),
+        C("code_version", "varchar", "jamrec version plus a hash of the code and SQL that built it."),
+        C("git_commit", "varchar", "The checkout's git commit, when there was one."),
+        C(
+            "parameters",
+            "json",
+            "Build parameters - seed, n_negatives, k_test, k_val, input paths (JSON).",
+        ),
+        C("stage_counts", "json", "Rows through each stage, rejects by reason (JSON)."),
+        C("validation", "json", "Data-quality results of the build (JSON)."),
+        C("error", "varchar", "Why the build failed."),
+        C(
+            "note",
+            "varchar",
+            "Why a build was skipped (its inputs, parameters and code matched the last one).",
+        ),
+        C("pid", "integer", "Process id of the build."),
+        C("host", "varchar", "Host that ran the build."),
+        C("duckdb_version", "varchar", "DuckDB library version that wrote it."),
+    ),
+)
+
+MODEL_RUNS = Table(
+    "model_runs",
+    "One row per trained model (written by jamrec train; kept across rebuilds).",
+    (
+        C("run_id", "varchar not null", "Run id, e.g. als-20261126T180000-1a2b."),
+        C(
+            "build_id",
+            "varchar not null",
+            "The warehouse build the model was trained on (its data snapshot).",
+        ),
+        C("model", "varchar not null", "Model name (popularity, random, oracle, als, mbcf, ...)."),
+        C(
+            "config",
+            "json",
+            "The model's hyperparameters (JSON): what identifies it; runtime options such as "
+            "device and threads are in timings.",
+        ),
+        C("seed", "integer", "Seed of every random choice of the run."),
+        C(
+            "data_snapshot",
+            "json",
+            "Build id, input fingerprint, users, tracks and train rows the run saw (JSON).",
+        ),
+        C("started_at", "timestamptz", "When training started (UTC)."),
+        C("finished_at", "timestamptz", "When the run was recorded (UTC)."),
+        C("status", "varchar not null", "'trained' (saved, not yet evaluated), 'evaluated' or 'failed'."),
+        C(
+            "timings",
+            "json",
+            "Seconds spent training and evaluating, training throughput and the runtime "
+            "options (device, threads) (JSON).",
+        ),
+        C("model_path", "varchar", "Where the trained model is saved (its library's own format)."),
+        C("code_version", "varchar", "jamrec version plus a hash of its code."),
+        C("is_champion", "boolean default false", "Whether this run is its model's current champion."),
+        C("promotion_note", "varchar", "Why the run is (or is not) champion."),
+        C("error", "varchar", "Why the run failed."),
+        C(
+            "purpose",
+            "varchar default 'standard'",
+            "'standard', or 'cold_start' for runs trained without the withheld tracks "
+            "(never champions).",
+        ),
+        C("promoted_at", "timestamptz", "When it last became champion (UTC)."),
+    ),
+)
+
+METRICS = Table(
+    "metrics",
+    "Evaluation results, one row per run, protocol, split, metric and cutoff.",
+    (
+        C("run_id", "varchar not null", "The evaluated run (model_runs.run_id)."),
+        C(
+            "protocol",
+            "varchar not null",
+            "'full' (every candidate, every evaluated user), 'full_sample' (the same on a seeded "
+            "user sample), 'sampled_100' (each held-out track among 100 sampled), 'cold_start' / "
+            "'cold_start_catalogue' (withheld tracks among the withheld set / the catalogue), "
+            "'beyond' (coverage, novelty, diversity, popularity of top-10 lists) or 'fold_in' "
+            "(new listeners from their tracks).",
+        ),
+        C(
+            "split",
+            "varchar not null",
+            "'val', 'test', or 'cold' (the withheld tracks' interactions, all splits).",
+        ),
+        C(
+            "metric",
+            "varchar not null",
+            "'hr', 'ndcg', 'mrr'; for 'beyond': coverage, novelty (bits), diversity, "
+            "rec_popularity_pct, jam_popularity_pct; for 'fold_in': ndcg, ndcg_trained, overlap.",
+        ),
+        C("k", "integer", "Cutoff K (5, 10, 20); null for MRR."),
+        C("value", "double", "Mean over evaluated users."),
+        C("ci_low", "double", "Lower end of the 95% bootstrap interval over users."),
+        C("ci_high", "double", "Upper end of the 95% bootstrap interval over users."),
+        C("n_users", "integer", "Users evaluated."),
+    ),
+)
+
+TRAINING_CURVES = Table(
+    "training_curves",
+    "Per-epoch or per-iteration training loss and validation NDCG@10 of each run.",
+    (
+        C("run_id", "varchar not null", "The run (model_runs.run_id)."),
+        C("step", "integer not null", "Epoch or iteration (0 for models without training steps)."),
+        C("loss", "double", "Training loss at that step (null when the model has none)."),
+        C("val_ndcg_at_10", "double", "Full-ranking NDCG@10 on a fixed sample of validation users."),
+        C("seconds", "double", "Seconds since training started."),
+    ),
+)
+
+PROMOTIONS = Table(
+    "promotions",
+    "Every champion/challenger decision, promoted or not (jamrec train/retrain, jamrec promote).",
+    (
+        C("decided_at", "timestamptz not null", "When the decision was made (UTC)."),
+        C("model", "varchar not null", "The model."),
+        C("build_id", "varchar", "The build the challenger was trained and compared on."),
+        C("challenger_run_id", "varchar", "The new run."),
+        C("challenger_val_ndcg_at_10", "double", "Its validation NDCG@10 (full_sample protocol)."),
+        C(
+            "champion_run_id",
+            "varchar",
+            "The champion it was compared with (null for a model's first run).",
+        ),
+        C("champion_val_ndcg_at_10", "double", "The champion's validation NDCG@10 on the same build."),
+        C(
+            "champion_rescored",
+            "boolean",
+            "Whether the champion was re-scored on this build (it was trained on an older one).",
+        ),
+        C("promoted", "boolean not null", "Whether the challenger became champion."),
+        C("note", "varchar", "Why."),
+    ),
+)
+
+RECOMMENDATIONS = Table(
+    "recommendations",
+    "Top-N tracks per user from each serving champion, refreshed after promotion.",
+    (
+        C("run_id", "varchar not null", "The champion run that produced the list."),
+        C("model", "varchar not null", "Its model."),
+        C("user_id", "varchar not null", "The user (32 hex)."),
+        C("rank", "integer not null", "1 = best."),
+        C(
+            "track_id",
+            "varchar not null",
+            "The recommended track (never one of the user's own positives).",
+        ),
+        C("score", "float", "The model's score (comparable within a list only)."),
+        C("generated_at", "timestamptz not null", "When the lists were computed (UTC)."),
+    ),
+)
+
+SWEEPS = Table(
+    "sweeps",
+    "Tuning sweeps - every configuration tried, its validation NDCG@10, and the one chosen.",
+    (
+        C("sweep_id", "varchar not null", "The sweep."),
+        C("model", "varchar not null", "The model tuned."),
+        C("build_id", "varchar not null", "The build it was tuned on."),
+        C("config", "json not null", "The settings tried (JSON; the rest are the model's defaults)."),
+        C(
+            "val_ndcg_at_10",
+            "double",
+            "Validation NDCG@10 (full_sample protocol); the only basis of the choice.",
+        ),
+        C(
+            "chosen",
+            "boolean not null",
+            "Whether this configuration won (it is then trained, tested and recorded as a run).",
+        ),
+        C("run_id", "varchar", "The run recorded for the chosen configuration (test results in metrics)."),
+        C("seconds", "double", "Training and validation time of the trial."),
+        C("finished_at", "timestamptz", "When the sweep was recorded (UTC)."),
+    ),
+)
+
+COLDSTART_TRACKS = Table(
+    "coldstart_tracks",
+    "Tracks withheld, with all their interactions, by the cold-start protocol (jamrec coldstart).",
+    (
+        C("build_id", "varchar not null", "The build the tracks were withheld from."),
+        C("seed", "integer not null", "Seed of the draw."),
+        C("share", "double not null", "Share of the tracks with interactions that was withheld."),
+        C("track_id", "varchar not null", "A withheld track."),
+    ),
+)
+
+SCHEMA_MIGRATIONS = Table(
+    "schema_migrations",
+    "Which migrations of jamrec's history tables this warehouse has had, and when.",
+    (
+        C("version", "integer not null", "Migration number (jamrec/warehouse/history.py)."),
+        C("description", "varchar", "What it changed."),
+        C("applied_at", "timestamptz not null", "When it was applied (UTC)."),
+    ),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        BUILDS,
+        MODEL_RUNS,
+        METRICS,
+        TRAINING_CURVES,
+        PROMOTIONS,
+        RECOMMENDATIONS,
+        SWEEPS,
+        COLDSTART_TRACKS,
+        SCHEMA_MIGRATIONS,
+    )
+}
+
+_PROTOCOL, _SPLIT, _METRIC, _K = SELECTION
+VIEWS: tuple[View, ...] = (
+    View(
+        "published_build",
+        "The build whose tables are published now (the latest published row of builds).",
+        "select * from builds where status = 'published' order by started_at desc limit 1",
+        "builds",
+    ),
+    View(
+        "run_selection",
+        "Each run's champion-selection score: validation NDCG@10 under the full_sample "
+        "protocol (the one protocol every model has).",
+        f"select run_id, value as val_ndcg_at_10, ci_low, ci_high, n_users from metrics "
+        f"where protocol = '{_PROTOCOL}' and split = '{_SPLIT}' and metric = '{_METRIC}' "
+        f"and k = {_K}",
+        "metrics",
+        (("val_ndcg_at_10", "Validation NDCG@10 (full_sample): what champions are chosen on."),),
+    ),
+    View(
+        "latest_runs",
+        "The latest evaluated standard run of each model on each build.",
+        "select * from model_runs where status = 'evaluated' and purpose = 'standard' "
+        "qualify row_number() over (partition by build_id, model "
+        "order by started_at desc, run_id desc) = 1",
+        "model_runs",
+    ),
+    View(
+        "champions",
+        "The run serving each model now, with its selection score.",
+        "select r.*, s.val_ndcg_at_10 from model_runs r left join run_selection s using (run_id) "
+        "where r.is_champion",
+        "model_runs",
+        (("val_ndcg_at_10", "Validation NDCG@10 (full_sample): what champions are chosen on."),),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered, idempotent step from the previous shape to the next."""
+
+    version: int
+    description: str
+    apply: Callable[[duckdb.DuckDBPyConnection], None]
+
+
+def _baseline(con: duckdb.DuckDBPyConnection) -> None:
+    """Every table as of jamrec 0.1; warehouses written before migrations existed may
+    lack some tables or the columns added later (``purpose``, ``promoted_at``, ``note``)."""
+    for table in TABLES.values():
+        con.execute(table.create_sql())
+        for column in table.columns:
+            con.execute(
+                f"alter table {table.name} add column if not exists {column.name} "
+                f"{_droppable_constraints(column.type)}"
+            )
+    con.execute("update model_runs set purpose = 'standard' where purpose is null")
+    con.execute("update model_runs set is_champion = false where is_champion is null")
+
+
+def _droppable_constraints(sql_type: str) -> str:
+    """A column type for ``add column``: DuckDB cannot add a ``not null`` column."""
+    return sql_type.replace(" not null", "")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "history tables of jamrec 0.1, with every column added since", _baseline),
+)
+CURRENT = MIGRATIONS[-1].version
+
+
+def version(con: duckdb.DuckDBPyConnection) -> int:
+    """The warehouse's history version: 0 before any migration (or no table at all)."""
+    found = con.execute(
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        "and schema_name = 'main' and table_name = 'schema_migrations'"
+    ).fetchall()[0][0]
+    if not found:
+        return 0
+    return con.execute("select coalesce(max(version), 0) from schema_migrations").fetchall()[0][0]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Bring ``con``'s history tables to :data:`CURRENT`; (re)create the views and comments.
+
+    Returns the versions applied (empty when the warehouse was current). Runs inside the
+    caller's write (a copy-on-write update or a build's own file), so a failure publishes
+    nothing.
+    """
+    from jamrec.provenance import now
+
+    have = version(con)
+    applied = []
+    for step in MIGRATIONS:
+        if step.version <= have:
+            continue
+        step.apply(con)
+        con.execute(SCHEMA_MIGRATIONS.create_sql())
+        con.execute(
+            "insert into schema_migrations values ($v, $d, $t)",
+            {"v": step.version, "d": step.description, "t": now()},
+        )
+        applied.append(step.version)
+    have_views = {
+        v
+        for (v,) in con.execute(
+            "select view_name from duckdb_views() where database_name = current_database() "
+            "and not internal"
+        ).fetchall()
+    }
+    if applied or not {v.name for v in VIEWS} <= have_views:
+        for view in VIEWS:
+            con.execute(f"create or replace view {view.name} as {view.sql}")
+        apply_comments(con)
+    if applied and have:
+        log.info("warehouse history migrated from version %d to %d", have, CURRENT)
+    return applied
+
+
+def apply_comments(con: duckdb.DuckDBPyConnection) -> None:
+    """``comment on`` every history table, column and view."""
+    for table in TABLES.values():
+        con.execute(f"comment on table {table.name} is {quote(table.comment)}")
+        for column in table.columns:
+            con.execute(f"comment on column {table.name}.{column.name} is {quote(column.comment)}")
+    for view in VIEWS:
+        con.execute(f"comment on view {view.name} is {quote(view.comment)}")
+        known = {c.name: c.comment for c in TABLES[view.source].columns} | dict(view.columns)
+        for (column,) in con.execute(
+            "select column_name from duckdb_columns() where database_name = current_database() "
+            "and table_name = $v",
+            {"v": view.name},
+        ).fetchall():
+            if column in known:
+                con.execute(
+                    f"comment on column {view.name}.{column} is {quote(known[column])}"
+                )
+
+
+def insert_sql(table: str) -> str:
+    """``insert into <table> (<every column>) values (?, ...)`` for positional rows."""
+    names = TABLES[table].column_names()
+    return (
+        f"insert into {table} ({', '.join(names)}) values ({', '.join('?' for _ in names)})"
+    )
+
+
+def quote(text: str) -> str:
+    """A SQL string literal for jamrec's own constant text (``comment on`` takes no
+    parameters). Never used for input or command-line values."""
+    return "'" + text.replace("'", "''") + "'"
