@@ -1,0 +1,47 @@
+"""``jamrec etl`` without Prefect: every stage of a build in order (the
+``build-warehouse`` flow runs the same functions as tasks)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from jamrec.build.publish import fail_build, publish
+from jamrec.build.stages import (
+    Build,
+    load_spotify,
+    load_timj,
+    load_truth,
+    start_build,
+    transform,
+    validate_build,
+)
+from jamrec.config import BuildParams
+
+
+def run_build(
+    timj: Path, spotify: Path, warehouse: Path | None = None, params: BuildParams | None = None
+) -> dict:
+    """Every stage in order, without Prefect (``jamrec etl``); see ``flows/build_warehouse.py``."""
+    start = time.perf_counter()
+    build = start_build(timj, spotify, warehouse, params)
+    try:
+        load_timj(build)
+        load_spotify(build)
+        load_truth(build)
+        counts = transform(build)
+        validation = validate_build(build)
+        summary = publish(build)
+    except BaseException as exc:
+        fail_build(build, exc)
+        raise
+    summary["stage_counts"] = counts
+    summary["validation"] = validation
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    return summary
+
+
+def build_as_dict(build: Build) -> dict:
+    """A JSON-able view of a build (for Prefect artifacts and logs)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(build).items()}
