@@ -1,4 +1,5 @@
-# jamrec: `make demo` runs the whole pipeline on generated data; `make test` runs the checks.
+# jamrec: `make demo` runs the whole pipeline on generated data; `make test` runs every test
+# (what CI runs); `make check` is the fast loop (lint, types, fast tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,7 +17,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 PREFECT_PORT ?= 4200
 JAMREC_RETRAIN_CRON ?= 0 4 * * 1
 
-.PHONY: install browser demo test lint format clean service service-stop
+.PHONY: install browser demo test check lint format clean service service-stop
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +35,20 @@ browser:
 	  || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1) \
 	  || echo "note: could not install chromium (needs root); the browser test will be skipped"
 
-test: install browser
+# Static checks: style, import layers, types, SQL style, spelling.
+lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/sqlfluff lint sql expectations --disable-progress-bar
+	$(BIN)/codespell
+
+# The fast loop (a few minutes): static checks, then the tests not marked slow.
+check: lint
+	$(BIN)/pytest -q -m "not slow"
+
+# Everything: what CI runs.
+test: install browser lint
 	$(BIN)/pytest
 
 # A Prefect server on 127.0.0.1, the jamrec work pool and worker, and the deployments.
@@ -46,9 +58,11 @@ service: install
 service-stop:
 	$(BIN)/python -m flows.service stop
 
-lint: install
+# Rewrite what the formatters own: Python (ruff) and SQL layout (sqlfluff).
+format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+	$(BIN)/sqlfluff fix sql expectations --disable-progress-bar
 
 clean:
 	rm -rf warehouse/jamrec.duckdb* warehouse/.work warehouse/reports warehouse/models data/small

@@ -5,15 +5,16 @@ with timj_users as (
 )
 
 select
-    user_id,
-    track_id,
-    is_creator,
-    is_liker,
-    n_jams,
-    n_likes,
-    hash(user_id, track_id) as user_track_key,
-    track_id in (select track_id from tracks) as check_track_in_tracks,
-    user_id in (select user_id from timj_users) as check_user_in_timj,
-    (is_creator or is_liker) and (n_jams > 0) = is_creator and (n_likes > 0) = is_liker
-        as check_has_a_source
+    interactions.user_id,
+    interactions.track_id,
+    interactions.is_creator,
+    interactions.is_liker,
+    interactions.n_jams,
+    interactions.n_likes,
+    hash(interactions.user_id, interactions.track_id) as user_track_key,
+    interactions.track_id in (select tracks.track_id from tracks) as check_track_in_tracks,
+    interactions.user_id in (select timj_users.user_id from timj_users) as check_user_in_timj,
+    (interactions.is_creator or interactions.is_liker)
+    and (interactions.n_jams > 0) = interactions.is_creator
+    and (interactions.n_likes > 0) = interactions.is_liker as check_has_a_source
 from interactions

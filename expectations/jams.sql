@@ -8,5 +8,5 @@ select
     track_id,
     uri_status,
     (track_id is not null) = (uri_status = 'track')
-        and (track_id is null or spotify_uri = 'spotify:track:' || track_id) as check_track_id_from_uri
+    and (track_id is null or spotify_uri = 'spotify:track:' || track_id) as check_track_id_from_uri
 from jams

@@ -1,1 +1,4 @@
-select track_id, bias from truth_tracks
+select
+    track_id,
+    bias
+from truth_tracks

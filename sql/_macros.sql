@@ -12,7 +12,7 @@ create or replace temp macro spotify_uri_status(uri) as case
 end;
 
 create or replace temp macro spotify_track_id(uri) as
-    case when regexp_full_match(uri, 'spotify:track:[0-9A-Za-z]{22}') then substr(uri, 15) end;
+case when regexp_full_match(uri, 'spotify:track:[0-9A-Za-z]{22}') then substr(uri, 15) end;
 
 -- More bytes than characters: the text holds non-ASCII characters.
 create or replace temp macro has_non_ascii(s) as strlen(s) > length(s);

@@ -24,6 +24,7 @@ select
     ) as reject_reason
 from staged
 left join repeated_pairs
-    on staged.followed_user_id = repeated_pairs.followed_user_id
-    and staged.follower_user_id = repeated_pairs.follower_user_id
-    and staged.reject_reason is null
+    on
+        staged.followed_user_id = repeated_pairs.followed_user_id
+        and staged.follower_user_id = repeated_pairs.follower_user_id
+        and staged.reject_reason is null

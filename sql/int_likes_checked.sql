@@ -38,6 +38,7 @@ select
     end as reject_reason
 from with_jam
 left join repeated_pairs
-    on with_jam.user_id = repeated_pairs.user_id
-    and with_jam.jam_id = repeated_pairs.jam_id
-    and with_jam.reject_reason is null
+    on
+        with_jam.user_id = repeated_pairs.user_id
+        and with_jam.jam_id = repeated_pairs.jam_id
+        and with_jam.reject_reason is null

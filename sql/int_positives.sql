@@ -1,11 +1,17 @@
 with playable_jams as (
-    select jam_id, user_id, track_id, creation_date
+    select
+        jam_id,
+        user_id,
+        track_id,
+        creation_date
     from int_jams_checked
     where reject_reason is null and track_id is not null
 ),
 
 accepted_likes as (
-    select user_id, jam_id
+    select
+        user_id,
+        jam_id
     from int_likes_checked
     where reject_reason is null
 ),

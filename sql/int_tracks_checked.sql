@@ -19,7 +19,7 @@ first_rows as (
 )
 
 select
-    staged.* exclude (audio, reject_reason),
+    staged.* exclude (audio, reject_reason),  -- noqa: RF02
     coalesce(
         staged.reject_reason,
         -- A repeat with the same audio features is the same track listed again (once

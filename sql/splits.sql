@@ -1,5 +1,8 @@
 with positives as (
-    select user_id, track_id from interactions
+    select
+        user_id,
+        track_id
+    from interactions
 ),
 
 ranked as (

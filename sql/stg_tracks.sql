@@ -10,10 +10,12 @@ typed as (
         nullif(name, '') as name,
         case artists_format
             -- Python list text: ['A', 'B'], or ["Guns N' Roses"] when a name holds a quote.
-            when 'list' then list_transform(
-                regexp_extract_all(artists, '''(?:[^''\\]|\\.)*''|"(?:[^"\\]|\\.)*"'),
-                lambda quoted: replace(replace(replace(quoted[2:-2], '\''', ''''), '\"', '"'), '\\\\', '\\')
-            )
+            when 'list'
+                then
+                    list_transform(
+                        regexp_extract_all(artists, '''(?:[^''\\]|\\.)*''|"(?:[^"\\]|\\.)*"'),
+                        lambda quoted: replace(replace(replace(quoted[2:-2], '\''', ''''), '\"', '"'), '\\\\', '\\')
+                    )
             when 'semicolon' then string_split(artists, ';')
             else [artists]
         end as artists,
@@ -75,7 +77,8 @@ judged as (
             when tempo is null then 'tempo is not a number'
             when key is null then 'key is not a pitch class'
             when mode is null then 'mode is not 0/1 or Major/Minor'
-            when not (
+            when
+                not (
                     danceability between 0 and 1 and energy between 0 and 1
                     and speechiness between 0 and 1 and acousticness between 0 and 1
                     and instrumentalness between 0 and 1 and liveness between 0 and 1
@@ -95,7 +98,8 @@ judged as (
             when duration_ms <= 0 then format('duration_ms is not positive (found {})', duration_ms)
             when time_signature_text is not null and time_signature_text <> '' and time_signature is null
                 then 'time_signature is not a number'
-            when time_signature not between 0 and 7 then format('time_signature outside 0..7 (found {})', time_signature)
+            when time_signature not between 0 and 7
+                then format('time_signature outside 0..7 (found {})', time_signature)
             when explicit_text is not null and explicit_text <> '' and explicit is null
                 then 'explicit is not a boolean'
             when artists_text is null or artists_text = '' or len(artists) = 0 then 'artists is empty'

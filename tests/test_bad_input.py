@@ -35,6 +35,7 @@ def query(sql: str):
         con.close()
 
 
+@pytest.mark.slow
 def test_valid_dump_loads(dump, capsys):
     code, out, err = etl(*dump, capsys)
     assert code == 0, err
@@ -127,6 +128,7 @@ def test_a_few_lines_not_utf8_are_rejected(tmp_path, capsys):
     assert query("select count(*) from jams") == [(39,)]
 
 
+@pytest.mark.slow
 def test_crlf_and_bom_load_like_the_original(tmp_path, capsys):
     timj, spotify = write_dump(tmp_path / "plain")
     assert etl(timj, spotify, capsys)[0] == 0
@@ -228,6 +230,7 @@ def test_unknown_spotify_variant(dump, capsys):
         assert variant in line
 
 
+@pytest.mark.slow
 def test_spotify_header_only_is_not_published(dump, capsys):
     """A Spotify file with no rows loads, but a warehouse with no interactions fails the gate."""
     timj, spotify = dump
@@ -238,6 +241,7 @@ def test_spotify_header_only_is_not_published(dump, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_failed_build_leaves_published_warehouse_and_records_failure(dump, capsys):
     timj, spotify = dump
     assert etl(timj, spotify, capsys)[0] == 0

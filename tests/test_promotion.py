@@ -65,6 +65,7 @@ def _champion(path, model="popularity"):
     return [r for (r,) in rows]
 
 
+@pytest.mark.slow
 def test_first_run_is_champion_then_better_or_equal_wins_and_worse_loses(warehouse):
     from jamrec.models.dataset import open_dataset
 
@@ -172,6 +173,7 @@ def test_a_champion_is_re_scored_in_the_new_builds_id_spaces():
     np.testing.assert_array_equal(scores[2], [2, 0, 0, 1])
 
 
+@pytest.mark.slow
 def test_fingerprints_decide_when_to_rebuild(dump, tmp_path):
     timj, spotify = dump
     path = tmp_path / "w.duckdb"

@@ -261,6 +261,7 @@ def _add_model_results(path: Path) -> None:
         )
 
 
+@pytest.mark.slow
 def test_a_failing_validation_leaves_the_published_warehouse_unchanged(tiny_dump, tmp_path, capsys):
     path = tmp_path / "w.duckdb"
     run_build(tiny_dump, tiny_dump / "tracks.csv", path)
@@ -288,6 +289,7 @@ def test_a_failing_validation_leaves_the_published_warehouse_unchanged(tiny_dump
     assert rows == [("published", "true"), ("failed", "false")]
 
 
+@pytest.mark.slow
 def test_model_results_survive_a_rebuild(tiny_dump, tmp_path):
     path = tmp_path / "w.duckdb"
     run_build(tiny_dump, tiny_dump / "tracks.csv", path)

@@ -138,6 +138,7 @@ def test_interactions_negatives_and_splits_invariants(tiny_warehouse):
     )
 
 
+@pytest.mark.slow
 def test_same_seed_same_tables(tiny_dump, tiny_warehouse, tmp_path):
     again = tmp_path / "again.duckdb"
     run_build(tiny_dump, tiny_dump / "tracks.csv", again)
@@ -152,6 +153,7 @@ def test_same_seed_same_tables(tiny_dump, tiny_warehouse, tmp_path):
     assert table_digest(other, "splits") != table_digest(tiny_warehouse, "splits")
 
 
+@pytest.mark.slow
 def test_the_zip_loads_like_the_folder(tiny_dump, tiny_warehouse, tmp_path):
     archive = tmp_path / "thisismyjam-datadump.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -166,6 +168,7 @@ def test_the_zip_loads_like_the_folder(tiny_dump, tiny_warehouse, tmp_path):
 @pytest.mark.parametrize(
     "variant", ["SpotifyFeatures.csv", "spotify_data.csv", "dataset.csv", "tracks_features.csv"]
 )
+@pytest.mark.slow
 def test_every_spotify_variant_loads_into_the_same_tracks(
     tiny_dump, tiny_warehouse, tmp_path, variant
 ):
@@ -272,6 +275,7 @@ def test_a_second_build_at_once_is_refused(dump, tmp_path):
     assert statuses == [("failed", "stopped by the test")]
 
 
+@pytest.mark.slow
 def test_abandoned_builds_are_marked(dump, tmp_path):
     from jamrec.build.stages import release_build_lock, start_build
 
