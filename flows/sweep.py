@@ -60,8 +60,9 @@ def sweep_flow(
     runner: str = "local",
     dask_address: str | None = None,
 ) -> dict:
-    """Try every configuration of ``grid`` (default: the study's sweep for ``model``), or
-    ``n_random`` of them; choose by validation NDCG@10; test and record the chosen one."""
+    """Try every configuration of ``grid`` (default: :data:`jamrec.operations.sweep.DEFAULT_GRIDS`,
+    which has grids for ``als`` and ``mbcf`` only), or ``n_random`` of them; choose by
+    validation NDCG@10; test and record the chosen one (not promoted)."""
     data = load_dataset(warehouse)
     configs = sweep.configurations(grid or sweep.DEFAULT_GRIDS[model], n_random, seed)
     trials = _trials.with_options(task_runner=_task_runner(runner, dask_address))(

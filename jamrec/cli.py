@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument(
         "--models",
         default=None,
-        help=f"comma-separated (default: {','.join(COLD_START_MODELS)}, plus oracle on "
-        "generated data)",
+        help=f"comma-separated (default: {','.join(COLD_START_MODELS)}); the oracle is added "
+        "on generated data",
     )
     cs.add_argument(
         "--share", type=float, default=0.1, help="share of tracks with interactions withheld"

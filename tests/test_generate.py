@@ -33,7 +33,7 @@ def repair(text: str) -> str:
     return out.decode("utf-8")
 
 
-# The published headers, spelled out here rather than imported (DESIGN.md, section 1).
+# The published headers, spelled out here rather than imported (docs/inputs.md).
 HEADERS = {
     "tracks.csv": "id,name,popularity,duration_ms,explicit,artists,id_artists,release_date,"
     "danceability,energy,key,loudness,mode,speechiness,acousticness,instrumentalness,liveness,"

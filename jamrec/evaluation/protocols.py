@@ -1,4 +1,4 @@
-"""Evaluation: the one place where a model, a split and the metrics meet (DESIGN.md §5).
+"""Evaluation: the one place where a model, a split and the metrics meet (docs/protocols.md).
 
 Users and tracks are :class:`jamrec.models.dataset.Dataset` indexes. For a held-out split ``s``
 (val or test):

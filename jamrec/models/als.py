@@ -50,7 +50,7 @@ def one_blas_thread() -> Iterator[None]:
 
 
 class ALSConfig(ModelConfig):
-    """The study's ALS settings (section 4 of DESIGN.md)."""
+    """The study's ALS settings (docs/architecture.md, "The models")."""
 
     factors: int = Field(40, description="The study's setting.")
     regularization: float = Field(0.01, description="implicit's default; the study kept it.")

@@ -83,12 +83,12 @@ class FeatureKNN(Recommender):
 class SpotifyPopularity(Recommender):
     """Ranks by Spotify's catalogue ``popularity`` (0..100), the same list for everyone.
 
-    Unlike ``popularity`` (train counts) it exists for tracks without interactions. It is
-    not in :class:`TrainData` today, so :meth:`fit` takes it from, in order: the
-    ``popularity`` given to the constructor ((n_tracks,) aligned to ``Dataset.tracks``,
-    see :func:`load_spotify_popularity`); a ``popularity`` attribute of the train data; a
-    ``"popularity"`` column of its features. Without any, fitting is an error (as for the
-    oracle without truth). A missing value (NaN) ranks below every known popularity.
+    Unlike ``popularity`` (train counts) it exists for tracks without interactions.
+    :meth:`fit` takes it from, in order: the ``popularity`` given to the constructor
+    ((n_tracks,) aligned to ``Dataset.tracks``, see :func:`load_spotify_popularity`);
+    :attr:`TrainData.popularity`; a ``"popularity"`` column of the train data's features.
+    Without any, fitting is an error (as for the oracle without truth). A missing value
+    (NaN) ranks below every known popularity.
     """
 
     name = "spotify_popularity"

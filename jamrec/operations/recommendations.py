@@ -2,9 +2,9 @@
 
 Refreshed after promotion. Dot-product champions rank every candidate track for every
 user; a champion that needs a network pass per pair (the hybrid) re-ranks the top 200 of
-the best dot-product champion (DESIGN.md section 5). A user's own positives are never
-recommended back. Champions trained on an older build are read through
-:class:`jamrec.operations.promotion.Remapped`.
+the best dot-product champion other than popularity (docs/operations.md, "Served
+recommendations"). A user's own positives are never recommended back. Champions trained
+on an older build are read through :class:`jamrec.operations.remap.Remapped`.
 """
 
 from __future__ import annotations

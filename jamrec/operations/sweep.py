@@ -23,8 +23,8 @@ from jamrec.provenance import new_id, now
 from jamrec.warehouse import history
 from jamrec.warehouse.store import warehouse_at
 
-# Default grids per model: ALS factors, regularisation and alpha; MBCF learning rate, batch
-# size and negatives per positive (the study's own experiments are `jamrec study`'s).
+# Default grids, for ALS and MBCF only (other models need a grid): ALS factors,
+# regularisation and alpha; MBCF learning rate, batch size and negatives per positive.
 DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "als": {"factors": [20, 40, 80], "regularization": [0.01, 0.1], "alpha": [10.0, 40.0]},
     "mbcf": {"lr": [1e-3, 3e-3], "batch_size": [1024, 4096], "negatives_per_positive": [0, 2, 4]},

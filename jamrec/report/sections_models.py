@@ -196,7 +196,7 @@ def _curves(con, runs: list[dict], order: list[str]) -> str:
     if not stepped:
         text = (
             "No compared run recorded training steps (`training_curves`); the iterative models "
-            "(als, mbcf, hybrid) do: `jamrec train --models als,mbcf,hybrid`."
+            "(als, mbcf, hybrid, two_tower) do: `jamrec train --models als,mbcf,hybrid,two_tower`."
         )
         return out[0] + h.note(text, "missing")
     skipped = [m for m in order if m not in stepped]
