@@ -64,7 +64,7 @@ def sweep_flow(
     which has grids for ``als`` and ``mbcf`` only), or ``n_random`` of them; choose by
     validation NDCG@10; test and record the chosen one (not promoted)."""
     data = load_dataset(warehouse)
-    configs = sweep.configurations(grid or sweep.DEFAULT_GRIDS[model], n_random, seed)
+    configs = sweep.configurations(grid or sweep.default_grid(model), n_random, seed)
     trials = _trials.with_options(task_runner=_task_runner(runner, dask_address))(
         model, configs, data, seed, user_sample
     )

@@ -15,7 +15,7 @@ import sys
 
 import duckdb
 
-HISTORY = {
+HISTORY = {  # jamrec's own tables (some only in later versions): left out
     "builds", "model_runs", "metrics", "training_curves", "promotions", "recommendations",
     "sweeps", "coldstart_tracks", "user_metrics", "comparisons", "timings", "alerts",
     "study_results", "schema_migrations",

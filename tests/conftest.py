@@ -27,6 +27,20 @@ def dump(tmp_path):
     return write_dump(tmp_path / "dump")
 
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.gpu`` tests run only where torch sees a CUDA device."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch sees none)")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
+
+
 def pytest_configure(config):
     # Prefect: never phone home, and give its temporary server time on slow machines.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

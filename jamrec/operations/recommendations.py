@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from jamrec.log import log
+from jamrec.models import model_class
 from jamrec.models.base import Recommender, tie_rank, top_k
 from jamrec.models.dataset import Dataset
 from jamrec.operations.remap import Remapped, saved_model
@@ -29,8 +30,6 @@ BATCH = 1024
 def _champions(con) -> list[tuple[str, str, str, str]]:
     """(model, run_id, build_id, model_path) of every serving champion, best first:
     reference points (random, the oracle) are reported, never served."""
-    from jamrec.models import model_class
-
     rows = con.execute(
         "select model, run_id, build_id, model_path from champions "
         "order by val_ndcg_at_10 desc nulls last"
@@ -88,6 +87,8 @@ def refresh(data: Dataset, warehouse: Path | None = None, top_n: int = 20) -> di
         con.close()
     generated_at = now()
     parts, counts, pools = [], {}, None
+    # dot-product champions first (best first): the best of them feeds the re-rankers
+    champions.sort(key=lambda c: model_class(c[0]).pairwise)
     for model_name, run_id, build_id, path in champions:
         start = time.perf_counter()
         model = _model_for(data, build_id, path)

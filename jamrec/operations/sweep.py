@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jamrec.errors import JamrecError
 from jamrec.log import log
 from jamrec.models.dataset import Dataset
 from jamrec.provenance import new_id, now
@@ -38,6 +39,16 @@ class Trial:
     config: dict
     val_ndcg_at_10: float
     seconds: float
+
+
+def default_grid(model: str) -> dict[str, list]:
+    """The default grid of ``model`` (a clear error for a model that has none: pass a grid)."""
+    if model not in DEFAULT_GRIDS:
+        raise JamrecError(
+            f"no default sweep grid for {model!r} (defaults: {', '.join(sorted(DEFAULT_GRIDS))});"
+            " pass one, e.g. grid={'epochs': [10, 20]}"
+        )
+    return DEFAULT_GRIDS[model]
 
 
 def configurations(grid: dict[str, list], n_random: int | None = None, seed: int = 0) -> list[dict]:
