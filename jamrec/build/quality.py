@@ -28,6 +28,7 @@ import duckdb
 from jamrec.config import PROJECT_ROOT
 from jamrec.errors import JamrecError
 from jamrec.log import log
+from jamrec.warehouse.store import one_row, warehouse_at
 
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 # Tables every build must publish; the rest (builds, truth_*) are validated when present.
@@ -147,7 +148,7 @@ def expectation_parameters(
         "k_test": int(params.get("k_test", 1)),
         "k_val": int(params.get("k_val", 1)),
     }
-    values["interactions_rows"] = con.execute("select count(*) from interactions").fetchone()[0]
+    values["interactions_rows"] = one_row(con, "select count(*) from interactions")[0]
     for name, counts in stage_counts.get("files", {}).items():
         if name.endswith(".tsv"):
             values[name.replace(".", "_") + "_rows"] = counts["lines"] - rejected.get(name, 0)
@@ -369,8 +370,6 @@ def validate_published(warehouse: Path | None = None) -> ValidationReport:
     Parameters come from the last published build's row in ``builds`` (its line
     counts and settings). Data Docs go to ``warehouse/reports/``.
     """
-    from jamrec.warehouse.store import warehouse_at
-
     store = warehouse_at(warehouse)
     con = store.connect_readonly()
     try:

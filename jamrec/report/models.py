@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import duckdb
 
 from jamrec.report.data import rows
+from jamrec.warehouse.store import one_row
 
 BASELINES = {"random": "baseline", "popularity": "baseline", "oracle": "upper bound"}
 PROTOCOL_ORDER = ("full", "full_sample", "sampled_100")
@@ -22,7 +23,7 @@ PURPOSES = ("standard", "cold_start")
 
 def has_runs(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether ``model_runs`` holds at least one row."""
-    return con.execute("select count(*) from model_runs").fetchone()[0] > 0
+    return one_row(con, "select count(*) from model_runs")[0] > 0
 
 
 def _purpose(con: duckdb.DuckDBPyConnection, purpose: str = "standard") -> str:

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -232,15 +233,26 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def one_row(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
+) -> tuple[Any, ...]:
+    """The row of a query that always returns one: an aggregate without ``group by`` (a
+    ``count(*)``), or a lookup of something the caller knows is there."""
+    row = con.execute(sql, params).fetchone()
+    assert row is not None, f"no row from {sql!r}"
+    return row
+
+
 def copy_tables(con: duckdb.DuckDBPyConnection, source_alias: str, tables: list[str]) -> None:
     """Copy ``tables`` from the attached database ``source_alias`` into ``con``'s main
     schema, with their definitions (constraints) and comments."""
     for table in tables:
-        ddl, comment = con.execute(
+        ddl, comment = one_row(
+            con,
             "select sql, comment from duckdb_tables() "
             "where database_name = $db and table_name = $t",
             {"db": source_alias, "t": table},
-        ).fetchone()
+        )
         con.execute(f"drop table if exists main.{table}")
         con.execute(ddl)
         con.execute(f"insert into main.{table} select * from {source_alias}.main.{table}")
