@@ -168,7 +168,8 @@ def evaluate(
         result.n_cold_items[split] = int(view.n_cold_items)
         full = None
         for protocol in protocols:
-            start, timing = time.perf_counter(), {}
+            start = time.perf_counter()
+            timing: dict[str, float] = {}
             users = (
                 sample_users(view, user_sample, seed) if protocol == "full_sample" else view.users
             )
@@ -269,15 +270,16 @@ def _sampled_metrics(model: Recommender, view: SplitView, seed: int, timing: dic
         values = _list_scores(model, batch, rows, lists, view.candidates)
         scored = time.perf_counter()
         position = np.argmax(lists == cols[:, None], axis=1)
-        ranks.append(ranks_full(values, np.arange(len(rows)), position, np.nonzero(lists < 0)))
+        pad_rows, pad_cols = np.nonzero(lists < 0)
+        ranks.append(ranks_full(values, np.arange(len(rows)), position, (pad_rows, pad_cols)))
         owners.append(batch[rows])
         timing["score_s"] += scored - start
         timing["rank_s"] += time.perf_counter() - scored
     start = time.perf_counter()
-    ranks, owners = _cat(ranks), _cat(owners)
-    per_track = per_user_metrics(ranks, np.ones(len(ranks), np.int64), KS).values
+    all_ranks, all_owners = _cat(ranks), _cat(owners)
+    per_track = per_user_metrics(all_ranks, np.ones(len(all_ranks), np.int64), KS).values
     # Pairs come user by user: average each user's tracks here, the users in _summarise.
-    counts = np.unique_counts(owners).counts
+    counts = np.unique_counts(all_owners).counts
     starts = np.cumsum(counts) - counts
     means = np.add.reduceat(per_track, starts) / counts[:, None] if len(counts) else per_track
     timing["rank_s"] += time.perf_counter() - start
