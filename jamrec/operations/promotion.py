@@ -113,7 +113,7 @@ def decide(
         return outcome(
             None, False, True, f"first evaluated run of {model}: val NDCG@10 {value:.4f}"
         )
-    _, champion_build, champion_path = champion
+    champion_id, champion_build, champion_path = champion
     rescored = champion_build != build_id
     if rescored:
         champion_value = rescore(champion_id, champion_path, data, seed, user_sample)
@@ -193,7 +193,12 @@ def promote_runs(
         data = open_dataset(store.path)
     con = store.connect_readonly()
     try:
-        decisions = [decide(con, r, data, tolerance, seed, user_sample) for r in run_ids]
+        # data is None only when there is no run to decide
+        decisions = (
+            [decide(con, r, data, tolerance, seed, user_sample) for r in run_ids]
+            if data is not None
+            else []
+        )
     finally:
         con.close()
     with store.update("record promotions") as con:
@@ -223,7 +228,7 @@ def promote_by_hand(run_id: str, note: str, warehouse: Path | None = None) -> De
             build_id,
             run_id,
             selection_value(con, run_id),
-            previous and previous[0],
+            None if previous is None else previous[0],
             None,
             False,
             True,

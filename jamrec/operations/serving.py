@@ -120,6 +120,8 @@ def _listener_scores(con, served: Served, user_id: str | None, tracks: list[str]
             f"new listener with {len(known)} known track(s) of {len(tracks)}, folded in by {label}"
         )
         return fold_in(served.model, known, popularity=popularity), set(tracks), known, note
+    if user_id is None:
+        raise JamrecError("recommend needs a user id or a new listener's tracks")
     seen = {
         t
         for (t,) in con.execute(
