@@ -179,7 +179,7 @@ def feature_histograms(con: duckdb.DuckDBPyConnection) -> list[Histogram]:
     feats = [f for f in FEATURES if f[0].split()[0] in have]
     if not feats:
         return []
-    ranges = {}
+    ranges: dict[str, tuple[float, float]] = {}
     auto = [f for f in feats if f[2] is None]
     if auto:
         sql = ", ".join(
@@ -190,7 +190,8 @@ def feature_histograms(con: duckdb.DuckDBPyConnection) -> list[Histogram]:
             lo, hi = bounds[2 * i], bounds[2 * i + 1]
             ranges[expr] = (lo or 0.0, hi if hi is not None and hi > (lo or 0.0) else (lo or 0) + 1)
     for expr, _, fixed, _ in feats:
-        ranges.setdefault(expr, fixed)
+        if fixed is not None:  # the others' ranges came from the data, just above
+            ranges.setdefault(expr, fixed)
     names = [f"f{i}" for i in range(len(feats))]
     select = ", ".join(f"cast({expr} as double) as {n}" for (expr, *_), n in zip(feats, names))
     spec = ", ".join(

@@ -142,7 +142,7 @@ def model_order(metrics: list[dict], runs: list[dict]) -> list[str]:
     return sorted(by_run.values(), key=lambda model: (-(score.get(model) or 0.0), model))
 
 
-def withheld(con: duckdb.DuckDBPyConnection, build_id: str) -> dict | None:
+def withheld(con: duckdb.DuckDBPyConnection, build_id: str | None) -> dict | None:
     """The cold-start draw on ``build_id`` (tracks, share, seed), or None when there is none."""
     found = rows(
         con,
