@@ -182,7 +182,8 @@ def _context(reports_dir: Path):
     if context.list_data_docs_sites().get("jamrec") != site:
         for name in list(context.list_data_docs_sites()):
             context.delete_data_docs_site(name)
-        context.add_data_docs_site(site_name="jamrec", site_config=site)
+        # GX's DataDocsSiteConfigTypedDict is incomplete (no show_how_to_buttons)
+        context.add_data_docs_site(site_name="jamrec", site_config=site)  # type: ignore[arg-type]
     return context, docs / "index.html"
 
 
@@ -313,7 +314,9 @@ def _failures(validation, table: str, folder: Path) -> list[Failure]:
 def _prefetched(pool, cursor, folder: Path, todo: list[tuple[str, dict]]):
     """Yield (table, suite, frame, start time): DuckDB builds the next table's frame in
     a thread while Great Expectations checks the current one."""
-    pending = pool.submit(_frame, cursor, folder, *todo[0]) if todo else None
+    if not todo:
+        return
+    pending = pool.submit(_frame, cursor, folder, *todo[0])
     for position, (table, spec) in enumerate(todo):
         start = time.perf_counter()
         frame = pending.result()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -288,7 +289,7 @@ def _parse_exact(body: bytes, variant: Variant, lines: RawLines):
             good.append(record)
             good_lines.append(first)
         first = last + 1
-    columns = list(zip(*good)) if good else [[] for _ in range(n_cols)]
+    columns: list[Sequence[str]] = list(zip(*good)) if good else [[] for _ in range(n_cols)]
     records = pa.table({f"c{i}": pa.array(col, pa.string()) for i, col in enumerate(columns)})
     bad = pa.table(
         {
