@@ -46,7 +46,7 @@ def references(sql: str, path: Path | None = None) -> frozenset[str]:
     tables: set[str] = set()
     ctes: set[str] = set()
 
-    def walk(node) -> None:
+    def walk(node: object) -> None:
         if isinstance(node, dict):
             if node.get("type") == "BASE_TABLE" and "table_name" in node:
                 tables.add(node["table_name"].lower())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 
@@ -39,7 +40,7 @@ def columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     return {c for (c,) in found}
 
 
-def _json(value):
+def _json(value: object) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 

@@ -21,16 +21,18 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, TypeVar
 
 import duckdb
 
 from jamrec.errors import JamrecError, WarehouseLockedError
 from jamrec.log import log
 from jamrec.warehouse import history
+
+T = TypeVar("T")
 
 # duckdb-cli on PyPI (1.5.x) and other 1.x clients cannot read 2.x's default storage.
 STORAGE_VERSION = "v1.5.0"
@@ -191,7 +193,7 @@ def connect_new(path: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_VERSION})
 
 
-def retry_locked(open_fn, path: Path, timeout_s: float):
+def retry_locked(open_fn: Callable[[], T], path: Path, timeout_s: float) -> T:
     """Call ``open_fn`` until DuckDB stops reporting a conflicting lock on ``path``."""
     deadline = time.monotonic() + timeout_s
     delay = 0.2
@@ -215,7 +217,7 @@ def retry_locked(open_fn, path: Path, timeout_s: float):
             delay = min(delay * 2, 5.0)
 
 
-def _read_holder(handle) -> str:
+def _read_holder(handle: TextIO) -> str:
     try:
         handle.seek(0)
         return handle.read().strip() or "unknown process"
