@@ -137,7 +137,7 @@ def release_build_lock(build_id: str) -> None:
         os.close(fd)
 
 
-def put_meta(con: duckdb.DuckDBPyConnection, key: str, value) -> None:
+def put_meta(con: duckdb.DuckDBPyConnection, key: str, value: object) -> None:
     con.execute(f"create table if not exists {META_TABLE} (key varchar primary key, value json)")
     con.execute(
         f"insert or replace into {META_TABLE} values ($k, $v)", {"k": key, "v": json.dumps(value)}
@@ -215,7 +215,7 @@ def _register_raw(build: Build, con: duckdb.DuckDBPyConnection) -> list[str]:
     return names
 
 
-def _with_meta(build: Build, key: str, value) -> None:
+def _with_meta(build: Build, key: str, value: object) -> None:
     con = build.connect()
     try:
         put_meta(con, key, value)

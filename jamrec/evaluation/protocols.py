@@ -229,7 +229,11 @@ def _scores(model: Recommender, users: np.ndarray, items: np.ndarray) -> np.ndar
 
 
 def _full_metrics(
-    model: Recommender, view: SplitView, users: np.ndarray, timing: dict, ks=KS
+    model: Recommender,
+    view: SplitView,
+    users: np.ndarray,
+    timing: dict[str, float],
+    ks: Sequence[int] = KS,
 ) -> UserMetrics:
     """Per-user metrics of ranking every candidate for ``users`` (sorted, evaluated)."""
     block = max(1, min(_MAX_BLOCK_USERS, _BLOCK_ELEMS // max(len(view.candidates), 1)))
@@ -252,7 +256,9 @@ def _full_metrics(
     return per_user
 
 
-def _sampled_metrics(model: Recommender, view: SplitView, seed: int, timing: dict) -> UserMetrics:
+def _sampled_metrics(
+    model: Recommender, view: SplitView, seed: int, timing: dict[str, float]
+) -> UserMetrics:
     """Per-user means of the per-track metrics of ranking among 100 sampled candidates."""
     code = [seed, SPLIT_CODES[view.split]]
     timing.setdefault("score_s", 0.0)

@@ -16,6 +16,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+
 from jamrec.errors import JamrecError
 from jamrec.log import log
 from jamrec.models.dataset import Dataset, open_dataset
@@ -40,7 +42,7 @@ class Decision:
     note: str
 
 
-def selection_value(con, run_id: str) -> float | None:
+def selection_value(con: duckdb.DuckDBPyConnection, run_id: str) -> float | None:
     """A run's champion-selection score (validation NDCG@10), None when it has none."""
     row = con.execute(
         "select val_ndcg_at_10 from run_selection where run_id = $r", {"r": run_id}
@@ -74,7 +76,7 @@ def rescore(
 
 
 def decide(
-    con,
+    con: duckdb.DuckDBPyConnection,
     challenger_id: str,
     data: Dataset,
     tolerance: float = 0.0,
@@ -96,7 +98,9 @@ def decide(
     champion_id = champion[0] if champion else None
     value = selection_value(con, challenger_id) if status == "evaluated" else None
 
-    def outcome(champion_value, rescored, promoted, note) -> Decision:
+    def outcome(
+        champion_value: float | None, rescored: bool, promoted: bool, note: str
+    ) -> Decision:
         return Decision(
             model, build_id, challenger_id, value, champion_id, champion_value, rescored,
             promoted, note,
@@ -138,7 +142,7 @@ def decide(
     return outcome(champion_value, rescored, False, note)
 
 
-def apply(con, decision: Decision) -> None:
+def apply(con: duckdb.DuckDBPyConnection, decision: Decision) -> None:
     """Record a decision: the promotions row, and the champion flags when promoted."""
     con.execute(
         "insert into promotions (decided_at, model, build_id, challenger_run_id, "
