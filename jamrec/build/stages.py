@@ -184,9 +184,12 @@ def _invalid_utf8_lines(data: bytes, raw: ingest.RawLines) -> tuple[int, int | N
         pass
     lines = raw.table  # noqa: F841 - scanned by DuckDB by name
     with duckdb.connect() as con:
-        count, first = one_row(
-            con, "select count(*), min(line_number) from lines where try(decode(raw_line)) is null"
-        )
+        # executed here, not in a helper: DuckDB finds `lines` in the calling frame
+        row = con.execute(
+            "select count(*), min(line_number) from lines where try(decode(raw_line)) is null"
+        ).fetchone()
+    assert row is not None  # an aggregate: always one row
+    count, first = row
     return count, first
 
 

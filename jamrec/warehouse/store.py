@@ -239,7 +239,11 @@ def one_row(
     con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
 ) -> tuple[Any, ...]:
     """The row of a query that always returns one: an aggregate without ``group by`` (a
-    ``count(*)``), or a lookup of something the caller knows is there."""
+    ``count(*)``), or a lookup of something the caller knows is there.
+
+    Not for a query that reads a Python variable by name: DuckDB looks for it in the frame
+    that calls ``execute``, which is this one.
+    """
     row = con.execute(sql, params).fetchone()
     assert row is not None, f"no row from {sql!r}"
     return row
