@@ -42,6 +42,7 @@ lint: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/sqlfluff lint sql expectations --disable-progress-bar
 	$(BIN)/codespell
+	$(BIN)/mypy
 
 # The fast loop (a few minutes): static checks, then the tests not marked slow.
 check: lint

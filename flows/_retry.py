@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from prefect.tasks import exponential_backoff
 
 from jamrec.errors import WarehouseLockedError
 
+if TYPE_CHECKING:
+    from prefect import State, Task
+    from prefect.client.schemas.objects import TaskRun
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
 BACKOFF = exponential_backoff(backoff_factor=10)  # 10 s, 20 s, 40 s
 
 
-def locked(task, task_run, state) -> bool:
+def locked(task: Task[..., Any], task_run: TaskRun, state: State) -> bool:
     """Retry only when another process held the warehouse; bad input never heals."""
     try:
         state.result()
@@ -23,7 +32,7 @@ def locked(task, task_run, state) -> bool:
     return False
 
 
-def writer(name: str):
+def writer(name: str) -> Callable[[Callable[P, R]], Task[P, R]]:
     """A task decorator for a step that writes the warehouse: no caching of its (large)
     inputs, and retries with backoff while another process holds the warehouse."""
     from prefect import task
@@ -43,7 +52,7 @@ _holding: ContextVar[bool] = ContextVar("jamrec_warehouse_slot", default=False)
 
 
 @contextmanager
-def warehouse_slot():
+def warehouse_slot() -> Iterator[None]:
     """Hold the ``jamrec-warehouse`` slot: one build or retrain at a time (a second one
     waits). Re-entrant: the retrain flow's build subflow does not wait for itself. Without
     a Prefect server that has the limit (local mode), nothing is limited."""

@@ -12,8 +12,9 @@ and why in its state message.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from prefect import flow, task
+from prefect import State, flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
@@ -63,7 +64,7 @@ def retrain(
     tolerance: float = 0.0,
     keep_models: int = 3,
     top_n: int = 20,
-):
+) -> dict[str, Any] | State:
     """Rebuild when the inputs, parameters or code changed; retrain, promote and serve.
 
     ``tolerance``: how far below the champion's validation NDCG@10 a challenger may be and

@@ -10,6 +10,7 @@ local cluster is started on loopback).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -20,6 +21,11 @@ from flows._retry import writer
 from jamrec.models.dataset import open_dataset
 from jamrec.operations import runs, sweep
 
+if TYPE_CHECKING:
+    from prefect.task_runners import TaskRunner
+
+    from jamrec.models.dataset import Dataset
+
 load_dataset = task(name="load-dataset", cache_policy=NO_CACHE)(open_dataset)
 try_config = task(name="try-config", cache_policy=NO_CACHE)(sweep.try_config)
 train = task(name="train-chosen", cache_policy=NO_CACHE)(runs.train)
@@ -29,7 +35,7 @@ record_run = writer("record-run")(runs.record)
 record_sweep = writer("record-sweep")(sweep.record)
 
 
-def _task_runner(runner: str, dask_address: str | None):
+def _task_runner(runner: str, dask_address: str | None) -> TaskRunner[Any]:
     if runner == "local":
         return ThreadPoolTaskRunner(max_workers=2)
     if runner == "dask":
@@ -44,7 +50,9 @@ def _task_runner(runner: str, dask_address: str | None):
 
 
 @flow(name="sweep-trials")
-def _trials(model: str, configs: list[dict], data, seed: int, user_sample: int) -> list:
+def _trials(
+    model: str, configs: list[dict], data: Dataset, seed: int, user_sample: int
+) -> list[sweep.Trial]:
     futures = [try_config.submit(model, config, data, seed, user_sample) for config in configs]
     return [f.result() for f in futures]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from jamrec.build import ingest, records
 from jamrec.config import BuildParams, get_settings
@@ -53,7 +54,7 @@ def build_decision(
     params = params or BuildParams()
     settings = get_settings()
     fingerprint = records.inputs_fingerprint(fingerprint_inputs(timj, spotify))
-    decision = {
+    decision: dict[str, Any] = {
         "rebuild": True,
         "inputs_fingerprint": fingerprint,
         "code_version": code_version(),

@@ -14,7 +14,7 @@ from jamrec.build.stages import META_TABLE, Build, get_meta, raw_dir, release_bu
 from jamrec.config import get_settings
 from jamrec.log import log, stage
 from jamrec.warehouse import history
-from jamrec.warehouse.store import copy_tables, retry_locked
+from jamrec.warehouse.store import copy_tables, one_row, retry_locked
 
 
 def publish(build: Build) -> dict:
@@ -52,9 +52,7 @@ def publish(build: Build) -> dict:
                     stage_counts=meta.get("stage_counts"),
                     validation=meta.get("validation"),
                 )
-                rows = {
-                    t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in _tables(con)
-                }
+                rows = {t: one_row(con, f"select count(*) from {t}")[0] for t in _tables(con)}
                 con.execute("checkpoint")
                 con.close()
                 store.replace_with(build.file)

@@ -18,16 +18,28 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from jamrec.config import PROJECT_ROOT
 from jamrec.errors import JamrecError
 from jamrec.log import log
+from jamrec.warehouse.store import one_row, warehouse_at
+
+if TYPE_CHECKING:  # Great Expectations is imported when a validation runs
+    import pandas as pd
+    from great_expectations.core.batch_definition import BatchDefinition
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
+    from great_expectations.data_context import AbstractDataContext
+    from great_expectations.datasource.fluent import PandasDatasource
 
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 # Tables every build must publish; the rest (builds, truth_*) are validated when present.
@@ -147,7 +159,7 @@ def expectation_parameters(
         "k_test": int(params.get("k_test", 1)),
         "k_val": int(params.get("k_val", 1)),
     }
-    values["interactions_rows"] = con.execute("select count(*) from interactions").fetchone()[0]
+    values["interactions_rows"] = one_row(con, "select count(*) from interactions")[0]
     for name, counts in stage_counts.get("files", {}).items():
         if name.endswith(".tsv"):
             values[name.replace(".", "_") + "_rows"] = counts["lines"] - rejected.get(name, 0)
@@ -156,7 +168,7 @@ def expectation_parameters(
     return values
 
 
-def _context(reports_dir: Path):
+def _context(reports_dir: Path) -> tuple[AbstractDataContext, Path]:
     import great_expectations as gx
     import great_expectations.execution_engine.pandas_execution_engine as pandas_engine
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -181,7 +193,8 @@ def _context(reports_dir: Path):
     if context.list_data_docs_sites().get("jamrec") != site:
         for name in list(context.list_data_docs_sites()):
             context.delete_data_docs_site(name)
-        context.add_data_docs_site(site_name="jamrec", site_config=site)
+        # GX's DataDocsSiteConfigTypedDict is incomplete (no show_how_to_buttons)
+        context.add_data_docs_site(site_name="jamrec", site_config=site)  # type: ignore[arg-type]
     return context, docs / "index.html"
 
 
@@ -255,7 +268,14 @@ def _missing(table: str) -> Failure:
     )
 
 
-def _run_suite(context, source, table: str, spec: dict, frame, parameters: dict):
+def _run_suite(
+    context: AbstractDataContext,
+    source: PandasDatasource,
+    table: str,
+    spec: dict,
+    frame: pd.DataFrame,
+    parameters: dict,
+) -> ExpectationSuiteValidationResult:
     """Validate ``frame`` with the suite ``spec`` of ``table``: GX's validation result."""
     import great_expectations as gx
 
@@ -279,12 +299,15 @@ def _run_suite(context, source, table: str, spec: dict, frame, parameters: dict)
     return validation
 
 
-def _failures(validation, table: str, folder: Path) -> list[Failure]:
+def _failures(
+    validation: ExpectationSuiteValidationResult, table: str, folder: Path
+) -> list[Failure]:
     """The failed expectations of one suite's result; an expectation that raised is a
     broken suite (:class:`JamrecError`), not bad data."""
     out = []
     for item in validation.results:
         config = item.expectation_config
+        assert config is not None, "a suite's results carry their expectation"
         problem = _exception(item.exception_info)
         if problem:
             raise JamrecError(
@@ -309,10 +332,17 @@ def _failures(validation, table: str, folder: Path) -> list[Failure]:
     return out
 
 
-def _prefetched(pool, cursor, folder: Path, todo: list[tuple[str, dict]]):
+def _prefetched(
+    pool: ThreadPoolExecutor,
+    cursor: duckdb.DuckDBPyConnection,
+    folder: Path,
+    todo: list[tuple[str, dict]],
+) -> Iterator[tuple[str, dict, pd.DataFrame, float]]:
     """Yield (table, suite, frame, start time): DuckDB builds the next table's frame in
     a thread while Great Expectations checks the current one."""
-    pending = pool.submit(_frame, cursor, folder, *todo[0]) if todo else None
+    if not todo:
+        return
+    pending = pool.submit(_frame, cursor, folder, *todo[0])
     for position, (table, spec) in enumerate(todo):
         start = time.perf_counter()
         frame = pending.result()
@@ -321,7 +351,7 @@ def _prefetched(pool, cursor, folder: Path, todo: list[tuple[str, dict]]):
         yield table, spec, frame, start
 
 
-def _frame(cursor: duckdb.DuckDBPyConnection, folder: Path, table: str, spec: dict):
+def _frame(cursor: duckdb.DuckDBPyConnection, folder: Path, table: str, spec: dict) -> pd.DataFrame:
     """The frame a suite validates: its SQL's result as pandas over Arrow memory."""
     try:
         arrow = cursor.sql(spec["frame_sql"]).to_arrow_table()
@@ -332,7 +362,7 @@ def _frame(cursor: duckdb.DuckDBPyConnection, folder: Path, table: str, spec: di
     return arrow.to_pandas(categories=few)
 
 
-def _exception(info) -> str | None:
+def _exception(info: object) -> str | None:
     """The message of an exception an expectation raised, however GX nests it."""
     if not isinstance(info, dict):
         return None
@@ -345,7 +375,7 @@ def _exception(info) -> str | None:
     return None
 
 
-def _asset(source, table: str):
+def _asset(source: PandasDatasource, table: str) -> BatchDefinition:
     try:
         asset = source.get_asset(table)
     except LookupError:
@@ -369,8 +399,6 @@ def validate_published(warehouse: Path | None = None) -> ValidationReport:
     Parameters come from the last published build's row in ``builds`` (its line
     counts and settings). Data Docs go to ``warehouse/reports/``.
     """
-    from jamrec.warehouse.store import warehouse_at
-
     store = warehouse_at(warehouse)
     con = store.connect_readonly()
     try:

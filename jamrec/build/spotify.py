@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -204,7 +205,9 @@ _DUCKDB_REASONS = {
 }
 
 
-def _parse_duckdb(con: duckdb.DuckDBPyConnection, source: Source, variant: Variant):
+def _parse_duckdb(
+    con: duckdb.DuckDBPyConnection, source: Source, variant: Variant
+) -> tuple[pa.Table, pa.Table] | None:
     """Strict CSV parse with DuckDB; returns (records, bad records) or None on failure."""
     columns = {f"c{i}": "VARCHAR" for i in range(len(variant.header))}
     try:
@@ -258,7 +261,9 @@ def _empty_bad() -> pa.Table:
     )
 
 
-def _parse_exact(body: bytes, variant: Variant, lines: RawLines):
+def _parse_exact(
+    body: bytes, variant: Variant, lines: RawLines
+) -> tuple[pa.Table, np.ndarray, pa.Table]:
     """Parse record by record with :mod:`csv`, tracking where each record starts."""
     text = body.decode("utf-8", errors="surrogateescape")
     physical = text.split("\n")
@@ -288,7 +293,7 @@ def _parse_exact(body: bytes, variant: Variant, lines: RawLines):
             good.append(record)
             good_lines.append(first)
         first = last + 1
-    columns = list(zip(*good)) if good else [[] for _ in range(n_cols)]
+    columns: list[Sequence[str]] = list(zip(*good)) if good else [[] for _ in range(n_cols)]
     records = pa.table({f"c{i}": pa.array(col, pa.string()) for i, col in enumerate(columns)})
     bad = pa.table(
         {

@@ -21,6 +21,7 @@ import yaml
 
 from jamrec.errors import JamrecError
 from jamrec.log import log
+from jamrec.warehouse.store import one_row
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def references(sql: str, path: Path | None = None) -> frozenset[str]:
     tables: set[str] = set()
     ctes: set[str] = set()
 
-    def walk(node) -> None:
+    def walk(node: object) -> None:
         if isinstance(node, dict):
             if node.get("type") == "BASE_TABLE" and "table_name" in node:
                 tables.add(node["table_name"].lower())
@@ -135,7 +136,7 @@ def run_models(
             con.execute(f"create or replace {kind} {model.name} as\n{model.sql}")
         except duckdb.Error as exc:
             raise JamrecError(f"{model.path}: {str(exc).splitlines()[0]}") from exc
-        counts[model.name] = con.execute(f"select count(*) from {model.name}").fetchone()[0]
+        counts[model.name] = one_row(con, f"select count(*) from {model.name}")[0]
         log.info(
             "sql %s: %.1f s  rows=%s%s",
             model.name,
@@ -187,4 +188,4 @@ def run_model(
     run_macros(con, sql_dir)
     model = discover(sql_dir)[name]
     con.execute(f"create or replace table {model.name} as\n{model.sql}")
-    return con.execute(f"select count(*) from {model.name}").fetchone()[0]
+    return one_row(con, f"select count(*) from {model.name}")[0]

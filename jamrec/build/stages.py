@@ -27,7 +27,7 @@ from jamrec.errors import JamrecError
 from jamrec.log import log, stage
 from jamrec.provenance import file_sha256, new_build_id, now, relative
 from jamrec.textfix import repair_text
-from jamrec.warehouse.store import Warehouse, connect_new
+from jamrec.warehouse.store import Warehouse, connect_new, one_row
 
 # Tables a build produces but does not publish stay in its file only until publishing.
 META_TABLE = "build_meta"
@@ -137,7 +137,7 @@ def release_build_lock(build_id: str) -> None:
         os.close(fd)
 
 
-def put_meta(con: duckdb.DuckDBPyConnection, key: str, value) -> None:
+def put_meta(con: duckdb.DuckDBPyConnection, key: str, value: object) -> None:
     con.execute(f"create table if not exists {META_TABLE} (key varchar primary key, value json)")
     con.execute(
         f"insert or replace into {META_TABLE} values ($k, $v)", {"k": key, "v": json.dumps(value)}
@@ -184,9 +184,13 @@ def _invalid_utf8_lines(data: bytes, raw: ingest.RawLines) -> tuple[int, int | N
         pass
     lines = raw.table  # noqa: F841 - scanned by DuckDB by name
     with duckdb.connect() as con:
-        return con.execute(
+        # executed here, not in a helper: DuckDB finds `lines` in the calling frame
+        row = con.execute(
             "select count(*), min(line_number) from lines where try(decode(raw_line)) is null"
         ).fetchone()
+    assert row is not None  # an aggregate: always one row
+    count, first = row
+    return count, first
 
 
 def raw_dir(build: Build) -> Path:
@@ -214,7 +218,7 @@ def _register_raw(build: Build, con: duckdb.DuckDBPyConnection) -> list[str]:
     return names
 
 
-def _with_meta(build: Build, key: str, value) -> None:
+def _with_meta(build: Build, key: str, value: object) -> None:
     con = build.connect()
     try:
         put_meta(con, key, value)
@@ -276,7 +280,7 @@ def load_truth(build: Build) -> dict:
                     {"p": str(path)},
                 )
                 info[table] = {"file": str(path), "sha256": file_sha256(path)}
-                counts[table] = con.execute(f"select count(*) from {table}").fetchone()[0]
+                counts[table] = one_row(con, f"select count(*) from {table}")[0]
             params = folder / "params.json"
             if params.is_file():
                 values = json.loads(params.read_text())
@@ -326,7 +330,7 @@ def stage_counts(con: duckdb.DuckDBPyConnection, meta: dict) -> dict:
     """Counts through every stage, read from the build's tables (see :func:`transform`)."""
 
     def scalar(sql: str, params: dict | None = None) -> int:
-        return con.execute(sql, params or {}).fetchone()[0]
+        return one_row(con, sql, params or {})[0]
 
     rejected = dict(con.execute("select source_file, count(*) from rejects group by 1").fetchall())
     files = {}

@@ -96,7 +96,8 @@ def fold_in_agreement(
     trained = np.asarray(model.score(users, view.candidates), dtype=np.float32)
     ndcgs, tops = [], []
     for scores in (folded, trained):
-        ranks = ranks_full(scores, *relevant.nonzero(), exclude=excluded.nonzero())
+        rows, cols = relevant.nonzero()
+        ranks = ranks_full(scores, rows, cols, exclude=excluded.nonzero())
         per_user = per_user_metrics(ranks, np.diff(relevant.indptr), ks=(K,))
         ndcgs.append(per_user.values[:, per_user.columns.index(("ndcg", K))])
         masked = scores.copy()

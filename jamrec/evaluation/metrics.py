@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from jamrec.rand import GOLDEN, splitmix64
@@ -63,7 +64,8 @@ def ranks_full(
         raise ValueError(f"scores must be 2-D, got shape {scores.shape}")
     n_rows, n_cols = scores.shape
     rows, cols = _pairs(rows, cols, n_rows, n_cols, "relevant")
-    erows, ecols = _pairs(*(exclude or ((), ())), n_rows, n_cols, "excluded")
+    excluded_rows, excluded_cols = exclude or ((), ())
+    erows, ecols = _pairs(excluded_rows, excluded_cols, n_rows, n_cols, "excluded")
     if tie is not None:
         order = np.argsort(np.asarray(tie), kind="stable")
         position = np.empty(n_cols, np.int64)
@@ -111,7 +113,9 @@ def ranks_full(
     return ranks
 
 
-def _pairs(rows, cols, n_rows: int, n_cols: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _pairs(
+    rows: npt.ArrayLike, cols: npt.ArrayLike, n_rows: int, n_cols: int, what: str
+) -> tuple[np.ndarray, np.ndarray]:
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     cols = np.asarray(cols, dtype=np.int64).reshape(-1)
     if rows.shape != cols.shape:

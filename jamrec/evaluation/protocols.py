@@ -168,7 +168,8 @@ def evaluate(
         result.n_cold_items[split] = int(view.n_cold_items)
         full = None
         for protocol in protocols:
-            start, timing = time.perf_counter(), {}
+            start = time.perf_counter()
+            timing: dict[str, float] = {}
             users = (
                 sample_users(view, user_sample, seed) if protocol == "full_sample" else view.users
             )
@@ -228,7 +229,11 @@ def _scores(model: Recommender, users: np.ndarray, items: np.ndarray) -> np.ndar
 
 
 def _full_metrics(
-    model: Recommender, view: SplitView, users: np.ndarray, timing: dict, ks=KS
+    model: Recommender,
+    view: SplitView,
+    users: np.ndarray,
+    timing: dict[str, float],
+    ks: Sequence[int] = KS,
 ) -> UserMetrics:
     """Per-user metrics of ranking every candidate for ``users`` (sorted, evaluated)."""
     block = max(1, min(_MAX_BLOCK_USERS, _BLOCK_ELEMS // max(len(view.candidates), 1)))
@@ -251,7 +256,9 @@ def _full_metrics(
     return per_user
 
 
-def _sampled_metrics(model: Recommender, view: SplitView, seed: int, timing: dict) -> UserMetrics:
+def _sampled_metrics(
+    model: Recommender, view: SplitView, seed: int, timing: dict[str, float]
+) -> UserMetrics:
     """Per-user means of the per-track metrics of ranking among 100 sampled candidates."""
     code = [seed, SPLIT_CODES[view.split]]
     timing.setdefault("score_s", 0.0)
@@ -269,15 +276,16 @@ def _sampled_metrics(model: Recommender, view: SplitView, seed: int, timing: dic
         values = _list_scores(model, batch, rows, lists, view.candidates)
         scored = time.perf_counter()
         position = np.argmax(lists == cols[:, None], axis=1)
-        ranks.append(ranks_full(values, np.arange(len(rows)), position, np.nonzero(lists < 0)))
+        pad_rows, pad_cols = np.nonzero(lists < 0)
+        ranks.append(ranks_full(values, np.arange(len(rows)), position, (pad_rows, pad_cols)))
         owners.append(batch[rows])
         timing["score_s"] += scored - start
         timing["rank_s"] += time.perf_counter() - scored
     start = time.perf_counter()
-    ranks, owners = _cat(ranks), _cat(owners)
-    per_track = per_user_metrics(ranks, np.ones(len(ranks), np.int64), KS).values
+    all_ranks, all_owners = _cat(ranks), _cat(owners)
+    per_track = per_user_metrics(all_ranks, np.ones(len(all_ranks), np.int64), KS).values
     # Pairs come user by user: average each user's tracks here, the users in _summarise.
-    counts = np.unique_counts(owners).counts
+    counts = np.unique_counts(all_owners).counts
     starts = np.cumsum(counts) - counts
     means = np.add.reduceat(per_track, starts) / counts[:, None] if len(counts) else per_track
     timing["rank_s"] += time.perf_counter() - start

@@ -122,7 +122,7 @@ class _Activity:
     jam_chars: np.ndarray
     liker: np.ndarray
     liked: np.ndarray
-    unknown: tuple[np.ndarray, np.ndarray]
+    unknown: tuple[np.ndarray, np.ndarray, int]  # (liker, target, n_targets): unknown jams
     followed: np.ndarray
     follower: np.ndarray
 

@@ -111,7 +111,9 @@ def by_cluster(
         logit = item_bias.astype(np.float64) + beta * (item_vectors @ taste.centres[k])
         sampler = WeightedSampler(np.exp(logit - logit.max()))
 
-        def pick(key: tuple[int, ...], which: np.ndarray, k: int = int(k), s=sampler) -> np.ndarray:
+        def pick(
+            key: tuple[int, ...], which: np.ndarray, k: int = int(k), s: WeightedSampler = sampler
+        ) -> np.ndarray:
             return choose((*key, k), users[which], residual, item_vectors, s, beta, m)
 
         yield np.flatnonzero(cluster == k), pick

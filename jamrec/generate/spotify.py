@@ -104,7 +104,9 @@ def _columns(rng: np.random.Generator, cat: Catalogue) -> dict[str, pl.Series]:
     return col
 
 
-def _joined(parts: list[pl.Series], present: list[np.ndarray], sep: str, lo="", hi="") -> pl.Series:
+def _joined(
+    parts: list[pl.Series], present: list[np.ndarray], sep: str, lo: str = "", hi: str = ""
+) -> pl.Series:
     """Per row: the present parts joined by `sep`, between `lo` and `hi`."""
     kept = [pl.when(pl.lit(p)).then(pl.lit(s)) for s, p in zip(parts, present)]
     return pl.select(lo + pl.concat_str(kept, separator=sep, ignore_nulls=True) + hi).to_series()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 from jamrec.errors import JamrecError
 from jamrec.models.base import (
@@ -77,7 +78,7 @@ def split_options(settings: dict | None) -> tuple[dict, dict]:
     return settings, runtime
 
 
-def create(name: str, runtime: Runtime | dict | None = None, **config) -> Recommender:
+def create(name: str, runtime: Runtime | dict | None = None, **config: Any) -> Recommender:
     """A new, untrained model ``name`` with its config (hyperparameters and seed).
 
     ``runtime`` (device, threads) says how it runs; runtime keys given with the config

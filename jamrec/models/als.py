@@ -67,6 +67,7 @@ class ALS(Recommender):
 
     name = "als"
     Config = ALSConfig
+    config: ALSConfig
 
     def _confidence(self, rows: sp.csr_matrix) -> sp.csr_matrix:
         # implicit treats each stored value as the confidence c itself (its solver adds

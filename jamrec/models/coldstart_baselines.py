@@ -52,6 +52,7 @@ class FeatureKNN(Recommender):
 
     name = "feature_knn"
     Config = FeatureKNNConfig
+    config: FeatureKNNConfig
 
     def _fit(self, data: TrainData) -> None:
         keep = [i for i, n in enumerate(data.feature_names) if n not in self.config.ignore]
@@ -119,12 +120,18 @@ class SpotifyPopularity(Recommender):
         self.popularity = np.where(np.isnan(popularity), np.float32(-1.0), popularity)
         data.step(0, None, self)
 
+    def _fitted(self) -> np.ndarray:
+        if self.popularity is None:
+            raise ValueError("spotify_popularity has no popularity yet: fit or load it first")
+        return self.popularity
+
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
-        values = self.popularity if items is None else self.popularity[np.asarray(items)]
+        popularity = self._fitted()
+        values = popularity if items is None else popularity[np.asarray(items)]
         return np.broadcast_to(values, (len(np.atleast_1d(users)), len(values))).copy()
 
     def _save(self, folder: Path) -> None:
-        np.save(folder / "popularity.npy", self.popularity)
+        np.save(folder / "popularity.npy", self._fitted())
 
     def _load(self, folder: Path) -> None:
         self.popularity = np.load(folder / "popularity.npy")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+
 from jamrec.warehouse.store import warehouse_at
 
 COMPARISON_COLUMNS = (
@@ -17,7 +19,9 @@ COMPARISON_COLUMNS = (
 )
 
 
-def comparison(con, split: str = "test", build_id: str | None = None) -> list[dict]:
+def comparison(
+    con: duckdb.DuckDBPyConnection, split: str = "test", build_id: str | None = None
+) -> list[dict]:
     """The latest evaluated run of each model on a build (default: the published one),
     with the headline metrics of every protocol: one dict per model, best first."""
     rows = con.execute(

@@ -23,18 +23,24 @@ products each.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 
-from jamrec.models.base import ItemVectors
-from jamrec.models.dataset import standardise
+from jamrec.models.base import ItemVectors, Recommender, TrainData
+from jamrec.models.dataset import Dataset, standardise
 
 CATEGORICAL = ("key", "mode")  # categories, not quantities: no z-score, no cosine
 STANDS_OUT = 1.0  # |z| from which a feature is worth naming: one standard deviation
 SHARED = 0.5  # ... and the listener's closest tracks must lean the same way by half of one
 N_SIMILAR = 3  # the listener's tracks named
 N_FEATURES = 2  # the features named
+
+# A user index (their train tracks), or a new listener's track indexes.
+Listener: TypeAlias = int | np.integer | npt.ArrayLike
 
 
 @dataclass
@@ -46,7 +52,7 @@ class Explanation:
     features: list[tuple[str, float]] = field(default_factory=list)  # (feature, z), by |z|
 
 
-def item_space(model) -> tuple[np.ndarray, np.ndarray | None] | None:
+def item_space(model: Recommender | None) -> tuple[np.ndarray, np.ndarray | None] | None:
     """``(vectors (n_tracks, d), usable (n_tracks,) bool | None)`` of a model, or None.
 
     Models with the :class:`jamrec.models.base.ItemVectors` capability have one (ALS
@@ -74,7 +80,12 @@ class Explainer:
     else ``#<index>``.
     """
 
-    def __init__(self, model, data, names=None):
+    def __init__(
+        self,
+        model: Recommender | None,
+        data: Dataset | TrainData,
+        names: Sequence[str] | np.ndarray | None = None,
+    ):
         self.data = data
         self.feature_names = tuple(data.feature_names)
         keep = np.array([n not in CATEGORICAL for n in self.feature_names])
@@ -89,7 +100,7 @@ class Explainer:
     def _name(self, track: int) -> str:
         return str(self.names[track]) if self.names is not None else f"#{track}"
 
-    def __call__(self, listener, track: int) -> Explanation:
+    def __call__(self, listener: Listener, track: int) -> Explanation:
         """Explain ``track`` (index) for ``listener``: a user index (their train tracks)
         or an array of track indexes."""
         if isinstance(listener, int | np.integer):
@@ -119,12 +130,16 @@ class Explainer:
         features = [(self.z_names[j], float(z[j])) for j in order if stands_out[j]]
         return Explanation(_text(features, similar, self._name), similar, features)
 
-    def many(self, listeners, tracks) -> list[Explanation]:
+    def many(self, listeners: Iterable[Listener], tracks: Iterable[int]) -> list[Explanation]:
         """One explanation per ``(listeners[i], tracks[i])``."""
         return [self(listener, int(t)) for listener, t in zip(listeners, tracks)]
 
 
-def _text(features, similar, name) -> str:
+def _text(
+    features: list[tuple[str, float]],
+    similar: list[tuple[int, float]],
+    name: Callable[[int], str],
+) -> str:
     words = [f"{'high' if z > 0 else 'low'} {f}" for f, z in features[:N_FEATURES]]
     sound = ", ".join(words)
     if similar:
@@ -134,7 +149,13 @@ def _text(features, similar, name) -> str:
     return sound or "from what listeners like you play"
 
 
-def explain(model, data, listener, track: int, names=None) -> Explanation:
+def explain(
+    model: Recommender | None,
+    data: Dataset | TrainData,
+    listener: Listener,
+    track: int,
+    names: Sequence[str] | np.ndarray | None = None,
+) -> Explanation:
     """Explain one recommendation: :class:`Explainer` ``(model, data, names)(listener, track)``.
 
     ``model`` may be None (features only). Build an :class:`Explainer` once to explain many.

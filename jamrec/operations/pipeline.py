@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
+
 from jamrec.errors import JamrecError
 from jamrec.evaluation import coldstart
 from jamrec.evaluation.protocols import evaluate as evaluate_protocols
@@ -47,7 +49,9 @@ def choose_models(names: list[str] | None, data: Dataset) -> list[str]:
     return names
 
 
-def trained_already(con, model: str, build_id: str, config: dict, seed: int) -> str | None:
+def trained_already(
+    con: duckdb.DuckDBPyConnection, model: str, build_id: str, config: dict, seed: int
+) -> str | None:
     """An evaluated run of ``model`` on ``build_id`` with this config, seed and code, if any."""
     rows = con.execute(
         "select run_id, config from model_runs where model = $m and build_id = $b "

@@ -16,6 +16,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+
 from jamrec.errors import JamrecError
 from jamrec.log import log
 from jamrec.models.dataset import Dataset, open_dataset
@@ -40,7 +42,7 @@ class Decision:
     note: str
 
 
-def selection_value(con, run_id: str) -> float | None:
+def selection_value(con: duckdb.DuckDBPyConnection, run_id: str) -> float | None:
     """A run's champion-selection score (validation NDCG@10), None when it has none."""
     row = con.execute(
         "select val_ndcg_at_10 from run_selection where run_id = $r", {"r": run_id}
@@ -74,7 +76,7 @@ def rescore(
 
 
 def decide(
-    con,
+    con: duckdb.DuckDBPyConnection,
     challenger_id: str,
     data: Dataset,
     tolerance: float = 0.0,
@@ -96,7 +98,9 @@ def decide(
     champion_id = champion[0] if champion else None
     value = selection_value(con, challenger_id) if status == "evaluated" else None
 
-    def outcome(champion_value, rescored, promoted, note) -> Decision:
+    def outcome(
+        champion_value: float | None, rescored: bool, promoted: bool, note: str
+    ) -> Decision:
         return Decision(
             model, build_id, challenger_id, value, champion_id, champion_value, rescored,
             promoted, note,
@@ -113,7 +117,7 @@ def decide(
         return outcome(
             None, False, True, f"first evaluated run of {model}: val NDCG@10 {value:.4f}"
         )
-    _, champion_build, champion_path = champion
+    champion_id, champion_build, champion_path = champion
     rescored = champion_build != build_id
     if rescored:
         champion_value = rescore(champion_id, champion_path, data, seed, user_sample)
@@ -138,7 +142,7 @@ def decide(
     return outcome(champion_value, rescored, False, note)
 
 
-def apply(con, decision: Decision) -> None:
+def apply(con: duckdb.DuckDBPyConnection, decision: Decision) -> None:
     """Record a decision: the promotions row, and the champion flags when promoted."""
     con.execute(
         "insert into promotions (decided_at, model, build_id, challenger_run_id, "
@@ -193,7 +197,12 @@ def promote_runs(
         data = open_dataset(store.path)
     con = store.connect_readonly()
     try:
-        decisions = [decide(con, r, data, tolerance, seed, user_sample) for r in run_ids]
+        # data is None only when there is no run to decide
+        decisions = (
+            [decide(con, r, data, tolerance, seed, user_sample) for r in run_ids]
+            if data is not None
+            else []
+        )
     finally:
         con.close()
     with store.update("record promotions") as con:
@@ -223,7 +232,7 @@ def promote_by_hand(run_id: str, note: str, warehouse: Path | None = None) -> De
             build_id,
             run_id,
             selection_value(con, run_id),
-            previous and previous[0],
+            None if previous is None else previous[0],
             None,
             False,
             True,

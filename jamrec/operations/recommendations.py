@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -27,7 +28,7 @@ RERANK_DEPTH = 200
 BATCH = 1024
 
 
-def _champions(con) -> list[tuple[str, str, str, str]]:
+def _champions(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str]]:
     """(model, run_id, build_id, model_path) of every serving champion, best first:
     reference points (random, the oracle) are reported, never served."""
     rows = con.execute(
@@ -44,7 +45,9 @@ def _model_for(data: Dataset, build_id: str, path: str) -> Recommender:
     return Remapped(model, users, tracks, data)
 
 
-def top_n_for_all(model: Recommender, data: Dataset, n: int, pool: np.ndarray | None = None):
+def top_n_for_all(
+    model: Recommender, data: Dataset, n: int, pool: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(n_users, n) track indexes and scores: each user's best unseen candidates.
 
     ``pool`` (n_users, depth) restricts each user's ranking to those tracks (re-ranking);

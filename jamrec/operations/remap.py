@@ -25,8 +25,9 @@ class Remapped(Recommender):
         self, inner: Recommender, inner_users: np.ndarray, inner_tracks: np.ndarray, data: Dataset
     ):
         super().__init__(inner.config)
-        self.name = f"{inner.name} (re-scored)"
-        self.pairwise = inner.pairwise
+        # Class attributes on every model; a wrapper takes the wrapped model's, per instance.
+        self.name = f"{inner.name} (re-scored)"  # type: ignore[misc]
+        self.pairwise = inner.pairwise  # type: ignore[misc]
         self.inner = inner
         self.n_users, self.n_tracks = data.n_users, data.n_tracks
         self.user_map = _positions(inner_users, data.users)

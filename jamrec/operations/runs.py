@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 
 from jamrec.errors import JamrecError
@@ -169,7 +170,7 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
     return run.run_id
 
 
-def _insert_metrics(con, run_id: str, rows: list[MetricRow]) -> None:
+def _insert_metrics(con: duckdb.DuckDBPyConnection, run_id: str, rows: list[MetricRow]) -> None:
     con.executemany(history.insert_sql("metrics"), [(run_id, *row) for row in rows])
 
 

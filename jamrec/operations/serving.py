@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import numpy as np
 
 from jamrec.errors import JamrecError
@@ -43,7 +44,9 @@ class Served:
     catalogue: np.ndarray  # (n_tracks,) str, sorted: the model's track index -> track id
 
 
-def pick_run(con, model: str | None, among: list[str] | None = None) -> tuple[str, str, str]:
+def pick_run(
+    con: duckdb.DuckDBPyConnection, model: str | None, among: list[str] | None = None
+) -> tuple[str, str, str]:
     """(run_id, model, model_path) serving ``model``: its champion, else its latest run on
     the published build. Without a model: the champion with the best validation NDCG@10
     among ``among`` (default: every model that is not a reference point)."""
@@ -70,7 +73,7 @@ def pick_run(con, model: str | None, among: list[str] | None = None) -> tuple[st
     return usable[0]
 
 
-def _served(con, model: str | None, new_listener: bool) -> Served:
+def _served(con: duckdb.DuckDBPyConnection, model: str | None, new_listener: bool) -> Served:
     if new_listener and model is None:
         among = [n for n in MODELS if folds_in(n)]
         try:
@@ -86,7 +89,7 @@ def _served(con, model: str | None, new_listener: bool) -> Served:
     return Served(run_id, name, path, load(Path(path)), ids["users"], ids["tracks"])
 
 
-def _train_popularity(con, catalogue: np.ndarray) -> np.ndarray:
+def _train_popularity(con: duckdb.DuckDBPyConnection, catalogue: np.ndarray) -> np.ndarray:
     """(n_tracks,) float32 train interactions per track of the served catalogue."""
     counts = dict(
         con.execute(
@@ -96,7 +99,9 @@ def _train_popularity(con, catalogue: np.ndarray) -> np.ndarray:
     return np.array([counts.get(t, 0) for t in catalogue], dtype=np.float32)
 
 
-def _listener_scores(con, served: Served, user_id: str | None, tracks: list[str] | None):
+def _listener_scores(
+    con: duckdb.DuckDBPyConnection, served: Served, user_id: str | None, tracks: list[str] | None
+) -> tuple[np.ndarray, set[str], int | np.ndarray | None, str]:
     """``(scores (n_tracks,), seen track ids, listener, note)`` for a user or new listener.
 
     ``listener`` is what explanations need: a user index, track indexes, or None.
@@ -120,6 +125,8 @@ def _listener_scores(con, served: Served, user_id: str | None, tracks: list[str]
             f"new listener with {len(known)} known track(s) of {len(tracks)}, folded in by {label}"
         )
         return fold_in(served.model, known, popularity=popularity), set(tracks), known, note
+    if user_id is None:
+        raise JamrecError("recommend needs a user id or a new listener's tracks")
     seen = {
         t
         for (t,) in con.execute(
@@ -173,7 +180,9 @@ def recommend(
     return out, note
 
 
-def _track_names(con, track_ids: list[str] | None) -> dict[str, tuple[str, str]]:
+def _track_names(
+    con: duckdb.DuckDBPyConnection, track_ids: list[str] | None
+) -> dict[str, tuple[str, str]]:
     """``{track_id: (artists, name)}`` for these tracks (None: every track)."""
     return {
         row[0]: row[1:]
@@ -185,7 +194,12 @@ def _track_names(con, track_ids: list[str] | None) -> dict[str, tuple[str, str]]
     }
 
 
-def _reasons(served: Served, listener, chosen: list[int], con) -> dict[int, str]:
+def _reasons(
+    served: Served,
+    listener: int | np.ndarray | None,
+    chosen: list[int],
+    con: duckdb.DuckDBPyConnection,
+) -> dict[int, str]:
     """A short reason per recommended track (needs the model's own build to be published)."""
     from jamrec.models.dataset import load_dataset
     from jamrec.operations.explain import Explainer

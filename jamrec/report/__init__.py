@@ -19,6 +19,8 @@ import os
 import time
 from pathlib import Path
 
+import duckdb
+
 from jamrec.config import get_settings
 from jamrec.errors import JamrecError
 from jamrec.log import log
@@ -39,7 +41,7 @@ TOC = [
 ]
 
 
-def _open(warehouse: Path | None):
+def _open(warehouse: Path | None) -> tuple[Path, duckdb.DuckDBPyConnection]:
     settings = get_settings()
     path = Path(warehouse or settings.warehouse)
     if not path.is_file():

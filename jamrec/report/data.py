@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 
-from jamrec.warehouse.store import table_names
+from jamrec.warehouse.store import one_row, table_names
 
 BUILD_COLUMNS = (
     *("build_id", "status", "error", "parameters", "stage_counts", "validation", "inputs"),
@@ -39,7 +40,7 @@ def columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     return {c for (c,) in found}
 
 
-def _json(value):
+def _json(value: object) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
@@ -81,9 +82,7 @@ def stages(con: duckdb.DuckDBPyConnection, counts: dict) -> list[tuple[str, int,
     present = table_names(con)
 
     def count(table: str) -> int | None:
-        return (
-            con.execute(f"select count(*) from {table}").fetchone()[0] if table in present else None
-        )
+        return one_row(con, f"select count(*) from {table}")[0] if table in present else None
 
     out = [
         ("jams.tsv data lines", jams.get("lines"), "raw lines read"),
@@ -127,7 +126,7 @@ def date_range(con: duckdb.DuckDBPyConnection) -> tuple[str, str, list[tuple[str
     """First and last jam date, and jams per month (``YYYY-MM``, count)."""
     if "jams" not in table_names(con):
         return None
-    first, last = con.execute("select min(creation_date), max(creation_date) from jams").fetchone()
+    first, last = one_row(con, "select min(creation_date), max(creation_date) from jams")
     if first is None:
         return None
     months = con.execute(
@@ -181,18 +180,19 @@ def feature_histograms(con: duckdb.DuckDBPyConnection) -> list[Histogram]:
     feats = [f for f in FEATURES if f[0].split()[0] in have]
     if not feats:
         return []
-    ranges = {}
+    ranges: dict[str, tuple[float, float]] = {}
     auto = [f for f in feats if f[2] is None]
     if auto:
         sql = ", ".join(
             f"quantile_cont({expr}, 0.005), quantile_cont({expr}, 0.995)" for expr, *_ in auto
         )
-        bounds = con.execute(f"select {sql} from tracks").fetchone()
+        bounds = one_row(con, f"select {sql} from tracks")
         for i, (expr, *_rest) in enumerate(auto):
             lo, hi = bounds[2 * i], bounds[2 * i + 1]
             ranges[expr] = (lo or 0.0, hi if hi is not None and hi > (lo or 0.0) else (lo or 0) + 1)
     for expr, _, fixed, _ in feats:
-        ranges.setdefault(expr, fixed)
+        if fixed is not None:  # the others' ranges came from the data, just above
+            ranges.setdefault(expr, fixed)
     names = [f"f{i}" for i in range(len(feats))]
     select = ", ".join(f"cast({expr} as double) as {n}" for (expr, *_), n in zip(feats, names))
     spec = ", ".join(
@@ -242,9 +242,9 @@ def feature_correlations(con: duckdb.DuckDBPyConnection) -> tuple[list[str], lis
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     if not pairs:
         return names, []
-    values = con.execute(
-        "select " + ", ".join(f"corr({a}, {b})" for a, b in pairs) + " from tracks"
-    ).fetchone()
+    values = one_row(
+        con, "select " + ", ".join(f"corr({a}, {b})" for a, b in pairs) + " from tracks"
+    )
     matrix: list[list] = [
         [1.0 if i == j else None for j in range(len(names))] for i in range(len(names))
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -19,7 +20,10 @@ from matplotlib.ticker import FuncFormatter
 
 from jamrec.report.data import Histogram
 
-STYLE = {
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+STYLE: dict[RcKeyType, Any] = {
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.spines.top": False,
@@ -29,7 +33,8 @@ STYLE = {
     "svg.hashsalt": "jamrec",
 }
 DPI = 100
-COLORS = matplotlib.colormaps["tab10"].colors
+# tab10 is a ListedColormap, its colors (r, g, b) tuples; the registry types it as any Colormap
+COLORS: tuple[tuple[float, float, float], ...] = matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]
 
 
 def new_figure(width: float, height: float) -> Figure:

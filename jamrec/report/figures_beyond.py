@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 
 from jamrec.report.figures import COLORS, STYLE, model_colors, new_figure, png
 
@@ -21,7 +22,7 @@ def _errors(points: list[Point]) -> np.ndarray:
     return np.clip(np.array([low, high], dtype=float), 0, None)
 
 
-def _bars(ax, models: list[str], points: list[Point], colors: dict, hatch: str = "") -> None:
+def _bars(ax: Axes, models: list[str], points: list[Point], colors: dict, hatch: str = "") -> None:
     """Horizontal bars, first model on top, with 95% intervals as error bars."""
     y = np.arange(len(models))
     ax.barh(

@@ -58,7 +58,8 @@ def curves_figure(
             steps = [p[0] for p in points]
             for col, (index, label) in enumerate(((1, "training loss"), (2, "val NDCG@10"))):
                 ax = fig.add_subplot(len(curves), 2, 2 * row + col + 1)
-                values = [np.nan if p[index] is None else p[index] for p in points]
+                column = [p[index] for p in points]
+                values = [np.nan if v is None else v for v in column]
                 ax.plot(steps, values, marker="o", markersize=3, color=colors[model], label=model)
                 if index == 2:
                     for ref, value in references.items():

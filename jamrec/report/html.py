@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Sequence
 
 CSS = """
 :root { color-scheme: light; }
@@ -96,7 +97,7 @@ def seconds(value: float | None) -> str:
 
 def table(
     headers: list[str],
-    body: list[list[object]],
+    body: Sequence[Sequence[object]],
     numeric: set[int] | None = None,
     row_classes: list[str] | None = None,
     raw: bool = False,

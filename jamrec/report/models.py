@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import duckdb
 
 from jamrec.report.data import rows
+from jamrec.warehouse.store import one_row
 
 BASELINES = {"random": "baseline", "popularity": "baseline", "oracle": "upper bound"}
 PROTOCOL_ORDER = ("full", "full_sample", "sampled_100")
@@ -22,7 +23,7 @@ PURPOSES = ("standard", "cold_start")
 
 def has_runs(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether ``model_runs`` holds at least one row."""
-    return con.execute("select count(*) from model_runs").fetchone()[0] > 0
+    return one_row(con, "select count(*) from model_runs")[0] > 0
 
 
 def _purpose(con: duckdb.DuckDBPyConnection, purpose: str = "standard") -> str:
@@ -141,7 +142,7 @@ def model_order(metrics: list[dict], runs: list[dict]) -> list[str]:
     return sorted(by_run.values(), key=lambda model: (-(score.get(model) or 0.0), model))
 
 
-def withheld(con: duckdb.DuckDBPyConnection, build_id: str) -> dict | None:
+def withheld(con: duckdb.DuckDBPyConnection, build_id: str | None) -> dict | None:
     """The cold-start draw on ``build_id`` (tracks, share, seed), or None when there is none."""
     found = rows(
         con,

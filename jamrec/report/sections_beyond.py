@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 
 import duckdb
 
@@ -75,7 +76,9 @@ def _table(found: dict, order: list[str], run_of: dict, columns: list[tuple]) ->
     return h.table(headers, body, set(range(2, 3 + len(columns))), classes, raw=True)
 
 
-def _latest(con, build_id: str | None, purpose: str, protocols) -> tuple[list, dict, dict]:
+def _latest(
+    con: duckdb.DuckDBPyConnection, build_id: str | None, purpose: str, protocols: Container[str]
+) -> tuple[list, dict, dict]:
     """Latest runs of ``purpose`` on the build, model -> run id, and their k=10 metrics
     under ``protocols`` keyed (model, protocol, metric)."""
     runs = models.compared_runs(con, build_id, purpose) if build_id else []
@@ -88,7 +91,7 @@ def _latest(con, build_id: str | None, purpose: str, protocols) -> tuple[list, d
     return runs, {r["model"]: r["run_id"] for r in runs}, found
 
 
-def _cold_start(con, build_id: str | None) -> str:
+def _cold_start(con: duckdb.DuckDBPyConnection, build_id: str | None) -> str:
     out = [h.heading(3, "cold-start", "Cold start")]
     _, run_of, found = _latest(con, build_id, "cold_start", COLD)
     if not found:
@@ -136,7 +139,7 @@ def _cold_start(con, build_id: str | None) -> str:
     return "".join(out)
 
 
-def _beyond_accuracy(con, build_id: str | None) -> str:
+def _beyond_accuracy(con: duckdb.DuckDBPyConnection, build_id: str | None) -> str:
     out = [h.heading(3, "beyond-accuracy", "Beyond accuracy")]
     runs, run_of, found = _latest(con, build_id, "standard", {"beyond"})
     if not found:
@@ -179,7 +182,7 @@ def _beyond_accuracy(con, build_id: str | None) -> str:
     return "".join(out)
 
 
-def _fold_in(con, build_id: str | None) -> str:
+def _fold_in(con: duckdb.DuckDBPyConnection, build_id: str | None) -> str:
     out = [h.heading(3, "fold-in", "New listeners")]
     _, run_of, found = _latest(con, build_id, "standard", {"fold_in"})
     if not found:
@@ -199,7 +202,7 @@ def _fold_in(con, build_id: str | None) -> str:
     return "".join(out)
 
 
-def _sweeps(con, build_id: str | None) -> str:
+def _sweeps(con: duckdb.DuckDBPyConnection, build_id: str | None) -> str:
     out = [h.heading(3, "sweeps", "Tuning sweeps")]
     trials = models.sweeps(con, SWEEPS_SHOWN)
     if not trials:

@@ -38,7 +38,7 @@ def data_section(con: duckdb.DuckDBPyConnection, builds: data.Builds) -> str:
     return "".join(out)
 
 
-def _stages(con, counts: dict) -> str:
+def _stages(con: duckdb.DuckDBPyConnection, counts: dict) -> str:
     out = [h.heading(3, "stages", "Rows through each stage")]
     stages = data.stages(con, counts)
     if not stages:
@@ -88,7 +88,7 @@ def _stages(con, counts: dict) -> str:
     return "".join(out)
 
 
-def _rejects(con) -> str:
+def _rejects(con: duckdb.DuckDBPyConnection) -> str:
     out = [h.heading(3, "rejects", "Rejected lines by reason")]
     rejects = data.rejects_by_reason(con)
     if "rejects" not in table_names(con):
@@ -108,7 +108,7 @@ def _rejects(con) -> str:
     return "".join(out)
 
 
-def _distributions(con) -> str:
+def _distributions(con: duckdb.DuckDBPyConnection) -> str:
     out = [h.heading(3, "distributions", "Interactions per user and per track")]
     per_user = data.count_frequencies(con, "user_id")
     per_track = data.count_frequencies(con, "track_id")
@@ -139,7 +139,7 @@ def _distributions(con) -> str:
     return "".join(out)
 
 
-def _features(con) -> str:
+def _features(con: duckdb.DuckDBPyConnection) -> str:
     out = [h.heading(3, "features", "Audio features")]
     hists = data.feature_histograms(con)
     if not hists:
@@ -175,7 +175,7 @@ def _features(con) -> str:
     return "".join(out)
 
 
-def _dates(con) -> str:
+def _dates(con: duckdb.DuckDBPyConnection) -> str:
     out = [h.heading(3, "dates", "When the jams were posted")]
     found = data.date_range(con)
     if found is None:

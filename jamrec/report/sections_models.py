@@ -68,7 +68,9 @@ def _cell(m: dict | None) -> str:
     return f"{m['value']:.4f}{ci}"
 
 
-def _comparison(con, runs: list[dict], metrics: list[dict], order: list[str]) -> str:
+def _comparison(
+    con: duckdb.DuckDBPyConnection, runs: list[dict], metrics: list[dict], order: list[str]
+) -> str:
     out = [h.heading(3, "comparison", "Comparison")]
     model_of = {r["run_id"]: r["model"] for r in runs}
     by_key = {
@@ -125,7 +127,9 @@ def _comparison(con, runs: list[dict], metrics: list[dict], order: list[str]) ->
     return "".join(out)
 
 
-def _comparison_notes(con, by_key: dict, protocols: list[str], order: list[str]) -> list[str]:
+def _comparison_notes(
+    con: duckdb.DuckDBPyConnection, by_key: dict, protocols: list[str], order: list[str]
+) -> list[str]:
     out, gaps = [], []
     for protocol in protocols:
         missing = [m for m in order if not any(k[:2] == (m, protocol) for k in by_key)]
@@ -179,7 +183,7 @@ def _at_k(runs: list[dict], metrics: list[dict], order: list[str]) -> str:
     return "".join(out)
 
 
-def _curves(con, runs: list[dict], order: list[str]) -> str:
+def _curves(con: duckdb.DuckDBPyConnection, runs: list[dict], order: list[str]) -> str:
     out = [h.heading(3, "training-curves", "Training curves")]
     model_of = {r["run_id"]: r["model"] for r in runs}
     series: dict[str, list] = {}

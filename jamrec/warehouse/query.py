@@ -11,7 +11,7 @@ import duckdb
 
 from jamrec.config import get_settings
 from jamrec.errors import JamrecError
-from jamrec.warehouse.store import Warehouse
+from jamrec.warehouse.store import Warehouse, one_row
 
 
 def _open(path: Path | None) -> duckdb.DuckDBPyConnection:
@@ -64,7 +64,7 @@ def describe(path: Path | None, out: TextIO) -> None:
             "where database_name = current_database() and schema_name = 'main' order by table_name"
         ).fetchall()
         for table, comment, _ in tables:
-            n = con.execute(f'select count(*) from "{table}"').fetchone()[0]
+            n = one_row(con, f'select count(*) from "{table}"')[0]
             out.write(f"{table}  ({n:,} rows)\n")
             if comment:
                 out.write(f"  {comment}\n")

@@ -21,15 +21,18 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 import duckdb
 
 from jamrec.errors import JamrecError, WarehouseLockedError
 from jamrec.log import log
 from jamrec.warehouse import history
+
+T = TypeVar("T")
 
 # duckdb-cli on PyPI (1.5.x) and other 1.x clients cannot read 2.x's default storage.
 STORAGE_VERSION = "v1.5.0"
@@ -190,7 +193,7 @@ def connect_new(path: Path) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_VERSION})
 
 
-def retry_locked(open_fn, path: Path, timeout_s: float):
+def retry_locked(open_fn: Callable[[], T], path: Path, timeout_s: float) -> T:
     """Call ``open_fn`` until DuckDB stops reporting a conflicting lock on ``path``."""
     deadline = time.monotonic() + timeout_s
     delay = 0.2
@@ -214,7 +217,7 @@ def retry_locked(open_fn, path: Path, timeout_s: float):
             delay = min(delay * 2, 5.0)
 
 
-def _read_holder(handle) -> str:
+def _read_holder(handle: TextIO) -> str:
     try:
         handle.seek(0)
         return handle.read().strip() or "unknown process"
@@ -232,15 +235,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def one_row(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
+) -> tuple[Any, ...]:
+    """The row of a query that always returns one: an aggregate without ``group by`` (a
+    ``count(*)``), or a lookup of something the caller knows is there.
+
+    Not for a query that reads a Python variable by name: DuckDB looks for it in the frame
+    that calls ``execute``, which is this one.
+    """
+    row = con.execute(sql, params).fetchone()
+    assert row is not None, f"no row from {sql!r}"
+    return row
+
+
 def copy_tables(con: duckdb.DuckDBPyConnection, source_alias: str, tables: list[str]) -> None:
     """Copy ``tables`` from the attached database ``source_alias`` into ``con``'s main
     schema, with their definitions (constraints) and comments."""
     for table in tables:
-        ddl, comment = con.execute(
+        ddl, comment = one_row(
+            con,
             "select sql, comment from duckdb_tables() "
             "where database_name = $db and table_name = $t",
             {"db": source_alias, "t": table},
-        ).fetchone()
+        )
         con.execute(f"drop table if exists main.{table}")
         con.execute(ddl)
         con.execute(f"insert into main.{table} select * from {source_alias}.main.{table}")

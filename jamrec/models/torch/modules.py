@@ -64,6 +64,8 @@ class HybridModule(nn.Module):
     hidden)`` pass (:meth:`score_from_parts`) instead of a full forward per pair.
     """
 
+    features: torch.Tensor  # buffer
+
     def __init__(
         self,
         n_users: int,
@@ -163,6 +165,13 @@ class TwoTowerModule(nn.Module):
       4,096 tracks. The trainer calls :meth:`before_batch`. The target track still learns
       to sit near the mean of its listeners' other tracks, and the snapshot follows it.
     """
+
+    # buffers (registered in __init__)
+    features: torch.Tensor
+    has_id: torch.Tensor
+    history_indptr: torch.Tensor
+    history_indices: torch.Tensor
+    history_keys: torch.Tensor
 
     def __init__(
         self,

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
 from pydantic import Field
-from torch import nn
 
 from jamrec.models.base import Recommender, TrainData
 from jamrec.models.dataset import standardise
-from jamrec.models.torch.modules import DotModule, HybridModule
+from jamrec.models.torch.modules import DotModule, HybridModule, TwoTowerModule
 from jamrec.models.torch.trainer import TrainConfig, resolve_device, train
 
 
@@ -51,15 +51,19 @@ class HybridConfig(MBCFConfig):
 
 _PAIR_BLOCK = 1 << 16  # pairs per block in score_pairs: (65536, hidden) floats
 
+# The network a torch recommender owns: one of those in .modules.
+NetworkT = TypeVar("NetworkT", DotModule, HybridModule, TwoTowerModule)
 
-class _TorchRecommender(Recommender):
+
+class _TorchRecommender(Recommender, Generic[NetworkT]):
     """Fit, score, save and load shared by the torch models (registers no name itself)."""
 
-    module: nn.Module
+    config: TrainConfig
+    module: NetworkT
     stats: dict
 
     @abstractmethod
-    def _build(self, features: torch.Tensor | None) -> nn.Module:
+    def _build(self, features: torch.Tensor | None) -> NetworkT:
         """A freshly initialised network (``features``: standardised, hybrid only)."""
 
     def _features(self, data: TrainData) -> torch.Tensor | None:
@@ -77,14 +81,14 @@ class _TorchRecommender(Recommender):
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """(len(users), len(items)) float32 logits (higher = more likely a positive)."""
         device = next(self.module.parameters()).device
-        users = torch.as_tensor(np.atleast_1d(np.asarray(users, dtype=np.int64)), device=device)
+        user_ids = torch.as_tensor(np.atleast_1d(np.asarray(users, dtype=np.int64)), device=device)
         if items is None:
-            items = torch.arange(self.n_tracks, device=device)
+            item_ids = torch.arange(self.n_tracks, device=device)
         else:
-            items = torch.as_tensor(np.asarray(items, dtype=np.int64), device=device)
+            item_ids = torch.as_tensor(np.asarray(items, dtype=np.int64), device=device)
         self.module.eval()
         with torch.no_grad():
-            out = self.module.score_matrix(users, items)
+            out = self.module.score_matrix(user_ids, item_ids)
         return out.cpu().numpy().astype(np.float32, copy=False)
 
     def _save(self, folder: Path) -> None:
@@ -102,7 +106,7 @@ class _TorchRecommender(Recommender):
         return None
 
 
-class MBCF(_TorchRecommender):
+class MBCF(_TorchRecommender[DotModule]):
     """Model-based CF: 64-d user and track embeddings, ``score = e_u . e_t``, BCE-trained.
 
     Scores are dot products, so every evaluated user is full-ranked like ALS.
@@ -110,8 +114,9 @@ class MBCF(_TorchRecommender):
 
     name = "mbcf"
     Config = MBCFConfig
+    config: MBCFConfig
 
-    def _build(self, features: torch.Tensor | None) -> nn.Module:
+    def _build(self, features: torch.Tensor | None) -> DotModule:
         return DotModule(self.n_users, self.n_tracks, self.config.dim, self._generator())
 
     # -- capability: ItemVectors ------------------------------------------------------------
@@ -125,7 +130,7 @@ class MBCF(_TorchRecommender):
         return None if self.seen is None else np.asarray(self.seen.getnnz(axis=0) > 0)
 
 
-class Hybrid(_TorchRecommender):
+class Hybrid(_TorchRecommender[HybridModule]):
     """The study's hybrid: embeddings + standardised audio features -> 128 ReLU -> logit.
 
     Features are standardised with the mean and standard deviation of the *candidate*
@@ -136,6 +141,7 @@ class Hybrid(_TorchRecommender):
 
     name = "hybrid"
     Config = HybridConfig
+    config: HybridConfig
     pairwise = True
 
     def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -165,7 +171,9 @@ class Hybrid(_TorchRecommender):
         z, self.mean, self.std = standardise(data.features, data.candidates)
         return torch.from_numpy(z)
 
-    def _build(self, features: torch.Tensor | None) -> nn.Module:
+    def _build(self, features: torch.Tensor | None) -> HybridModule:
+        # always built from features: the data's (_features) or a saved model's shape
+        assert features is not None, "the hybrid network needs the track features"
         cfg = self.config
         return HybridModule(
             self.n_users, self.n_tracks, features, cfg.dim, cfg.hidden, self._generator()

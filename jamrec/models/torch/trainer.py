@@ -30,6 +30,8 @@ from jamrec.errors import JamrecError
 from jamrec.models.base import ModelConfig, TrainData
 
 if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
+
     from jamrec.models.base import Recommender
 
 MAX_REDRAWS = 20  # rounds of re-drawing negatives that hit a positive; what is left is dropped
@@ -69,11 +71,19 @@ class LazyAdam(torch.optim.Optimizer):
     (4x slower into a large table on CPU). Deterministic on CPU.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
+    # Takes no closure (torch's optional loss re-evaluation): the trainer calls step()
+    # after backward, so the override is narrower than Optimizer.step's overloads.
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: None = None) -> None:  # type: ignore[override]
         for group in self.param_groups:
             lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
             for p in group["params"]:
@@ -90,7 +100,7 @@ class LazyAdam(torch.optim.Optimizer):
                 state["step"] += 1
                 bc1, bc2 = 1 - b1 ** state["step"], 1 - b2 ** state["step"]
                 if p.grad.is_sparse:
-                    self._sparse_step(p, state["moments"], lr, b1, b2, eps, bc1, bc2)
+                    self._sparse_step(p, p.grad, state["moments"], lr, b1, b2, eps, bc1, bc2)
                 else:
                     m, v = state["exp_avg"], state["exp_avg_sq"]
                     m.mul_(b1).add_(p.grad, alpha=1 - b1)
@@ -98,9 +108,19 @@ class LazyAdam(torch.optim.Optimizer):
                     p.sub_(lr * (m / bc1) / ((v / bc2).sqrt().add_(eps)))
 
     @staticmethod
-    def _sparse_step(p, moments, lr, b1, b2, eps, bc1, bc2) -> None:
+    def _sparse_step(
+        p: torch.Tensor,
+        sparse_grad: torch.Tensor,
+        moments: torch.Tensor,
+        lr: float,
+        b1: float,
+        b2: float,
+        eps: float,
+        bc1: float,
+        bc2: float,
+    ) -> None:
         # the batch's gradient summed per touched row (rows sorted, unique)
-        index, values = p.grad._indices()[0], p.grad._values()
+        index, values = sparse_grad._indices()[0], sparse_grad._values()
         rows, at = torch.unique(index, return_inverse=True)
         grad = values.new_zeros((len(rows), *p.shape[1:])).index_add_(0, at, values)
         both = moments.index_select(0, rows)
@@ -205,7 +225,7 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
         if lazy:
             for embedding in embeddings:
                 embedding.sparse = True  # gradients of the touched rows only
-            optimizer = LazyAdam(module.parameters(), lr=config.lr)
+            optimizer: torch.optim.Optimizer = LazyAdam(module.parameters(), lr=config.lr)
         else:
             # Dense Adam moves every embedding row each step, so a step costs
             # O(parameters): the fused kernel applies the rule in one pass.

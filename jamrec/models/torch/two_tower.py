@@ -22,7 +22,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from pydantic import Field
-from torch import nn
 
 from jamrec.models.base import TrainData
 from jamrec.models.dataset import standardise
@@ -78,7 +77,7 @@ class TwoTowerConfig(TrainConfig):
     )
 
 
-class TwoTower(_TorchRecommender):
+class TwoTower(_TorchRecommender[TwoTowerModule]):
     """Dot-product two-tower hybrid (module docstring): ``score = (e_u + h_u) . v_t + b_t``.
 
     Features are standardised with the statistics of the candidate tracks (a train
@@ -87,6 +86,7 @@ class TwoTower(_TorchRecommender):
 
     name = "two_tower"
     Config = TwoTowerConfig
+    config: TwoTowerConfig
 
     def _features(self, data: TrainData) -> torch.Tensor:
         features = np.asarray(data.features, dtype=np.float32)
@@ -102,7 +102,9 @@ class TwoTower(_TorchRecommender):
         )
         return torch.from_numpy(z)
 
-    def _build(self, features: torch.Tensor | None) -> nn.Module:
+    def _build(self, features: torch.Tensor | None) -> TwoTowerModule:
+        # always built from features: the data's (_features) or a saved model's (_load)
+        assert features is not None, "the two-tower network needs the track features"
         cfg = self.config
         return TwoTowerModule(
             features,
