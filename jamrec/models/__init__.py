@@ -26,6 +26,8 @@ MODELS: dict[str, str] = {
     "popularity": "jamrec.models.baselines:Popularity",
     "random": "jamrec.models.baselines:Random",
     "oracle": "jamrec.models.baselines:Oracle",
+    "item_knn": "jamrec.models.knn:ItemKNN",
+    "user_knn": "jamrec.models.knn:UserKNN",
     "als": "jamrec.models.als:ALS",
     "mbcf": "jamrec.models.torch.recommenders:MBCF",
     "hybrid": "jamrec.models.torch.recommenders:Hybrid",

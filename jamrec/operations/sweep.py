@@ -51,9 +51,15 @@ def configurations(grid: dict[str, list], n_random: int | None = None, seed: int
 
 
 def try_config(
-    model: str, config: dict, data: Dataset, seed: int = 0, user_sample: int = 5000
+    model: str,
+    config: dict,
+    data: Dataset,
+    seed: int = 0,
+    user_sample: int = 5000,
+    evaluation_seed: int = 0,
 ) -> Trial:
-    """Train one configuration and score it on validation (NDCG@10, ``full_sample``)."""
+    """Train one configuration (training ``seed``) and score it on validation (NDCG@10,
+    ``full_sample``, users drawn with ``evaluation_seed``: the same for every trial)."""
     from jamrec.evaluation.protocols import evaluate
     from jamrec.models import create
     from jamrec.models.base import TrainData
@@ -65,7 +71,7 @@ def try_config(
         data,
         splits=("val",),
         protocols=("full_sample",),
-        seed=seed,
+        seed=evaluation_seed,
         user_sample=user_sample,
         n_boot=100,
     )
