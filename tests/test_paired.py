@@ -196,3 +196,50 @@ def test_paired_interval_resamples_users_like_the_metrics_intervals():
     assert result.mean_a - result.mean_b == pytest.approx(result.difference)
     with pytest.raises(ValueError, match="differ in length"):
         compare_paired(A, B[:-1])
+
+
+def test_migration_2_brings_a_version_1_warehouse_to_paired_results(tiny_warehouse, tmp_path):
+    """A warehouse written before per-user results gains user_metrics, comparisons and the
+    new columns (empty for old rows); applying the step again changes nothing."""
+    import shutil
+
+    import duckdb
+
+    from jamrec.warehouse import history
+    from jamrec.warehouse.store import Warehouse
+
+    path = tmp_path / "v1.duckdb"
+    shutil.copyfile(tiny_warehouse, path)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("drop table user_metrics")
+        con.execute("drop table comparisons")
+        for table, columns in (
+            ("metrics", history.EVALUATION_COLUMNS),
+            ("model_runs", history.EVALUATION_COLUMNS),
+            ("promotions", history.PROMOTION_PAIRED),
+        ):
+            for column in columns:
+                con.execute(f"alter table {table} drop column {column.name}")
+        con.execute("delete from schema_migrations where version >= 2")
+    finally:
+        con.close()
+    con = Warehouse(path).connect_readonly()
+    try:
+        assert history.version(con) == history.CURRENT >= 2
+        names = {
+            (t, c)
+            for t, c in con.execute(
+                "select table_name, column_name from duckdb_columns() "
+                "where database_name = current_database()"
+            ).fetchall()
+        }
+        for table in ("user_metrics", "comparisons"):
+            assert {(table, c) for c in history.TABLES[table].column_names()} <= names
+        assert ("metrics", "evaluation_seed") in names and ("promotions", "p_value") in names
+    finally:
+        con.close()
+    with Warehouse(path).update("test: apply migration 2 again") as con:
+        step = next(m for m in history.MIGRATIONS if m.version == 2)
+        step.apply(con)  # idempotent
+        assert con.execute("select count(*) from user_metrics").fetchone() == (0,)
