@@ -136,8 +136,7 @@ BREAKAGES = [
     ),
     (
         "negatives",
-        "insert into negatives select user_id, track_id from splits where split = 'train' "
-        "limit 1",
+        "insert into negatives select user_id, track_id from splits where split = 'train' limit 1",
         [
             ("expect_column_values_to_be_in_set", "check_not_a_train_positive", 1),
             # that user now has N + 1 negatives

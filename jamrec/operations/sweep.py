@@ -28,6 +28,8 @@ from jamrec.warehouse.store import warehouse_at
 DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "als": {"factors": [20, 40, 80], "regularization": [0.01, 0.1], "alpha": [10.0, 40.0]},
     "mbcf": {"lr": [1e-3, 3e-3], "batch_size": [1024, 4096], "negatives_per_positive": [0, 2, 4]},
+    # Dacrema et al.'s ranges for ItemKNN CF, coarsely: neighbours and shrinkage.
+    "item_knn": {"neighbours": [20, 50, 100, 200], "shrinkage": [0.0, 10.0, 100.0, 500.0]},
 }
 
 
