@@ -243,3 +243,22 @@ def test_migration_2_brings_a_version_1_warehouse_to_paired_results(tiny_warehou
         step = next(m for m in history.MIGRATIONS if m.version == 2)
         step.apply(con)  # idempotent
         assert con.execute("select count(*) from user_metrics").fetchone() == (0,)
+
+
+def test_compare_command_errors_are_one_line(tiny_warehouse, tmp_path, capsys):
+    import shutil
+
+    from jamrec.cli import main
+
+    path = tmp_path / "w.duckdb"
+    shutil.copyfile(tiny_warehouse, path)
+    assert main(["compare", "--warehouse", str(path)]) == 0
+    assert "nothing to compare" in capsys.readouterr().out
+    assert main(["compare", "--protocol", "beyond", "--warehouse", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("jamrec: error: cannot compare under 'beyond'") and err.count("\n") == 1
+    assert main(["train", "--seeds", "0,x", "--models", "random", "--warehouse", str(path)]) == 1
+    assert "--seeds '0,x': expected integers" in capsys.readouterr().err
+    args = ["etl", "--timj", str(tmp_path), "--spotify", str(tmp_path / "t.csv")]
+    assert main([*args, "--temporal-cut", "2014-13"]) == 1
+    assert "--temporal-cut:" in capsys.readouterr().err
