@@ -9,8 +9,9 @@ splits, beyond-accuracy, fold-in) is the floor; measured in the same run, the co
 per-user rows: building them (Arrow) and inserting them into the warehouse inside one
 copy-on-write update (the direct cost), and the whole ``record`` of the run with and
 without them, each into a fresh copy of the warehouse (the end-to-end cost, the larger
-file's copy included). Target: at most 10% of the evaluation at full scale. Writes the
-"user_metrics overhead (label)" section of benchmarks/RESULTS.md.
+file's copy included); each write is measured three times, the median kept. Target: at
+most 10% of the evaluation at full scale. Writes the "user_metrics overhead (label)"
+section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +33,8 @@ from jamrec.log import setup_cli_logging
 from jamrec.models.dataset import open_dataset
 from jamrec.operations import runs
 from jamrec.warehouse.store import Warehouse
+
+REPEATS = 3  # each write measured three times (fresh copies), the median kept: noisy VM
 
 
 def _fresh_copy(source: Path, folder: Path, name: str) -> Path:
@@ -48,20 +52,25 @@ def measure(name: str, data, source: Path, folder: Path, settings: EvaluationSet
     result = runs.evaluate(run, data, settings)
     evaluate_s = time.perf_counter() - start
 
-    path = _fresh_copy(source, folder, "direct")
-    size = path.stat().st_size
-    with Warehouse(path).update("benchmark: insert user_metrics") as con:
-        start = time.perf_counter()
-        n_rows = runs.insert_user_metrics(con, run.run_id, result.per_user)
-        insert_s = time.perf_counter() - start
-    grown = path.stat().st_size - size
+    inserts = []
+    for _ in range(REPEATS):
+        path = _fresh_copy(source, folder, "direct")
+        size = path.stat().st_size
+        with Warehouse(path).update("benchmark: insert user_metrics") as con:
+            start = time.perf_counter()
+            n_rows = runs.insert_user_metrics(con, run.run_id, result.per_user)
+            inserts.append(time.perf_counter() - start)
+        grown = path.stat().st_size - size
+    insert_s = statistics.median(inserts)
 
-    record_s = {}
-    for label, per_user in (("without", []), ("with", result.per_user)):
-        target = _fresh_copy(source, folder, f"record-{label}")
-        start = time.perf_counter()
-        runs.record(run, dataclasses.replace(result, per_user=per_user), target)
-        record_s[label] = time.perf_counter() - start
+    record_s: dict[str, list[float]] = {"without": [], "with": []}
+    for _ in range(REPEATS):
+        for label, per_user in (("without", []), ("with", result.per_user)):
+            target = _fresh_copy(source, folder, f"record-{label}")
+            start = time.perf_counter()
+            runs.record(run, dataclasses.replace(result, per_user=per_user), target)
+            record_s[label].append(time.perf_counter() - start)
+    record_s = {k: statistics.median(v) for k, v in record_s.items()}
     return {
         "model": name,
         "rows": n_rows,

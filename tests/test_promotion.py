@@ -273,3 +273,23 @@ def test_default_models_are_every_learner_and_baseline_and_the_oracle_with_truth
     learners = ["popularity", "random", "item_knn", "als", "mbcf", "hybrid", "two_tower"]
     assert default_models(has_truth=True) == [*learners, "oracle"]
     assert default_models(has_truth=False) == learners
+
+
+@pytest.mark.slow
+def test_a_champion_from_an_older_build_is_re_scored_and_paired(warehouse):
+    from jamrec.models.dataset import open_dataset
+
+    _train(warehouse, "item_knn")
+    _train(warehouse, "item_knn", "--no-evaluate")
+    old, new = _runs(warehouse, "item_knn")
+    # The champion was trained on an older build: it is re-scored on this one, per user.
+    with Warehouse(warehouse).update("test: the champion's build is older") as con:
+        con.execute("update model_runs set build_id = 'b-older' where run_id = $r", {"r": old})
+    from jamrec.operations.pipeline import evaluate_runs
+
+    evaluate_runs([new], warehouse=warehouse)
+    (decision,) = promotion.promote_runs([new], open_dataset(warehouse), warehouse)
+    assert decision.rescored and f"re-scored on {decision.build_id}" in decision.note
+    # the same model on the same data: no difference, every validation user paired
+    assert decision.paired.difference == pytest.approx(0.0, abs=1e-12)
+    assert decision.promoted and decision.paired.n_users > 0
