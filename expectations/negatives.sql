@@ -6,8 +6,16 @@ with per_user as (
     group by user_id
 ),
 
-positive_users as (
-    select distinct user_id from interactions
+train_positives as (
+    select
+        user_id,
+        track_id
+    from splits
+    where split = 'train'
+),
+
+train_users as (
+    select distinct user_id from train_positives
 )
 
 select
@@ -16,10 +24,9 @@ select
     per_user.negatives_of_user,
     hash(negatives.user_id, negatives.track_id) as user_track_key,
     negatives.track_id in (select tracks.track_id from tracks) as check_track_in_tracks,
-    negatives.user_id in (select positive_users.user_id from positive_users)
-        as check_user_in_interactions,
-    interactions.user_id is null as check_not_a_positive
+    negatives.user_id in (select train_users.user_id from train_users) as check_user_has_train,
+    train_positives.user_id is null as check_not_a_train_positive
 from negatives
 inner join per_user on negatives.user_id = per_user.user_id
-left join interactions
-    on negatives.user_id = interactions.user_id and negatives.track_id = interactions.track_id
+left join train_positives
+    on negatives.user_id = train_positives.user_id and negatives.track_id = train_positives.track_id

@@ -45,13 +45,18 @@ def build_warehouse(
     n_negatives: int = 10,
     k_test: int = 1,
     k_val: int = 1,
+    temporal_cut: str | None = None,
 ) -> dict:
     """Build the warehouse from the TIMJ dump (folder or zip) and a Spotify features CSV.
 
-    Publishes only a complete build whose every suite passes; on any failure the failed
-    build is recorded in ``builds`` and the published warehouse is left as it was.
+    ``temporal_cut`` (YYYY-MM-DD) is the temporal protocol's time cut (default: the date
+    that leaves the last 10% of jams after it). Publishes only a complete build whose every
+    suite passes; on any failure the failed build is recorded in ``builds`` and the
+    published warehouse is left as it was.
     """
-    params = BuildParams(seed=seed, n_negatives=n_negatives, k_test=k_test, k_val=k_val)
+    params = BuildParams(
+        seed=seed, n_negatives=n_negatives, k_test=k_test, k_val=k_val, temporal_cut=temporal_cut
+    )
     with warehouse_slot():
         build = start_build(timj, spotify, warehouse, params)
         try:

@@ -19,12 +19,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 import flows  # noqa: F401 - sets up logging before Prefect starts
 from flows._retry import writer
 from jamrec.models.dataset import open_dataset
-from jamrec.operations import runs, sweep
+from jamrec.operations import pipeline, runs, sweep
 
 if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner
 
-    from jamrec.models.dataset import Dataset
 
 load_dataset = task(name="load-dataset", cache_policy=NO_CACHE)(open_dataset)
 try_config = task(name="try-config", cache_policy=NO_CACHE)(sweep.try_config)
@@ -51,9 +50,12 @@ def _task_runner(runner: str, dask_address: str | None) -> TaskRunner[Any]:
 
 @flow(name="sweep-trials")
 def _trials(
-    model: str, configs: list[dict], data: Dataset, seed: int, user_sample: int
-) -> list[sweep.Trial]:
-    futures = [try_config.submit(model, config, data, seed, user_sample) for config in configs]
+    model: str, configs: list[dict], data, seed: int, user_sample: int, evaluation_seed: int
+) -> list:
+    futures = [
+        try_config.submit(model, config, data, seed, user_sample, evaluation_seed)
+        for config in configs
+    ]
     return [f.result() for f in futures]
 
 
@@ -72,14 +74,15 @@ def sweep_flow(
     which has grids for ``als`` and ``mbcf`` only), or ``n_random`` of them; choose by
     validation NDCG@10; test and record the chosen one (not promoted)."""
     data = load_dataset(warehouse)
+    evaluation = pipeline.evaluation_settings(None, user_sample)
     configs = sweep.configurations(grid or sweep.default_grid(model), n_random, seed)
     trials = _trials.with_options(task_runner=_task_runner(runner, dask_address))(
-        model, configs, data, seed, user_sample
+        model, configs, data, seed, user_sample, evaluation.seed
     )
     chosen = sweep.choose(trials)
-    run = train(model, data, seed, chosen.config)
+    run = train(model, data, seed, chosen.config, None, evaluation)
     save(run, data, warehouse)
-    run_id = record_run(run, evaluate(run, data, seed, user_sample), warehouse)
+    run_id = record_run(run, evaluate(run, data, evaluation), warehouse)
     sweep_id = sweep.new_sweep_id(model)
     record_sweep(sweep_id, model, data.build_id, trials, chosen, run_id, warehouse)
     return {

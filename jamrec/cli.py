@@ -35,6 +35,16 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _evaluation_seed_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--evaluation-seed",
+        type=int,
+        default=None,
+        help="seeds the user sample, sampled-100 negatives and bootstrap, never a model "
+        "(default: $JAMREC_EVALUATION_SEED or 0)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -69,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     etl.add_argument(
         "--k-val", type=int, default=1, help="positives held out per user for validation"
     )
+    etl.add_argument(
+        "--temporal-cut",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the temporal protocol's time cut (default: leaves the last --temporal-share "
+        "of jams after it)",
+    )
+    etl.add_argument(
+        "--temporal-share",
+        type=float,
+        default=0.1,
+        help="share of jams after the default time cut (default 0.1)",
+    )
     etl.set_defaults(func=cmd_etl)
 
     val = sub.add_parser("validate", help="re-validate the published warehouse")
@@ -82,7 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated (default: {','.join(DEFAULT_MODELS)}, plus oracle on "
         "generated data)",
     )
-    tr.add_argument("--seed", type=int, default=0, help="seeds every random choice of the runs")
+    tr.add_argument("--seed", type=int, default=0, help="the models' training seed")
+    tr.add_argument(
+        "--seeds",
+        default=None,
+        metavar="S,S,...",
+        help="train each model once per training seed, e.g. 0,1,2 (overrides --seed)",
+    )
+    tr.add_argument(
+        "--protocol",
+        choices=["leave_k_out", "temporal"],
+        default="leave_k_out",
+        help="the splits: leave-k-out per user (default), or temporal (train before the "
+        "build's time cut, test after it; never promoted)",
+    )
+    _evaluation_seed_arg(tr)
     tr.add_argument(
         "--set",
         action="append",
@@ -102,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate trained runs that have no metrics yet")
     ev.add_argument("--run", action="append", default=[], help="a run id (repeatable)")
-    ev.add_argument("--seed", type=int, default=0)
+    _evaluation_seed_arg(ev)
     ev.add_argument("--user-sample", type=int, default=5000)
     _warehouse_arg(ev)
     ev.set_defaults(func=cmd_evaluate)
@@ -119,11 +156,33 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument(
         "--share", type=float, default=0.1, help="share of tracks with interactions withheld"
     )
-    cs.add_argument("--seed", type=int, default=0)
+    cs.add_argument("--seed", type=int, default=0, help="which tracks; the training seed")
+    _evaluation_seed_arg(cs)
     cs.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE")
     _runtime_args(cs)
     _warehouse_arg(cs)
     cs.set_defaults(func=cmd_coldstart)
+
+    cp = sub.add_parser(
+        "compare", help="paired comparisons of every pair of models (intervals, tests, Holm)"
+    )
+    cp.add_argument("--build", default=None, help="a build id (default: the published build)")
+    cp.add_argument(
+        "--protocol",
+        default="full_sample",
+        help="one or more, comma-separated: full_sample (default), full, sampled_100, "
+        "temporal, temporal_sample",
+    )
+    cp.add_argument("--split", choices=["test", "val"], default="test")
+    cp.add_argument("--metric", choices=["ndcg", "hr", "mrr"], default="ndcg")
+    cp.add_argument("--k", type=int, choices=[5, 10, 20], default=10, help="cutoff (not MRR)")
+    cp.add_argument("--models", default=None, help="only these models (comma-separated)")
+    _evaluation_seed_arg(cp)
+    cp.add_argument(
+        "--permutations", type=int, default=10_000, help="sign flips of the permutation test"
+    )
+    _warehouse_arg(cp)
+    cp.set_defaults(func=cmd_compare)
 
     rs = sub.add_parser("runs", help="list model runs and the champion of each model")
     rs.add_argument("--model", default=None, help="only this model")
@@ -187,9 +246,20 @@ def cmd_etl(args: argparse.Namespace) -> int:
     from jamrec.build.pipeline import run_build
     from jamrec.config import BuildParams
 
-    params = BuildParams(
-        seed=args.seed, n_negatives=args.negatives, k_test=args.k_test, k_val=args.k_val
-    )
+    try:
+        params = BuildParams(
+            seed=args.seed,
+            n_negatives=args.negatives,
+            k_test=args.k_test,
+            k_val=args.k_val,
+            temporal_cut=args.temporal_cut,
+            temporal_share=args.temporal_share,
+        )
+    except ValueError as exc:  # pydantic's ValidationError: one line per bad setting
+        problems = "; ".join(
+            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors()
+        )
+        raise JamrecError(problems) from None
     summary = run_build(args.timj, args.spotify, args.warehouse, params)
     print_build_summary(summary)
     return 0
@@ -203,6 +273,7 @@ PUBLISHED_TABLES = (
     "interactions",
     "negatives",
     "splits",
+    "splits_temporal",
     "rejects",
 )
 
@@ -276,11 +347,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         settings=_overrides(args.set),
         runtime=_runtime(args),
         evaluate=not args.no_evaluate,
+        seeds=args.seeds,
+        protocol=args.protocol,
+        evaluation_seed=args.evaluation_seed,
     )
     if outcome.recommendations:
         served = ", ".join(f"{m} {n:,}" for m, n in outcome.recommendations.items())
         print(f"\nrecommendations refreshed (rows per model): {served}")
     print("\n" + outcome.comparison)
+    if outcome.paired:
+        print("\n" + outcome.paired)
+        print("(stored in the comparisons table; `jamrec compare --protocol full` and more)")
     return 0
 
 
@@ -289,7 +366,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from jamrec.operations.comparison import comparison_text
     from jamrec.operations.pipeline import evaluate_runs
 
-    if not evaluate_runs(args.run, args.seed, args.user_sample, args.warehouse):
+    if not evaluate_runs(args.run, args.evaluation_seed, args.user_sample, args.warehouse):
         print("nothing to evaluate: every run on this build has metrics (or none was trained)")
     print("\n" + comparison_text(args.warehouse))
     return 0
@@ -306,11 +383,31 @@ def cmd_coldstart(args: argparse.Namespace) -> int:
         _overrides(args.set),
         args.warehouse,
         _runtime(args),
+        args.evaluation_seed,
     )
     print("\ncold start: NDCG@10 of the withheld tracks [95% interval]")
     for model, protocol, value, low, high, n in cold_start_results(run_ids, args.warehouse):
         print(f"  {protocol:<22} {model:<20} {value:.4f} [{low:.4f}, {high:.4f}]  {n:,} users")
     print("cold_start ranks them among the withheld tracks; cold_start_catalogue among all")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``jamrec compare``: every pair of models, paired over users; recorded in comparisons."""
+    from jamrec.operations.compare import format_comparison, run_comparisons
+
+    requests = [(p, args.split, args.metric, args.k) for p in _models(args.protocol) or []]
+    done = run_comparisons(
+        requests,
+        args.warehouse,
+        args.build,
+        args.evaluation_seed,
+        args.permutations,
+        models=_models(args.models),
+    )
+    print("\n\n".join(format_comparison(c) for c in done))
+    if any(c.pairs for c in done):
+        print('\nstored in the comparisons table: jamrec sql "select * from comparisons"')
     return 0
 
 

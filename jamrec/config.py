@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str | None = Field(
         None, description="e.g. '6GB'; None = DuckDB's default."
     )
+    evaluation_seed: int = Field(
+        0,
+        description="Seeds the evaluation's user sample, sampled-100 negatives and bootstrap "
+        "(never a model's training seed): runs compared must share it.",
+    )
 
     @property
     def reports_dir(self) -> Path:
@@ -55,6 +60,19 @@ class BuildParams(BaseModel):
         1, ge=0, description="Positives held out per user for test (leave-one-out)."
     )
     k_val: int = Field(1, ge=0, description="Positives held out per user for validation.")
+    temporal_cut: str | None = Field(
+        None,
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="The temporal protocol's time cut (YYYY-MM-DD): positives dated before "
+        "it train, on or after it test. None: the date that leaves the last temporal_share "
+        "of jams on or after it.",
+    )
+    temporal_share: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="Share of jams after the default time cut (when temporal_cut is None).",
+    )
 
 
 @lru_cache(maxsize=1)

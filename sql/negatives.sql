@@ -1,3 +1,5 @@
+-- Negatives are drawn against the user's TRAIN positives only: excluding their val and
+-- test positives too would tell a model which tracks are held out (a leak).
 with catalogue as (
     select
         track_id,
@@ -9,8 +11,16 @@ catalogue_size as (
     select count(*) as n_tracks from catalogue
 ),
 
+train_positives as (
+    select
+        user_id,
+        track_id
+    from splits
+    where split = 'train'
+),
+
 users as (
-    select distinct user_id from interactions
+    select distinct user_id from train_positives
 ),
 
 -- Three draws per wanted negative leave room for collisions with the user's positives
@@ -32,8 +42,8 @@ candidates as (
         min(draws.draw) as draw
     from draws
     inner join catalogue on draws.track_index = catalogue.track_index
-    anti join interactions
-        on draws.user_id = interactions.user_id and catalogue.track_id = interactions.track_id
+    anti join train_positives
+        on draws.user_id = train_positives.user_id and catalogue.track_id = train_positives.track_id
     group by draws.user_id, catalogue.track_id
 )
 

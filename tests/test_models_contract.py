@@ -130,7 +130,7 @@ class TestContract:
             assert all(np.isfinite(loss) for _, loss, _ in rows)
 
 
-@pytest.mark.parametrize("name", [*LEARNERS, "oracle"])
+@pytest.mark.parametrize("name", [*LEARNERS, "item_knn", "user_knn", "oracle"])
 def test_learns_the_planted_groups(name, dataset):
     data, held = dataset
     auc = mean_auc(make(name).fit(data).score(ALL_USERS), data, held)

@@ -59,8 +59,11 @@ def test_runs_metrics_and_curves_are_recorded(trained):
     runs = sorted(runs.fetchall())
     assert [(m, s) for m, s, _ in runs] == [
         (m, "evaluated")
-        for m in ["als", "hybrid", "hybrid", "mbcf", "oracle", "popularity", "random", "two_tower"]
-    ]
+        for m in [
+            "als", "hybrid", "hybrid", "item_knn", "mbcf", "oracle", "popularity", "random",
+            "two_tower",
+        ]
+    ]  # fmt: skip
     assert sorted(n for m, _, n in runs if m == "hybrid") == ["0", "4"]
     protocols = {
         (m, p)
@@ -82,6 +85,91 @@ def test_runs_metrics_and_curves_are_recorded(trained):
             "select count(*) from metrics where not (ci_low <= value and value <= ci_high)"
         ).fetchone()[0]
         == 0
+    )
+    con.close()
+
+
+def test_item_knn_beats_popularity_on_the_planted_dump(trained):
+    full, sample = _ndcg10(trained, "full"), _ndcg10(trained, "full_sample")
+    assert full["item_knn"] > full["popularity"] and sample["item_knn"] > sample["popularity"]
+    con = duckdb.connect(str(trained), read_only=True)
+    found = con.execute(
+        "select difference, ci_low, p_holm, significant from comparisons "
+        "where protocol = $p and split = 'test' and metric = 'ndcg' and k = 10 "
+        "and model_a = 'item_knn' and model_b = 'popularity' "
+        "order by compared_at desc limit 1",
+        {"p": "full"},
+    ).fetchone()
+    con.close()
+    difference, ci_low, p_holm, significant = found
+    assert difference > 0 and ci_low > 0 and p_holm < 0.05 and significant
+
+
+def test_user_metrics_average_to_the_metrics_rows(trained):
+    con = duckdb.connect(str(trained), read_only=True)
+    rows = con.execute(
+        """
+        with means as (
+            unpivot (
+                select run_id, protocol, split, avg(hr_at_5) as hr_5, avg(hr_at_10) as hr_10,
+                    avg(hr_at_20) as hr_20, avg(ndcg_at_5) as ndcg_5, avg(ndcg_at_10) as ndcg_10,
+                    avg(ndcg_at_20) as ndcg_20, avg(rr) as mrr_0, count(*) as n
+                from user_metrics group by all
+            ) on hr_5, hr_10, hr_20, ndcg_5, ndcg_10, ndcg_20, mrr_0 into name key value mean
+        )
+        select m.protocol, m.value, means.mean, m.n_users, means.n
+        from metrics m join means on m.run_id = means.run_id and m.protocol = means.protocol
+            and m.split = means.split
+            and m.metric || '_' || coalesce(m.k, 0) = means.key
+        """
+    ).fetchall()
+    n_rows = con.execute(
+        "select count(*) from metrics where protocol in ('full', 'full_sample', 'sampled_100')"
+    ).fetchone()[0]
+    con.close()
+    assert len(rows) == n_rows > 0
+    for protocol, value, mean, n_users, n in rows:
+        assert abs(value - mean) <= 1e-12 and n_users == n, (protocol, value, mean)
+
+
+def test_temporal_protocol_end_to_end(trained, tmp_path):
+    path = tmp_path / "temporal.duckdb"
+    shutil.copyfile(trained, path)
+    args = ["train", "--protocol", "temporal", "--models", "popularity,item_knn"]
+    assert main([*args, "--warehouse", str(path)]) == 0
+    con = duckdb.connect(str(path), read_only=True)
+    runs = con.execute(
+        "select model, purpose, is_champion from model_runs where purpose = 'temporal'"
+    ).fetchall()
+    assert sorted(runs) == [("item_knn", "temporal", False), ("popularity", "temporal", False)]
+    protocols = {
+        p
+        for (p,) in con.execute(
+            "select distinct m.protocol from metrics m join model_runs r using (run_id) "
+            "where r.purpose = 'temporal'"
+        ).fetchall()
+    }
+    assert protocols == {"temporal", "temporal_sample"}
+    # every evaluated user had a positive before the cut; every ranked track was a candidate
+    bad = con.execute(
+        "select count(*) from user_metrics u join model_runs r using (run_id) "
+        "where r.purpose = 'temporal' and not exists (select 1 from splits_temporal s "
+        "where s.user_id = u.user_id and s.split = 'train')"
+    ).fetchone()[0]
+    assert bad == 0
+    values = dict(
+        con.execute(
+            "select r.model, m.value from metrics m join model_runs r using (run_id) "
+            "where r.purpose = 'temporal' and m.protocol = 'temporal' and m.metric = 'ndcg' "
+            "and m.k = 10"
+        ).fetchall()
+    )
+    assert values["item_knn"] > values["popularity"] > 0
+    assert (
+        con.execute("select count(*) from comparisons where protocol like 'temporal%'").fetchone()[
+            0
+        ]
+        == 2
     )
     con.close()
 

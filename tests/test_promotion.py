@@ -41,13 +41,28 @@ def _q(path, sql, params=None):
         con.close()
 
 
-def _set_val(path, run_id, value):
+def _set_val(path, run_id, value=None, lose_hits=None):
+    """Rewrite a run's validation NDCG@10 (full_sample), per user and on average:
+    every user to ``value``, or ``lose_hits`` users with a hit down to 0."""
     with Warehouse(path).update("test: set a validation value") as con:
+        where = "run_id = $r and split = 'val' and protocol = 'full_sample'"
+        if value is not None:
+            con.execute(
+                f"update user_metrics set ndcg_at_10 = $v where {where}", {"v": value, "r": run_id}
+            )
+        else:
+            con.execute(
+                f"update user_metrics set ndcg_at_10 = 0 where {where} and user_id in ("
+                f"select user_id from user_metrics where {where} and ndcg_at_10 > 0 "
+                "order by user_id limit $n)",
+                {"r": run_id, "n": lose_hits},
+            )
         con.execute(
-            "update metrics set value = $v, ci_low = least(ci_low, $v), "
-            "ci_high = greatest(ci_high, $v) where run_id = $r and split = 'val' "
+            "update metrics set value = m.v, ci_low = least(ci_low, m.v), "
+            "ci_high = greatest(ci_high, m.v) from (select avg(ndcg_at_10) as v from "
+            f"user_metrics where {where}) m where run_id = $r and split = 'val' "
             "and protocol = 'full_sample' and metric = 'ndcg' and k = 10",
-            {"v": value, "r": run_id},
+            {"r": run_id},
         )
 
 
@@ -79,19 +94,78 @@ def test_first_run_is_champion_then_better_or_equal_wins_and_worse_loses(warehou
     assert _champion(warehouse) == [second]
     _train(warehouse)
     third = _runs(warehouse)[2]
-    # make the third worse than the champion after the fact, then decide again
+    # make the third a little worse than the champion after the fact (one user loses their
+    # hit: not significant), then decide again
     with Warehouse(warehouse).update("test: reset") as con:
         con.execute("update model_runs set is_champion = (run_id = $r)", {"r": second})
-    _set_val(warehouse, third, 0.0)
+    _set_val(warehouse, third, lose_hits=1)
     (decision,) = promotion.promote_runs([third], data, warehouse)
-    assert not decision.promoted and "not promoted" in decision.note
+    assert not decision.promoted
+    assert "not significantly worse but not at least as good within tolerance" in decision.note
+    assert decision.paired.difference < 0 and decision.paired.p_value >= 0.05
     assert _champion(warehouse) == [second]
     # within the tolerance it is
     (decision,) = promotion.promote_runs([third], data, warehouse, tolerance=1.0)
-    assert decision.promoted and "tolerance" in decision.note
+    assert decision.promoted and "within tolerance 1.0" in decision.note
     assert _champion(warehouse) == [third]
     notes = dict(_q(warehouse, "select run_id, promotion_note from model_runs"))
     assert "replaced by " + third in notes[second]
+    # a significantly worse challenger is never promoted, whatever the tolerance
+    _set_val(warehouse, third, value=1.0)
+    _train(warehouse)
+    fourth = _runs(warehouse)[3]
+    _set_val(warehouse, fourth, value=0.0)
+    (decision,) = promotion.promote_runs([fourth], data, warehouse, tolerance=1.0)
+    assert not decision.promoted and "significantly worse" in decision.note
+    assert _champion(warehouse) == [third]
+    recorded = _q(
+        warehouse,
+        "select val_difference, p_value, n_users_paired from promotions "
+        "where challenger_run_id = $r order by decided_at desc limit 1",
+        {"r": fourth},
+    )[0]
+    assert recorded[0] == pytest.approx(-1.0) and recorded[1] < 0.05 and recorded[2] > 0
+
+
+def test_gate_rules():
+    from jamrec.evaluation.significance import PairedResult
+
+    def paired(difference, p):
+        return PairedResult(100, 0.1, 0.1 - difference, difference, difference - 0.01,
+                            difference + 0.01, p, p)  # fmt: skip
+
+    assert promotion.gate(paired(0.002, 0.4))[0]
+    assert promotion.gate(paired(0.0, 1.0))[0]
+    promoted, why = promotion.gate(paired(-0.001, 0.6))
+    assert not promoted and "not significantly worse but not" in why
+    assert promotion.gate(paired(-0.001, 0.6), tolerance=0.005)[0]
+    promoted, why = promotion.gate(paired(-0.001, 0.01), tolerance=0.005)
+    assert not promoted and why.startswith("significantly worse")
+    # significantly *better* is promoted, of course
+    assert promotion.gate(paired(0.05, 0.0001))[0]
+
+
+@pytest.mark.slow
+def test_several_training_seeds_send_one_challenger(warehouse, capsys):
+    _train(warehouse, "popularity,random", "--seeds", "0,1,2")
+    runs = _q(warehouse, "select model, seed, run_id, promotion_note from model_runs order by all")
+    assert [(m, s) for m, s, _, _ in runs] == [
+        ("popularity", 0), ("popularity", 1), ("popularity", 2),
+        ("random", 0), ("random", 1), ("random", 2),
+    ]  # fmt: skip
+    decided = _q(warehouse, "select challenger_run_id, promoted, note from promotions")
+    assert sum(p for _, p, _ in decided) == 2  # one champion per model
+    assert sum("was not the best of the seeds" in n for _, _, n in decided) == 4
+    out = capsys.readouterr().out
+    # mean and spread across the three seeds beside the per-user intervals
+    lines = out.splitlines()
+    header = next(i for i, x in enumerate(lines) if "sd across seeds" in x)
+    line = next(x for x in lines[header:] if x.startswith("random "))
+    assert line.split()[1] == "3" and "[" in line
+    assert "popularity      random" in out
+    rows = _q(warehouse, "select seeds_a, seeds_b, seed_sd_a, seed_sd_b from comparisons")
+    assert rows and all(a == b == 3 for a, b, _, _ in rows)
+    assert all(sd_a == 0 and sd_b > 0 for _, _, sd_a, sd_b in rows)  # popularity has no seed
 
 
 def test_a_run_without_validation_results_is_never_promoted(warehouse):
@@ -196,6 +270,26 @@ def test_fingerprints_decide_when_to_rebuild(dump, tmp_path):
 
 
 def test_default_models_are_every_learner_and_baseline_and_the_oracle_with_truth():
-    learners = ["popularity", "random", "als", "mbcf", "hybrid", "two_tower"]
+    learners = ["popularity", "random", "item_knn", "als", "mbcf", "hybrid", "two_tower"]
     assert default_models(has_truth=True) == [*learners, "oracle"]
     assert default_models(has_truth=False) == learners
+
+
+@pytest.mark.slow
+def test_a_champion_from_an_older_build_is_re_scored_and_paired(warehouse):
+    from jamrec.models.dataset import open_dataset
+
+    _train(warehouse, "item_knn")
+    _train(warehouse, "item_knn", "--no-evaluate")
+    old, new = _runs(warehouse, "item_knn")
+    # The champion was trained on an older build: it is re-scored on this one, per user.
+    with Warehouse(warehouse).update("test: the champion's build is older") as con:
+        con.execute("update model_runs set build_id = 'b-older' where run_id = $r", {"r": old})
+    from jamrec.operations.pipeline import evaluate_runs
+
+    evaluate_runs([new], warehouse=warehouse)
+    (decision,) = promotion.promote_runs([new], open_dataset(warehouse), warehouse)
+    assert decision.rescored and f"re-scored on {decision.build_id}" in decision.note
+    # the same model on the same data: no difference, every validation user paired
+    assert decision.paired.difference == pytest.approx(0.0, abs=1e-12)
+    assert decision.promoted and decision.paired.n_users > 0

@@ -136,9 +136,9 @@ BREAKAGES = [
     ),
     (
         "negatives",
-        "insert into negatives select user_id, track_id from interactions limit 1",
+        "insert into negatives select user_id, track_id from splits where split = 'train' limit 1",
         [
-            ("expect_column_values_to_be_in_set", "check_not_a_positive", 1),
+            ("expect_column_values_to_be_in_set", "check_not_a_train_positive", 1),
             # that user now has N + 1 negatives
             ("expect_column_values_to_be_between", "negatives_of_user", 11),
         ],
@@ -173,6 +173,32 @@ BREAKAGES = [
         "splits",
         "update splits set split = 'holdout' where rowid = 0",
         [("expect_column_values_to_be_in_set", "split", 1)],
+    ),
+    (
+        "splits_temporal",
+        "update splits_temporal set split = 'train' where rowid = (select min(rowid) "
+        "from splits_temporal where split = 'test' and not new_track)",
+        [("expect_column_values_to_be_in_set", "check_train_before_cut", 1)],
+    ),
+    (
+        "splits_temporal",
+        "update splits_temporal set split = 'new_user' where rowid = (select min(rowid) "
+        "from splits_temporal where split = 'test')",
+        [("expect_column_values_to_be_in_set", "check_new_user_has_no_train", 1)],
+    ),
+    (
+        "splits_temporal",
+        "update splits_temporal set cut_date = cut_date + 1 where rowid = 0",
+        [("expect_column_unique_value_count_to_be_between", "cut_date", None)],
+    ),
+    (
+        "negatives_temporal",
+        "insert into negatives_temporal select user_id, track_id from splits_temporal "
+        "where split = 'train' limit 1",
+        [
+            ("expect_column_values_to_be_in_set", "check_not_a_train_positive", 1),
+            ("expect_column_values_to_be_between", "negatives_of_user", None),
+        ],
     ),
     (
         "rejects",

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 DATA_FIGURES = ["fig-stages", "fig-rejects", "fig-distributions", "fig-features"]
 DATA_FIGURES += ["fig-correlations", "fig-months"]
 MODEL_FIGURES = ["fig-hr-at-k", "fig-ndcg-at-k", "fig-training-curves", "fig-beyond-popularity"]
-MODELS = ("popularity", "random", "oracle", "als", "mbcf", "hybrid")
+MODELS = ("popularity", "random", "item_knn", "oracle", "als", "mbcf", "hybrid")
 TRACKS_HEADER = "id,name,popularity,duration_ms,explicit,artists,id_artists,release_date,"
 TRACKS_HEADER += "danceability,energy,key,loudness,mode,speechiness,acousticness,"
 TRACKS_HEADER += "instrumentalness,liveness,valence,tempo,time_signature"
@@ -63,6 +63,11 @@ def test_report_has_every_section_and_figure(report, trained):
     for section in ("features", "correlations", "dates", "comparison", "metrics-at-k"):
         assert section in ids(html)
     assert {"training-curves", "champions", "comparison-test", "comparison-val"} <= ids(html)
+    assert {"paired", "seeds", "temporal", "paired-full-sample-test-ndcg10"} <= ids(html)
+    paired = html[html.index('id="paired"') : html.index('id="seeds"')]
+    n_models = len(MODELS) + 1  # and the two-tower
+    assert paired.count("<tr") >= 2 * (1 + n_models * (n_models - 1) // 2)  # full, sample
+    assert "<td>item_knn</td>" in paired and "Holm" in paired
     figures = DATA_FIGURES + MODEL_FIGURES
     con = duckdb.connect(str(trained), read_only=True)
     tracked = con.execute(
@@ -187,6 +192,7 @@ def test_older_warehouses_and_runs_of_other_builds(trained, tmp_path):
     from jamrec.report.data import Builds
     from jamrec.report.sections_champions import champions_section
     from jamrec.report.sections_models import models_section
+    from jamrec.warehouse import history
     from jamrec.warehouse.store import Warehouse
 
     path = tmp_path / "old.duckdb"
@@ -201,7 +207,9 @@ def test_older_warehouses_and_runs_of_other_builds(trained, tmp_path):
         con.close()
     con = Warehouse(path).connect_readonly()
     try:
-        assert con.execute("select max(version) from schema_migrations").fetchall() == [(1,)]
+        assert con.execute("select max(version) from schema_migrations").fetchall() == [
+            (history.CURRENT,)
+        ]
         assert con.execute("select count(*) from champions").fetchall() == [(0,)]
         assert "No run has been promoted to champion yet." in champions_section(con)
         html = models_section(con, Builds(None, {"build_id": "b-newer"}, []))

@@ -25,6 +25,7 @@ def studied(tiny_warehouse, tmp_path_factory) -> Path:
     recorded as a run, as the sweep flow does, without Prefect."""
     from jamrec.cli import main
     from jamrec.evaluation.foldin import fold_in_agreement
+    from jamrec.evaluation.protocols import EvaluationSettings
     from jamrec.models.dataset import open_dataset
     from jamrec.operations import runs, sweep
 
@@ -44,7 +45,7 @@ def studied(tiny_warehouse, tmp_path_factory) -> Path:
         chosen = sweep.choose(trials)
         run = runs.train("als", data, 0, chosen.config)
         runs.save(run, data, path)
-        result = runs.evaluate(run, data, 0, 200)
+        result = runs.evaluate(run, data, EvaluationSettings(user_sample=200))
         result.rows += list(fold_in_agreement(run.model, data, n_users=100).values())
         run_id = runs.record(run, result, path)
         sweep.record("sweep-als-test", "als", data.build_id, trials, chosen, run_id, path)

@@ -125,11 +125,12 @@ def test_retrain_then_retrain_again_with_unchanged_inputs(service):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert _query(root, "select status from builds") == [("published",)]
     runs = _query(root, "select count(*) from model_runs")[0][0]
-    assert runs == 7
+    assert runs == 8
     champions = dict(_query(root, "select model, run_id from model_runs where is_champion"))
     assert set(champions) == {
         "popularity",
         "random",
+        "item_knn",
         "als",
         "mbcf",
         "hybrid",
@@ -137,7 +138,7 @@ def test_retrain_then_retrain_again_with_unchanged_inputs(service):
         "oracle",
     }
     served = dict(_query(root, "select model, count(*) from recommendations group by 1"))
-    assert set(served) == {"popularity", "als", "mbcf", "hybrid", "two_tower"}
+    assert set(served) == {"popularity", "item_knn", "als", "mbcf", "hybrid", "two_tower"}
     users = _query(root, "select count(distinct user_id) from splits")[0][0]
     assert all(n <= 20 * users for n in served.values()) and min(served.values()) > users
     promotions = _query(root, "select count(*) from promotions")[0][0]

@@ -1,6 +1,9 @@
-"""Unit tests of the SQL transforms: URI parsing, positives, negatives, splits."""
+"""Unit tests of the SQL transforms: URI parsing, positives, negatives, splits, and the
+temporal split."""
 
 from __future__ import annotations
+
+import random
 
 import duckdb
 import pytest
@@ -87,15 +90,29 @@ def test_positives_are_deduplicated_with_creator_and_liker_flags(con):
     ]
 
 
-def _catalogue(con, n_tracks: int, positives: dict[int, list[int]]) -> None:
+def _catalogue(
+    con, n_tracks: int, positives: dict[int, list[int]], held: dict[int, list[int]] | None = None
+) -> None:
+    """tracks, interactions and splits: every positive in train but those in ``held``
+    (user -> tracks in test)."""
     con.execute(
         "create or replace table tracks as "
         "select 't' || lpad(range::varchar, 21, '0') as track_id from range($n)",
         {"n": n_tracks},
     )
+    held = held or {}
     rows = [(_hex(u), _track(t)) for u, ts in positives.items() for t in ts]
     con.execute("create or replace table interactions (user_id varchar, track_id varchar)")
     con.executemany("insert into interactions values (?, ?)", rows)
+    con.execute("create or replace table splits (user_id varchar, track_id varchar, split varchar)")
+    con.executemany(
+        "insert into splits values (?, ?, ?)",
+        [
+            (_hex(u), _track(t), "test" if t in held.get(u, ()) else "train")
+            for u, ts in positives.items()
+            for t in ts
+        ],
+    )
 
 
 def test_negatives_never_positive_at_most_n_and_deterministic(con):
@@ -118,6 +135,16 @@ def test_negatives_never_positive_at_most_n_and_deterministic(con):
     assert con.execute("select * from negatives order by all").fetchall() == first
     run_model(con, SQL, "negatives", {**VARS, "seed": 1})
     assert con.execute("select * from negatives order by all").fetchall() != first
+
+
+def test_negatives_are_drawn_against_train_positives_only(con):
+    # User 0 holds tracks 0..9 of 12, tracks 8 and 9 held out: only the train positives
+    # (0..7) are excluded, so the held-out tracks may be negatives like any other track
+    # (excluding them would tell a model which tracks are held out).
+    _catalogue(con, 12, {0: list(range(10))}, held={0: [8, 9]})
+    run_model(con, SQL, "negatives", VARS)
+    got = sorted(t for (t,) in con.execute("select track_id from negatives").fetchall())
+    assert got == [_track(t) for t in (8, 9, 10, 11)]
 
 
 def test_negatives_when_the_user_holds_almost_the_whole_catalogue(con):
@@ -177,3 +204,82 @@ def test_splits_with_larger_k(con):
         (_hex(2), "val"): 2,
         (_hex(2), "train"): 6,
     }
+
+
+def _dated(con, rows: list[tuple[int, int, str]], jam_dates: list[str]) -> None:
+    """interactions (user, track, first_jam_date) and jams (creation_date) for the temporal
+    split."""
+    con.execute(
+        "create or replace table interactions "
+        "(user_id varchar, track_id varchar, first_jam_date date)"
+    )
+    con.executemany(
+        "insert into interactions values (?, ?, ?::date)",
+        [(_hex(u), _track(t), d) for u, t, d in rows],
+    )
+    con.execute("create or replace table jams (creation_date date)")
+    con.executemany("insert into jams values (?::date)", [(d,) for d in jam_dates])
+
+
+def test_temporal_split_by_a_given_cut(con):
+    rows = [
+        (1, 1, "2013-01-01"),  # user 1: before and after the cut
+        (1, 2, "2014-06-01"),  # on the cut: after it
+        (1, 3, "2014-07-01"),  # track 3: nobody has it before the cut
+        (2, 1, "2014-08-01"),  # user 2: only after the cut, never evaluated
+        (3, 2, "2012-01-01"),  # user 3: only before
+    ]
+    _dated(con, rows, ["2013-01-01"])
+    variables = {**VARS, "temporal_cut": "2014-06-01", "temporal_share": 0.1}
+    assert run_model(con, SQL, "splits_temporal", variables) == len(rows)
+    got = con.execute(
+        "select user_id, track_id, split, cut_date::varchar, new_track from splits_temporal "
+        "order by all"
+    ).fetchall()
+    assert got == [
+        (_hex(1), _track(1), "train", "2014-06-01", False),
+        (_hex(1), _track(2), "test", "2014-06-01", False),
+        (_hex(1), _track(3), "test", "2014-06-01", True),
+        (_hex(2), _track(1), "new_user", "2014-06-01", False),
+        (_hex(3), _track(2), "train", "2014-06-01", False),
+    ]
+
+
+def test_temporal_split_never_trains_after_the_cut_nor_tests_users_without_train(con):
+    rng = random.Random(3)
+    days = [f"2013-{m:02d}-{d:02d}" for m in range(1, 13) for d in (1, 15)]
+    rows = [(u, t, rng.choice(days)) for u in range(60) for t in rng.sample(range(40), 6)]
+    _dated(con, rows, [d for _, _, d in rows])
+    run_model(con, SQL, "splits_temporal", {**VARS, "temporal_cut": None, "temporal_share": 0.1})
+    cut = con.execute("select distinct cut_date from splits_temporal").fetchall()
+    # The default cut leaves about the last 10% of jams on or after it.
+    (expected,) = con.execute("select quantile_disc(creation_date, 0.9) from jams").fetchone()
+    assert cut == [(expected,)]
+    assert con.execute(
+        "select count(*) from splits_temporal where split = 'train' and positive_date >= cut_date"
+    ).fetchone() == (0,)
+    assert con.execute(
+        "select count(*) from splits_temporal where split <> 'train' and positive_date < cut_date"
+    ).fetchone() == (0,)
+    assert con.execute(
+        "select count(*) from splits_temporal t where split = 'test' and not exists "
+        "(select 1 from splits_temporal s where s.user_id = t.user_id and s.split = 'train')"
+    ).fetchone() == (0,)
+    counts = dict(con.execute("select split, count(*) from splits_temporal group by 1").fetchall())
+    assert counts["train"] > counts["test"] > 0
+    # Negatives of the temporal split: never a train positive of the user.
+    con.execute(
+        "create or replace table tracks as "
+        "select 't' || lpad(range::varchar, 21, '0') as track_id from range(40)"
+    )
+    run_model(con, SQL, "negatives_temporal", VARS)
+    assert con.execute(
+        "select count(*) from negatives_temporal n join splits_temporal s "
+        "using (user_id, track_id) where s.split = 'train'"
+    ).fetchone() == (0,)
+    assert (
+        con.execute("select count(distinct user_id) from negatives_temporal").fetchone()
+        == con.execute(
+            "select count(distinct user_id) from splits_temporal where split = 'train'"
+        ).fetchone()
+    )

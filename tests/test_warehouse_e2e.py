@@ -27,6 +27,8 @@ PUBLISHED = [
     "int_positives_without_features",
     "negatives",
     "splits",
+    "splits_temporal",
+    "negatives_temporal",
     "rejects",
     "builds",
 ]
@@ -126,8 +128,17 @@ def test_interactions_negatives_and_splits_invariants(tiny_warehouse):
     f = lambda sql: fetch(tiny_warehouse, sql)[0][0]  # noqa: E731
     assert f("select count(*) - count(distinct (user_id, track_id)) from interactions") == 0
     assert f("select count(*) from interactions anti join tracks using (track_id)") == 0
-    assert f("select count(*) from negatives semi join interactions using (user_id, track_id)") == 0
+    # negatives are never train positives; val and test positives are not excluded (that
+    # would tell a model which tracks are held out)
+    train = "(select * from splits where split = 'train')"
+    assert f(f"select count(*) from negatives semi join {train} using (user_id, track_id)") == 0
     assert f("select max(n) from (select count(*) n from negatives group by user_id)") <= 10
+    train = "(select * from splits_temporal where split = 'train')"
+    assert (
+        f(f"select count(*) from negatives_temporal semi join {train} using (user_id, track_id)")
+        == 0
+    )
+    assert f("select count(*) from splits_temporal") == f("select count(*) from interactions")
     assert f("select count(*) from splits") == f("select count(*) from interactions")
     assert (
         f(
@@ -142,7 +153,8 @@ def test_interactions_negatives_and_splits_invariants(tiny_warehouse):
 def test_same_seed_same_tables(tiny_dump, tiny_warehouse, tmp_path):
     again = tmp_path / "again.duckdb"
     run_build(tiny_dump, tiny_dump / "tracks.csv", again)
-    for table in ["jams", "likes", "tracks", "interactions", "negatives", "splits", "rejects"]:
+    tables = ["jams", "likes", "tracks", "interactions", "negatives", "splits", "rejects"]
+    for table in [*tables, "splits_temporal", "negatives_temporal"]:
         assert table_digest(again, table) == table_digest(tiny_warehouse, table), table
     other = tmp_path / "other.duckdb"
     from jamrec.config import BuildParams

@@ -52,6 +52,8 @@ REQUIRED = (
     "int_positives_without_features",
     "negatives",
     "splits",
+    "splits_temporal",
+    "negatives_temporal",
     "rejects",
 )
 

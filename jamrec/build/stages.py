@@ -379,7 +379,36 @@ def stage_counts(con: duckdb.DuckDBPyConnection, meta: dict) -> dict:
         "users_held_out": scalar(
             "select count(distinct user_id) from splits where split <> 'train'"
         ),
+        "temporal": temporal_counts(con),
     }
+
+
+def temporal_counts(con: duckdb.DuckDBPyConnection) -> dict:
+    """The temporal split: its cut, rows per split, evaluated users, users first seen after
+    the cut, test positives on tracks new after the cut (not candidates), negatives."""
+    cut, *counts = con.execute(
+        """
+        select max(cut_date)::varchar,
+            count(*) filter (where split = 'train'),
+            count(*) filter (where split = 'test'),
+            count(*) filter (where split = 'new_user'),
+            count(distinct user_id) filter (where split = 'test'),
+            count(distinct user_id) filter (where split = 'new_user'),
+            count(*) filter (where split = 'test' and new_track)
+        from splits_temporal
+        """
+    ).fetchone()
+    names = (
+        "train",
+        "test",
+        "new_user_rows",
+        "test_users",
+        "new_users",
+        "test_positives_on_new_tracks",
+    )
+    result = {"cut_date": cut, **dict(zip(names, counts))}
+    result["negatives"] = con.execute("select count(*) from negatives_temporal").fetchone()[0]
+    return result
 
 
 def check_accounting(counts: dict) -> None:
@@ -416,6 +445,17 @@ def _log_counts(counts: dict) -> None:
         "negatives: %s; splits: %s",
         f"{counts['negatives']:,}",
         ", ".join(f"{k} {v:,}" for k, v in counts["splits"].items()),
+    )
+    temporal = counts["temporal"]
+    log.info(
+        "temporal split at %s: train %s, test %s (%s users; %s on tracks new after the cut), "
+        "%s users first seen after the cut",
+        temporal["cut_date"],
+        f"{temporal['train']:,}",
+        f"{temporal['test']:,}",
+        f"{temporal['test_users']:,}",
+        f"{temporal['test_positives_on_new_tracks']:,}",
+        f"{temporal['new_users']:,}",
     )
 
 

@@ -29,7 +29,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from jamrec.evaluation.metrics import bootstrap_ci
-from jamrec.evaluation.protocols import KS, MetricRow, SplitView, _full_metrics, _on_candidates
+from jamrec.evaluation.protocols import (
+    KS,
+    MetricRow,
+    PerUser,
+    SplitView,
+    _full_metrics,
+    _on_candidates,
+)
 from jamrec.log import log
 from jamrec.models.base import Recommender, tie_rank
 from jamrec.models.dataset import Dataset
@@ -140,12 +147,15 @@ def evaluate_cold_start(
     seed: int = 0,
     n_boot: int = 1000,
     user_sample: int | None = None,
+    per_user: list[PerUser] | None = None,
 ) -> list[MetricRow]:
     """Both cold-start protocols for ``model`` (fitted on ``cold.train_view``), split "cold".
 
-    ``user_sample``: None evaluates every cold user (pairwise models: a seeded sample of
-    :data:`PAIRWISE_SAMPLE`); a number samples that many for every model alike. Bootstrap
-    resamples are seeded by ``(seed, protocol)``: paired across models. No cold users: [].
+    ``seed`` is the evaluation seed. ``user_sample``: None evaluates every cold user
+    (pairwise models: a seeded sample of :data:`PAIRWISE_SAMPLE`); a number samples that
+    many for every model alike. Bootstrap resamples are seeded by ``(seed, protocol)``:
+    paired across models. No cold users: []. ``per_user``, when given, receives the
+    per-user results of each protocol (for ``user_metrics``).
     """
     if user_sample is None and model.pairwise:
         user_sample = PAIRWISE_SAMPLE
@@ -155,13 +165,18 @@ def evaluate_cold_start(
         log.warning("cold start %s: no cold users", model.name)
         return rows
     for code, protocol in enumerate(PROTOCOLS):
-        per_user = _full_metrics(model, protocol_view(cold, protocol), users, {}, KS)
-        low, high = bootstrap_ci(per_user.values, n_boot=n_boot, seed=[seed, _CODE, code])
-        means = per_user.values.mean(axis=0)
+        block = _full_metrics(model, protocol_view(cold, protocol), users, {}, KS)
+        if per_user is not None:
+            block.protocol, block.split = protocol, SPLIT
+            block.user_ids = cold.train_view.users[block.users]
+            per_user.append(block)
+        values = block.metrics
+        low, high = bootstrap_ci(values.values, n_boot=n_boot, seed=[seed, _CODE, code])
+        means = values.values.mean(axis=0)
         rows += [
             MetricRow(protocol, SPLIT, metric, k, float(m), float(lo), float(hi), len(users))
-            for (metric, k), m, lo, hi in zip(per_user.columns, means, low, high)
+            for (metric, k), m, lo, hi in zip(values.columns, means, low, high)
         ]
-        ndcg = rows[-len(per_user.columns) + per_user.columns.index(("ndcg", 10))].value
+        ndcg = rows[-len(values.columns) + values.columns.index(("ndcg", 10))].value
         log.info("cold start %s %s: users=%d ndcg@10=%.4f", model.name, protocol, len(users), ndcg)
     return rows

@@ -14,8 +14,17 @@ Users and tracks are :class:`jamrec.models.dataset.Dataset` indexes. For a held-
 Protocols (:data:`PROTOCOLS`): ``full`` scores every candidate for every evaluated user;
 ``full_sample`` does the same on a seeded user sample, the same for every model (the only
 full ranking of ``pairwise`` models); ``sampled_100`` ranks each relevant track among
-itself and 100 seeded candidates the user has no positive with. Every seeded choice is a
-function of the seed, the split and the user only, never of the model or the batching.
+itself and 100 seeded candidates the user has no positive with. On a temporal dataset
+(trained before a time cut, tested after it) the two full rankings are recorded as
+``temporal`` and ``temporal_sample`` (:data:`TEMPORAL_PROTOCOLS`).
+
+The seed here is the *evaluation* seed (:class:`EvaluationSettings`), never a model's
+training seed: every seeded choice (the user sample, the sampled-100 candidates, the
+bootstrap resamples) is a function of the evaluation seed, the protocol, the split and
+the user only, never of the model, its training seed or the batching. So every run
+evaluated with the same settings on one build is measured on the same users, the same
+negatives and the same resamples, and its per-user results (:class:`PerUser`) pair with
+every other run's.
 """
 
 from __future__ import annotations
@@ -41,6 +50,16 @@ from jamrec.models.base import Recommender, tie_rank
 from jamrec.models.dataset import Dataset
 
 PROTOCOLS = ("full", "full_sample", "sampled_100")
+TEMPORAL_PROTOCOLS = ("temporal", "temporal_sample")
+# What each protocol ranks: the temporal protocols are the full rankings of a temporal split.
+RANKING = {
+    "full": "full",
+    "full_sample": "full_sample",
+    "sampled_100": "sampled_100",
+    "temporal": "full",
+    "temporal_sample": "full_sample",
+}
+_PROTOCOL_CODES = (*PROTOCOLS, *TEMPORAL_PROTOCOLS)  # seeds the bootstrap of each protocol
 KS = (5, 10, 20)
 N_SAMPLED = 100
 SPLIT_CODES = {"val": 1, "test": 2}  # seeds the choices made for each split
@@ -62,21 +81,71 @@ class MetricRow(NamedTuple):
     n_users: int
 
 
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What decides an evaluation's random choices, apart from any model's training seed.
+
+    ``seed`` draws the ``full_sample`` users, the ``sampled_100`` candidates and the
+    bootstrap resamples; ``user_sample`` is the size of the user sample; ``n_boot`` the
+    number of bootstrap resamples. Runs evaluated with equal settings on one build are
+    measured on the same users, negatives and resamples (recorded with every metrics row
+    and run).
+    """
+
+    seed: int = 0
+    user_sample: int = 5000
+    n_boot: int = 1000
+
+
+@dataclass
+class PerUser:
+    """Per-user results of one protocol and split: row ``i`` is user ``users[i]``.
+
+    ``metrics.values`` is (n, 7): HR@5,10,20, NDCG@5,10,20 and the reciprocal rank
+    (:func:`jamrec.evaluation.metrics.metric_columns`), the rows whose means are the
+    metrics rows; ``n_relevant`` (n,) the held-out tracks ranked (sampled_100: the lists);
+    ``best_rank`` (n,) the rank of the user's best-ranked held-out track.
+    """
+
+    protocol: str
+    split: str
+    users: np.ndarray  # (n,) sorted Dataset user indexes
+    metrics: UserMetrics
+    n_relevant: np.ndarray  # (n,) int64
+    best_rank: np.ndarray  # (n,) int64
+    user_ids: np.ndarray | None = None  # (n,) str TIMJ ids, filled in by evaluate
+
+    def take(self, rows: np.ndarray, protocol: str) -> PerUser:
+        """The same results for a subset of the rows, under another protocol name."""
+        return PerUser(
+            protocol,
+            self.split,
+            self.users[rows],
+            UserMetrics(self.metrics.columns, self.metrics.values[rows]),
+            self.n_relevant[rows],
+            self.best_rank[rows],
+        )
+
+
 @dataclass
 class EvaluationResult:
     """What :func:`evaluate` measured for one model.
 
-    ``timings["<protocol>/<split>"]`` holds ``total_s`` and, where scoring happened,
+    ``rows``: the means and intervals (the ``metrics`` table); ``per_user``: the per-user
+    results behind them (the ``user_metrics`` table), one :class:`PerUser` per protocol and
+    split. ``timings["<protocol>/<split>"]`` holds ``total_s`` and, where scoring happened,
     ``score_s`` (inside ``model.score``), ``rank_s`` (ranks and per-user metrics) and
     ``bootstrap_s``. ``n_cold_items[split]``: held-out (user, track) pairs whose track is
     not a candidate, left out of every protocol.
     """
 
     model: str
-    seed: int
+    seed: int  # the evaluation seed (settings.seed)
     rows: list[MetricRow] = field(default_factory=list)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     n_cold_items: dict[str, int] = field(default_factory=dict)
+    per_user: list[PerUser] = field(default_factory=list)
+    settings: EvaluationSettings = field(default_factory=EvaluationSettings)
 
     def value(self, protocol: str, split: str, metric: str, k: int | None = None) -> float:
         """The mean of one metric (KeyError when it was not measured)."""
@@ -137,6 +206,14 @@ def sample_users(view: SplitView, n: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(view.users, size=n, replace=False))
 
 
+def default_protocols(model: Recommender, data: Dataset) -> list[str]:
+    """Every protocol that applies to ``model`` on ``data``: the three leave-k-out ones (the
+    temporal pair on a temporal dataset), less the full ranking of every user for
+    ``pairwise`` models."""
+    names = TEMPORAL_PROTOCOLS if data.protocol == "temporal" else PROTOCOLS
+    return [p for p in names if RANKING[p] != "full" or not model.pairwise]
+
+
 def evaluate(
     model: Recommender,
     data: Dataset,
@@ -148,44 +225,51 @@ def evaluate(
 ) -> EvaluationResult:
     """Measure ``model`` on ``data`` under each protocol and split (module docstring).
 
-    ``protocols=None`` runs every protocol that applies: all three, or ``full_sample``
-    and ``sampled_100`` for ``pairwise`` models (asking those for ``full`` is an error).
-    The same scores and seed give identical values and intervals. A split without
-    evaluated users gives no rows (a mean over nobody is no result). When ``full`` and
-    ``full_sample`` both run, the sample reuses the full per-user results (a user's ranks
-    do not depend on the batch), so its timing shows no scoring.
+    ``seed``, ``user_sample`` and ``n_boot`` are the evaluation settings
+    (:class:`EvaluationSettings`), never the model's training seed. ``protocols=None``
+    runs :func:`default_protocols` (asking a ``pairwise`` model for a full ranking of
+    every user is an error). The same scores and settings give identical values and
+    intervals. A split without evaluated users gives no rows (a mean over nobody is no
+    result). When a full ranking of every user and of the sample both run, the sample
+    reuses the per-user results (a user's ranks do not depend on the batch), so its timing
+    shows no scoring.
     """
     if protocols is None:
-        protocols = [p for p in PROTOCOLS if p != "full" or not model.pairwise]
-    unknown = set(protocols) - set(PROTOCOLS)
+        protocols = default_protocols(model, data)
+    unknown = set(protocols) - set(RANKING)
     if unknown:
-        raise ValueError(f"unknown protocols {sorted(unknown)}; known: {PROTOCOLS}")
-    if model.pairwise and "full" in protocols:
+        raise ValueError(f"unknown protocols {sorted(unknown)}; known: {tuple(RANKING)}")
+    if model.pairwise and any(RANKING[p] == "full" for p in protocols):
         raise ValueError(f"{model.name} is pairwise: full-rank it on a sample (full_sample)")
-    result = EvaluationResult(model=model.name, seed=seed)
+    settings = EvaluationSettings(seed, user_sample, n_boot)
+    result = EvaluationResult(model=model.name, seed=seed, settings=settings)
     for split in splits:
         view = split_view(data, split)
         result.n_cold_items[split] = int(view.n_cold_items)
         full = None
         for protocol in protocols:
-            start = time.perf_counter()
-            timing: dict[str, float] = {}
-            users = (
-                sample_users(view, user_sample, seed) if protocol == "full_sample" else view.users
-            )
-            if protocol == "sampled_100":
+            start, timing = time.perf_counter(), {}
+            ranking = RANKING[protocol]
+            if ranking == "sampled_100":
                 per_user = _sampled_metrics(model, view, seed, timing)
-            elif protocol == "full_sample" and full is not None:
-                per_user = UserMetrics(
-                    full.columns, full.values[np.searchsorted(view.users, users)]
-                )
+            elif ranking == "full_sample" and full is not None:
+                users = sample_users(view, user_sample, seed)
+                per_user = full.take(np.searchsorted(view.users, users), protocol)
             else:
+                users = (
+                    sample_users(view, user_sample, seed)
+                    if ranking == "full_sample"
+                    else view.users
+                )
                 per_user = _full_metrics(model, view, users, timing)
-                full = per_user if protocol == "full" else full
-            if not len(per_user.values):
+                full = per_user if ranking == "full" else full
+            per_user.protocol = protocol
+            per_user.user_ids = data.users[per_user.users]
+            if not len(per_user.users):
                 log.warning("evaluate %s %s/%s: no evaluated users", model.name, protocol, split)
                 continue
-            result.rows += _summarise(protocol, split, per_user, seed, n_boot, timing)
+            result.per_user.append(per_user)
+            result.rows += _summarise(protocol, split, per_user.metrics, seed, n_boot, timing)
             timing["total_s"] = time.perf_counter() - start
             result.timings[f"{protocol}/{split}"] = {k: round(v, 4) for k, v in timing.items()}
             log.info(
@@ -194,7 +278,7 @@ def evaluate(
                 protocol,
                 split,
                 timing["total_s"],
-                len(per_user.values),
+                len(per_user.users),
                 result.value(protocol, split, "ndcg", 10),
             )
     return result
@@ -212,7 +296,7 @@ def val_probe(data: Dataset, n_users: int = 1000, seed: int = 0) -> Callable[[Re
     def probe(model: Recommender) -> float:
         if not len(users):
             return float("nan")
-        per_user = _full_metrics(model, view, users, {}, ks=(10,))
+        per_user = _full_metrics(model, view, users, {}, ks=(10,)).metrics
         return float(per_user.values[:, per_user.columns.index(("ndcg", 10))].mean())
 
     return probe
@@ -229,12 +313,8 @@ def _scores(model: Recommender, users: np.ndarray, items: np.ndarray) -> np.ndar
 
 
 def _full_metrics(
-    model: Recommender,
-    view: SplitView,
-    users: np.ndarray,
-    timing: dict[str, float],
-    ks: Sequence[int] = KS,
-) -> UserMetrics:
+    model: Recommender, view: SplitView, users: np.ndarray, timing: dict, ks=KS
+) -> PerUser:
     """Per-user metrics of ranking every candidate for ``users`` (sorted, evaluated)."""
     block = max(1, min(_MAX_BLOCK_USERS, _BLOCK_ELEMS // max(len(view.candidates), 1)))
     ranks, n_relevant = [], []
@@ -251,14 +331,21 @@ def _full_metrics(
         timing["score_s"] += scored - start
         timing["rank_s"] += time.perf_counter() - scored
     start = time.perf_counter()
-    per_user = per_user_metrics(_cat(ranks), _cat(n_relevant), ks)
+    ranks, n_relevant = _cat(ranks), _cat(n_relevant)
+    per_user = per_user_metrics(ranks, n_relevant, ks)
+    best = _segment_min(ranks, n_relevant)
     timing["rank_s"] += time.perf_counter() - start
-    return per_user
+    return PerUser("full", view.split, users, per_user, n_relevant, best)
 
 
-def _sampled_metrics(
-    model: Recommender, view: SplitView, seed: int, timing: dict[str, float]
-) -> UserMetrics:
+def _segment_min(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(len(counts),) minimum of each consecutive segment of ``values`` (counts >= 1)."""
+    if not len(counts):
+        return np.zeros(0, np.int64)
+    return np.minimum.reduceat(values, np.cumsum(counts) - counts).astype(np.int64)
+
+
+def _sampled_metrics(model: Recommender, view: SplitView, seed: int, timing: dict) -> PerUser:
     """Per-user means of the per-track metrics of ranking among 100 sampled candidates."""
     code = [seed, SPLIT_CODES[view.split]]
     timing.setdefault("score_s", 0.0)
@@ -285,11 +372,13 @@ def _sampled_metrics(
     all_ranks, all_owners = _cat(ranks), _cat(owners)
     per_track = per_user_metrics(all_ranks, np.ones(len(all_ranks), np.int64), KS).values
     # Pairs come user by user: average each user's tracks here, the users in _summarise.
-    counts = np.unique_counts(all_owners).counts
+    users, counts = np.unique_counts(all_owners)
     starts = np.cumsum(counts) - counts
     means = np.add.reduceat(per_track, starts) / counts[:, None] if len(counts) else per_track
+    best = _segment_min(all_ranks, counts)
     timing["rank_s"] += time.perf_counter() - start
-    return UserMetrics(metric_columns(KS), means)
+    metrics = UserMetrics(metric_columns(KS), means)
+    return PerUser("sampled_100", view.split, users.astype(np.int64), metrics, counts, best)
 
 
 def _list_scores(
@@ -317,9 +406,9 @@ def _summarise(
     """Means and bootstrap intervals over users, one row per metric column."""
     start = time.perf_counter()
     values = per_user.values
-    # Seeded by (seed, protocol, split) only: every model on the same users gets the same
-    # resamples, so intervals of different models are paired.
-    code = [seed, PROTOCOLS.index(protocol), SPLIT_CODES[split]]
+    # Seeded by (evaluation seed, protocol, split) only: every model on the same users gets
+    # the same resamples, so intervals of different models are paired.
+    code = bootstrap_code(seed, protocol, split)
     low, high = bootstrap_ci(values, n_boot=n_boot, seed=code)
     means = values.mean(axis=0)
     timing["bootstrap_s"] = time.perf_counter() - start
@@ -327,6 +416,12 @@ def _summarise(
         MetricRow(protocol, split, metric, k, float(m), float(lo), float(hi), len(values))
         for (metric, k), m, lo, hi in zip(per_user.columns, means, low, high)
     ]
+
+
+def bootstrap_code(seed: int, protocol: str, split: str) -> list[int]:
+    """The bootstrap seed of one protocol and split: the metrics intervals and the paired
+    comparisons of :mod:`jamrec.evaluation.significance` resample users with it."""
+    return [seed, _PROTOCOL_CODES.index(protocol), SPLIT_CODES[split]]
 
 
 def _entries(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:

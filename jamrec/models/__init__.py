@@ -27,6 +27,8 @@ MODELS: dict[str, str] = {
     "popularity": "jamrec.models.baselines:Popularity",
     "random": "jamrec.models.baselines:Random",
     "oracle": "jamrec.models.baselines:Oracle",
+    "item_knn": "jamrec.models.knn:ItemKNN",
+    "user_knn": "jamrec.models.knn:UserKNN",
     "als": "jamrec.models.als:ALS",
     "mbcf": "jamrec.models.torch.recommenders:MBCF",
     "hybrid": "jamrec.models.torch.recommenders:Hybrid",
@@ -36,8 +38,11 @@ MODELS: dict[str, str] = {
 }
 
 # What a plain `jamrec train` (and the weekly retrain) trains: the study's three models,
-# the baselines and the two-tower; plus the oracle when the warehouse has the planted truth.
-DEFAULT_MODELS = ("popularity", "random", "als", "mbcf", "hybrid", "two_tower")
+# the baselines (item-kNN among them: cheap at TIMJ scale, a similarity matrix of 50
+# neighbours a track) and the two-tower; plus the oracle when the warehouse has the planted
+# truth. user_knn is on demand (`--models user_knn`): its similarity search costs the sum
+# over tracks of their listeners squared, which the most played tracks dominate.
+DEFAULT_MODELS = ("popularity", "random", "item_knn", "als", "mbcf", "hybrid", "two_tower")
 # What `jamrec coldstart` trains: models that can score a track without interactions, the
 # ID models for contrast, and the baselines (plus the oracle with truth).
 COLD_START_MODELS = (

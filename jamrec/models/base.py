@@ -35,7 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -93,8 +93,13 @@ class TrainData:
         return np.asarray(self.train.getnnz(axis=0) > 0)
 
     @classmethod
-    def from_dataset(cls, data: Dataset, **extra: Any) -> TrainData:
-        """The train-side view of a dataset (val and test stay with the evaluation)."""
+    def from_dataset(cls, data: Dataset, **extra) -> TrainData:
+        """The train-side view of a dataset (val and test stay with the evaluation).
+
+        Raises :class:`LeakError` when the train matrix holds a val or test pair: what a
+        model is fitted on can never contain a held-out pair.
+        """
+        check_no_leak(data.train, data)
         return cls(
             train=data.train,
             negatives=data.negatives,
@@ -111,6 +116,31 @@ class TrainData:
         if self.on_step is not None:
             self.on_step(step, loss, ndcg)
         return ndcg
+
+
+class LeakError(ValueError):
+    """A model was about to be fitted on (or was fitted on) a held-out pair."""
+
+
+def leaked_pairs(train: sp.spmatrix, data: Dataset) -> int:
+    """How many (user, track) pairs of ``train`` ((n_users, n_tracks), any values) are
+    val or test positives of ``data``."""
+    held = (data.val + data.test).tocsr()
+    held.data[:] = 1
+    pattern = sp.csr_matrix(train, copy=True)
+    pattern.eliminate_zeros()
+    pattern.data[:] = 1
+    return int(pattern.multiply(held).count_nonzero())
+
+
+def check_no_leak(train: sp.spmatrix, data: Dataset) -> None:
+    """Raise :class:`LeakError` naming the count when ``train`` holds a held-out pair."""
+    leaked = leaked_pairs(train, data)
+    if leaked:
+        raise LeakError(
+            f"{leaked:,} held-out (val/test) pairs are in the training data of build "
+            f"{data.build_id} ({data.protocol}): a model must never be fitted on them"
+        )
 
 
 class Runtime(BaseModel):

@@ -9,6 +9,11 @@ Id spaces (fixed for one build, shared by every model and by the evaluation):
 
 Everything models learn from comes from the train split (popularity, feature scaling,
 ...); val and test only reach the evaluation.
+
+Split protocols (:data:`SPLIT_PROTOCOLS`): ``leave_k_out`` reads ``splits`` and
+``negatives`` (k positives per user held out at random); ``temporal`` reads
+``splits_temporal`` and ``negatives_temporal`` (train before a global time cut, test
+after it, no val). Both use the same user and track indexes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ import scipy.sparse as sp
 from jamrec.errors import JamrecError
 from jamrec.warehouse.contract import AUDIO_FEATURES
 from jamrec.warehouse.store import table_names
+
+# Split protocol -> (its splits table, its negatives table): jamrec's own names only.
+SPLIT_PROTOCOLS = {
+    "leave_k_out": ("splits", "negatives"),
+    "temporal": ("splits_temporal", "negatives_temporal"),
+}
 
 
 @dataclass
@@ -56,6 +67,7 @@ class Dataset:
     truth: Truth | None = None
     popularity: np.ndarray | None = None  # (n_tracks,) float32 Spotify 0..100, NaN if unknown
     inputs_fingerprint: str | None = None
+    protocol: str = "leave_k_out"  # which split protocol train/val/test come from
     _user_index: dict[str, int] | None = field(default=None, repr=False)
 
     @property
@@ -118,11 +130,27 @@ def _matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.cs
     return matrix
 
 
-def load_dataset(con: duckdb.DuckDBPyConnection) -> Dataset:
-    """Read the published tables of ``con`` (read-only is enough) into a :class:`Dataset`."""
+def check_protocol(protocol: str) -> None:
+    """Fail with one clear line when ``protocol`` is not a split protocol."""
+    if protocol not in SPLIT_PROTOCOLS:
+        raise JamrecError(
+            f"unknown split protocol {protocol!r}; known: {', '.join(SPLIT_PROTOCOLS)}"
+        )
+
+
+def load_dataset(con: duckdb.DuckDBPyConnection, protocol: str = "leave_k_out") -> Dataset:
+    """Read the published tables of ``con`` (read-only is enough) into a :class:`Dataset`,
+    with the train/val/test and negatives of split ``protocol`` (:data:`SPLIT_PROTOCOLS`)."""
+    check_protocol(protocol)
+    splits_table, negatives_table = SPLIT_PROTOCOLS[protocol]
     row = con.execute("select build_id, inputs_fingerprint from published_build").fetchone()
     if row is None:
         raise JamrecError("the warehouse has no published build; run `jamrec etl` first")
+    if splits_table not in table_names(con):
+        raise JamrecError(
+            f"the published build has no {splits_table} table (built by an older jamrec): "
+            "rebuild it with `jamrec etl`"
+        )
     build_id, fingerprint = row
     con.execute(
         "create or replace temp table _user_ix as select user_id, "
@@ -143,7 +171,7 @@ def load_dataset(con: duckdb.DuckDBPyConnection) -> Dataset:
     )
     shape = (len(users), len(tracks))
     pairs = con.execute(
-        "select u.ix as u, t.ix as t, s.split from splits s "
+        f"select u.ix as u, t.ix as t, s.split from {splits_table} s "
         "join _user_ix u using (user_id) join _track_ix t using (track_id)"
     ).fetchnumpy()
     split = np.asarray(pairs["split"])
@@ -152,7 +180,7 @@ def load_dataset(con: duckdb.DuckDBPyConnection) -> Dataset:
         for name in ("train", "val", "test")
     }
     neg = con.execute(
-        "select u.ix as u, t.ix as t from negatives n "
+        f"select u.ix as u, t.ix as t from {negatives_table} n "
         "join _user_ix u using (user_id) join _track_ix t using (track_id)"
     ).fetchnumpy()
     features = (
@@ -186,6 +214,7 @@ def load_dataset(con: duckdb.DuckDBPyConnection) -> Dataset:
         features=features,
         truth=_load_truth(con, len(users), len(tracks)),
         inputs_fingerprint=fingerprint,
+        protocol=protocol,
         **matrices,
     )
     con.execute("drop table _user_ix; drop table _track_ix")
@@ -222,12 +251,13 @@ def _load_truth(con: duckdb.DuckDBPyConnection, n_users: int, n_tracks: int) -> 
     )
 
 
-def open_dataset(warehouse: Path | None = None) -> Dataset:
-    """Load the published warehouse (read-only) as a :class:`Dataset`."""
+def open_dataset(warehouse: Path | None = None, protocol: str = "leave_k_out") -> Dataset:
+    """Load the published warehouse (read-only) as a :class:`Dataset` of split ``protocol``."""
     from jamrec.warehouse.store import warehouse_at
 
+    check_protocol(protocol)
     con = warehouse_at(warehouse).connect_readonly()
     try:
-        return load_dataset(con)
+        return load_dataset(con, protocol)
     finally:
         con.close()

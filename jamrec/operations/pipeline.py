@@ -1,11 +1,18 @@
 """``jamrec train`` without Prefect: every step of the ``train-and-evaluate`` flow in order,
 as :func:`jamrec.build.pipeline.run_build` is of ``build-warehouse``.
 
-plan (skip models that already have an evaluated run with the same build, config, seed
-and code) -> per model: train, save, evaluate, record -> promote (champion/challenger) ->
-refresh the served ``recommendations`` when a champion changed. The flow runs the same
+plan (skip models that already have an evaluated run with the same build, config, seed,
+evaluation settings and code) -> per model and training seed: train, save, evaluate,
+record -> promote (champion/challenger) -> refresh the served ``recommendations`` when a
+champion changed -> compare every pair of models (``comparisons``). The flow runs the same
 functions as tasks; the CLI calls :func:`run_models`. Also the other multi-step jobs the
 CLI and flows share: evaluating runs trained without evaluation, and the cold-start study.
+
+Two seeds never mix: a run's training seed (``--seed``/``--seeds``) seeds the model, the
+evaluation seed (:class:`jamrec.evaluation.protocols.EvaluationSettings`, default from
+the ``evaluation_seed`` setting) the evaluation. The split protocol says which splits
+train and test: ``leave_k_out`` (``splits``) or ``temporal`` (``splits_temporal``;
+temporal runs are compared with each other, never promoted or served).
 """
 
 from __future__ import annotations
@@ -15,19 +22,27 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
+from jamrec.config import get_settings
 from jamrec.errors import JamrecError
 from jamrec.evaluation import coldstart
+from jamrec.evaluation.protocols import EvaluationSettings
 from jamrec.evaluation.protocols import evaluate as evaluate_protocols
 from jamrec.log import log
 from jamrec.models import COLD_START_MODELS, check_names, create, default_models
 from jamrec.models.base import Runtime
 from jamrec.models.dataset import Dataset, open_dataset
 from jamrec.operations import runs
+from jamrec.operations.compare import format_comparison, run_comparisons
 from jamrec.operations.comparison import comparison_text
 from jamrec.provenance import code_version
 from jamrec.warehouse.store import warehouse_at
+
+# What every train-and-evaluate run compares afterwards: NDCG@10 on test, under the
+# protocol every model has and under the full ranking (temporal runs: their two).
+COMPARED = {
+    "leave_k_out": [("full_sample", "test", "ndcg", 10), ("full", "test", "ndcg", 10)],
+    "temporal": [("temporal_sample", "test", "ndcg", 10), ("temporal", "test", "ndcg", 10)],
+}
 
 
 @dataclass
@@ -38,6 +53,17 @@ class ModelsOutcome:
     promoted: list[str] = field(default_factory=list)
     recommendations: dict[str, int] = field(default_factory=dict)
     comparison: str = ""
+    paired: str = ""  # the paired comparison of every pair of models (plain text)
+
+
+def evaluation_settings(
+    evaluation_seed: int | None = None, user_sample: int = 5000, n_boot: int = 1000
+) -> EvaluationSettings:
+    """The evaluation settings of a job: ``evaluation_seed`` defaults to the configured
+    ``evaluation_seed`` setting (``JAMREC_EVALUATION_SEED``, 0)."""
+    if evaluation_seed is None:
+        evaluation_seed = get_settings().evaluation_seed
+    return EvaluationSettings(evaluation_seed, user_sample, n_boot)
 
 
 def choose_models(names: list[str] | None, data: Dataset) -> list[str]:
@@ -50,14 +76,32 @@ def choose_models(names: list[str] | None, data: Dataset) -> list[str]:
 
 
 def trained_already(
-    con: duckdb.DuckDBPyConnection, model: str, build_id: str, config: dict, seed: int
+    con,
+    model: str,
+    build_id: str,
+    config: dict,
+    seed: int,
+    settings: EvaluationSettings | None = None,
+    purpose: str = "standard",
 ) -> str | None:
-    """An evaluated run of ``model`` on ``build_id`` with this config, seed and code, if any."""
+    """An evaluated run of ``model`` on ``build_id`` with this config, training seed,
+    evaluation settings, purpose and code, if any."""
+    settings = settings or EvaluationSettings()
     rows = con.execute(
         "select run_id, config from model_runs where model = $m and build_id = $b "
         "and seed = $s and code_version = $c and status = 'evaluated' "
-        "and purpose = 'standard' order by started_at desc",
-        {"m": model, "b": build_id, "s": seed, "c": code_version()},
+        "and purpose = $purpose and evaluation_seed = $e and user_sample = $n "
+        "and n_boot = $boot order by started_at desc",
+        {
+            "m": model,
+            "b": build_id,
+            "s": seed,
+            "c": code_version(),
+            "purpose": purpose,
+            "e": settings.seed,
+            "n": settings.user_sample,
+            "boot": settings.n_boot,
+        },
     ).fetchall()
     for run_id, stored in rows:
         if json.loads(stored) == config:
@@ -66,28 +110,67 @@ def trained_already(
 
 
 def plan(
-    names: list[str], data: Dataset, seed: int, settings: dict | None, warehouse: Path | None
-) -> list[tuple[str, dict | None]]:
-    """The models that need a new run: those without an evaluated run on this build with
-    the same configuration, seed and code (logged as skipped otherwise)."""
+    names: list[str],
+    data: Dataset,
+    seeds: int | list[int],
+    settings: dict | None,
+    warehouse: Path | None,
+    evaluation: EvaluationSettings | None = None,
+) -> list[tuple[str, dict | None, int]]:
+    """``(model, overrides, seed)`` for each model and training seed that needs a new run:
+    those without an evaluated run on this build with the same configuration, seed,
+    evaluation settings and code (logged as skipped otherwise)."""
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     con = warehouse_at(warehouse).connect_readonly()
     todo = []
     try:
         for name in names:
             overrides = (settings or {}).get(name)
-            config = create(name, seed=seed, **(overrides or {})).config.model_dump()
-            existing = trained_already(con, name, data.build_id, config, seed)
-            if existing:
-                log.info(
-                    "%s: run %s already has this build, config, seed and code: skipped",
-                    name,
-                    existing,
+            for seed in seeds:
+                config = create(name, seed=seed, **(overrides or {})).config.model_dump()
+                existing = trained_already(
+                    con, name, data.build_id, config, seed, evaluation, runs.purpose_of(data)
                 )
-            else:
-                todo.append((name, overrides))
+                if existing:
+                    log.info(
+                        "%s seed %d: run %s already has this build, config, seed, evaluation "
+                        "settings and code: skipped",
+                        name,
+                        seed,
+                        existing,
+                    )
+                else:
+                    todo.append((name, overrides, seed))
     finally:
         con.close()
     return todo
+
+
+def parse_seeds(seeds: int | str | list[int] | None, default: int = 0) -> list[int]:
+    """Training seeds from ``0,1,2`` (or a list, or one int); duplicates kept out, order kept."""
+    if seeds is None:
+        return [default]
+    if isinstance(seeds, int):
+        return [seeds]
+    if isinstance(seeds, str):
+        try:
+            values = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise JamrecError(f"--seeds {seeds!r}: expected integers, e.g. 0,1,2") from None
+    else:
+        values = [int(s) for s in seeds]
+    if not values:
+        raise JamrecError("give at least one training seed, e.g. --seeds 0,1,2")
+    return list(dict.fromkeys(values))
+
+
+def compare_after_training(
+    data: Dataset, warehouse: Path | None, evaluation: EvaluationSettings
+) -> str:
+    """Record the paired comparisons of every model on this build (test NDCG@10, the
+    protocols of :data:`COMPARED`); the first one as text."""
+    done = run_comparisons(COMPARED[data.protocol], warehouse, data.build_id, evaluation.seed)
+    return format_comparison(done[0]) if done else ""
 
 
 def run_models(
@@ -101,38 +184,51 @@ def run_models(
     evaluate: bool = True,
     top_n: int = 20,
     skip_trained: bool = False,
+    seeds: list[int] | str | None = None,
+    protocol: str = "leave_k_out",
+    evaluation_seed: int | None = None,
+    n_boot: int = 1000,
 ) -> ModelsOutcome:
     """Train, save, evaluate, record and promote ``names`` (module docstring).
 
-    ``settings`` overrides configs per model (``{"als": {"factors": 64}}``); ``runtime``
-    (device, threads) applies to every model. ``evaluate=False`` only trains and saves
-    (``jamrec evaluate`` later; nothing is promoted). ``skip_trained`` leaves out models
-    that already have an evaluated run with this build, config, seed and code (the flows'
-    incremental retraining); by default every model asked for is trained.
+    ``seeds`` (``[0, 1, 2]`` or ``"0,1,2"``; default ``[seed]``) trains each model once
+    per training seed; ``protocol``
+    chooses the splits (``leave_k_out`` or ``temporal``; temporal runs are neither promoted
+    nor served). ``evaluation_seed``, ``user_sample`` and ``n_boot`` are the evaluation
+    settings (:func:`evaluation_settings`). ``settings`` overrides configs per model
+    (``{"als": {"factors": 64}}``); ``runtime`` (device, threads) applies to every model.
+    ``evaluate=False`` only trains and saves (``jamrec evaluate`` later; nothing is
+    promoted). ``skip_trained`` leaves out models that already have an evaluated run with
+    this build, config, seed, evaluation settings and code (the flows' incremental
+    retraining); by default every model asked for is trained.
     """
     from jamrec.operations.promotion import promote_runs
     from jamrec.operations.recommendations import refresh
 
-    data = open_dataset(warehouse)
+    data = open_dataset(warehouse, protocol)
+    evaluation = evaluation_settings(evaluation_seed, user_sample, n_boot)
+    seeds = parse_seeds(seeds, seed)
     outcome = ModelsOutcome()
     chosen = choose_models(names, data)
     todo = (
-        plan(chosen, data, seed, settings, warehouse)
+        plan(chosen, data, seeds, settings, warehouse, evaluation)
         if skip_trained
-        else [(name, (settings or {}).get(name)) for name in chosen]
+        else [(name, (settings or {}).get(name), s) for name in chosen for s in seeds]
     )
-    for position, (name, overrides) in enumerate(todo, start=1):
-        log.info("model %d of %d: %s", position, len(todo), name)
-        run = runs.train(name, data, seed, overrides, runtime)
+    for position, (name, overrides, run_seed) in enumerate(todo, start=1):
+        log.info("model %d of %d: %s (seed %d, %s)", position, len(todo), name, run_seed, protocol)
+        run = runs.train(name, data, run_seed, overrides, runtime, evaluation)
         runs.save(run, data, warehouse)
-        result = runs.evaluate(run, data, seed, user_sample) if evaluate else None
+        result = runs.evaluate(run, data, evaluation) if evaluate else None
         outcome.runs.append(runs.record(run, result, warehouse))
-    if evaluate and outcome.runs:
-        decisions = promote_runs(outcome.runs, data, warehouse, tolerance, seed, user_sample)
+    if evaluate and outcome.runs and protocol == "leave_k_out":
+        decisions = promote_runs(outcome.runs, data, warehouse, tolerance, evaluation)
         outcome.promoted = [d.challenger for d in decisions if d.promoted]
         if outcome.promoted:
             outcome.recommendations = refresh(data, warehouse, top_n)
-    outcome.comparison = comparison_text(warehouse)
+    if evaluate and outcome.runs:
+        outcome.paired = compare_after_training(data, warehouse, evaluation)
+    outcome.comparison = comparison_text(warehouse, purpose=runs.purpose_of(data))
     return outcome
 
 
@@ -152,23 +248,37 @@ def runs_to_evaluate(data: Dataset, warehouse: Path | None = None) -> list[str]:
 
 def evaluate_runs(
     run_ids: list[str] | None = None,
-    seed: int = 0,
+    evaluation_seed: int | None = None,
     user_sample: int = 5000,
     warehouse: Path | None = None,
+    n_boot: int = 1000,
 ) -> list[str]:
     """Evaluate saved runs (default: every run on the published build without metrics)
-    and record the results; returns the runs evaluated."""
-    data = open_dataset(warehouse)
-    run_ids = list(run_ids or runs_to_evaluate(data, warehouse))
+    with the evaluation settings (:func:`evaluation_settings`) and record the results;
+    returns the runs evaluated."""
+    settings = evaluation_settings(evaluation_seed, user_sample, n_boot)
+    datasets: dict[str, Dataset] = {}
+    run_ids = list(run_ids or runs_to_evaluate(open_dataset(warehouse), warehouse))
     for run_id in run_ids:
         model, row = runs.load_run(run_id, warehouse)
+        protocol = "temporal" if row.get("purpose") == "temporal" else "leave_k_out"
+        if protocol not in datasets:
+            datasets[protocol] = open_dataset(warehouse, protocol)
+        data = datasets[protocol]
         if row["build_id"] != data.build_id:
             raise JamrecError(
                 f"run {run_id} was trained on build {row['build_id']}, not the published "
                 f"{data.build_id}; retrain it with `jamrec train --models {row['model']}`"
             )
         start = time.perf_counter()
-        result = evaluate_protocols(model, data, seed=seed, user_sample=user_sample)
+        result = evaluate_protocols(
+            model,
+            data,
+            splits=("test",) if protocol == "temporal" else ("val", "test"),
+            seed=settings.seed,
+            user_sample=settings.user_sample,
+            n_boot=settings.n_boot,
+        )
         timings = {"evaluate_s": round(time.perf_counter() - start, 3), "evaluate": result.timings}
         runs.record_evaluation(run_id, result, timings, warehouse)
     return run_ids
@@ -181,11 +291,15 @@ def cold_start_study(
     settings: dict | None = None,
     warehouse: Path | None = None,
     runtime: Runtime | dict | None = None,
+    evaluation_seed: int | None = None,
 ) -> list[str]:
-    """The cold-start protocol: withhold a seeded share of the tracks with interactions,
-    train each model without them, rank them; record the withheld tracks
-    (``coldstart_tracks``) and every run (``purpose = 'cold_start'``, metrics under the
-    ``cold_start`` and ``cold_start_catalogue`` protocols, split ``cold``)."""
+    """The cold-start protocol: withhold a seeded share of the tracks with interactions
+    (``seed``: which tracks, and the models' training seed), train each model without
+    them, rank them (with the evaluation seed); record the withheld tracks
+    (``coldstart_tracks``) and every run (``purpose = 'cold_start'``, metrics and per-user
+    results under the ``cold_start`` and ``cold_start_catalogue`` protocols, split
+    ``cold``)."""
+    evaluation = evaluation_settings(evaluation_seed)
     data = open_dataset(warehouse)
     names = list(names or COLD_START_MODELS) + (["oracle"] if data.truth is not None else [])
     check_names(names)
@@ -206,15 +320,22 @@ def cold_start_study(
     recorded = []
     for position, name in enumerate(names, start=1):
         log.info("cold start, model %d of %d: %s", position, len(names), name)
-        run = runs.train(name, cold.train_view, seed, (settings or {}).get(name), runtime)
+        run = runs.train(
+            name, cold.train_view, seed, (settings or {}).get(name), runtime, evaluation
+        )
         run.purpose = "cold_start"
         run.build_id = data.build_id
         run.data_snapshot["withheld_tracks"] = len(cold.tracks)
         run.data_snapshot["withheld_share"] = share
         start = time.perf_counter()
-        rows = coldstart.evaluate_cold_start(run.model, cold, seed=seed)
+        per_user: list = []
+        rows = coldstart.evaluate_cold_start(
+            run.model, cold, seed=evaluation.seed, n_boot=evaluation.n_boot, per_user=per_user
+        )
         run.timings["evaluate_s"] = round(time.perf_counter() - start, 3)
-        recorded.append(runs.record(run, runs.evaluation_result(name, seed, rows), warehouse))
+        result = runs.evaluation_result(name, rows, evaluation)
+        result.per_user = per_user
+        recorded.append(runs.record(run, result, warehouse))
     return recorded
 
 

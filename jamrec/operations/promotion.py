@@ -1,13 +1,20 @@
 """Champion/challenger: which run of each model serves, and why.
 
-A new run (the challenger) replaces its model's champion only if its validation NDCG@10
-(the ``run_selection`` view: protocol ``full_sample``, which every model has) is at least
-the champion's measured on the same build, minus ``tolerance`` (default 0: never a worse
-run). When the champion was trained on an older build, its saved model is first re-scored
-on the new build's validation split (:class:`jamrec.operations.remap.Remapped`: users and
-tracks it does not know get its fallback). A failed or unevaluated run never replaces a
-champion. Every decision is a row in ``promotions``; ``model_runs.is_champion`` and
-``promotion_note`` show the outcome.
+A new run (the challenger) is compared with its model's champion on the validation split,
+user by user (``user_metrics``, NDCG@10 under ``full_sample``, which every model has; both
+runs evaluated with one evaluation seed, so on the same users): the mean paired
+difference, its bootstrap 95% interval and a two-sided paired permutation test
+(:mod:`jamrec.evaluation.significance`). The challenger is promoted when it is **not
+significantly worse** (not: p < alpha with a negative difference) **and at least as good
+within the tolerance** (difference >= -``tolerance``, default 0); ``promotions.note`` says
+which condition decided. When the champion was trained on an older build, its saved model
+is first re-scored on the new build's validation split (:class:`jamrec.operations.remap.
+Remapped`: users and tracks it does not know get its fallback), with the same evaluation
+settings. Runs recorded before per-user results existed are compared by their means (the
+note says so). With several training seeds of one model, only the seed with the best
+validation NDCG@10 challenges (a choice on validation). A failed or unevaluated run never
+replaces a champion. Every decision is a row in ``promotions``; ``model_runs.is_champion``
+and ``promotion_note`` show the outcome.
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
 from jamrec.errors import JamrecError
+from jamrec.evaluation.protocols import EvaluationSettings, bootstrap_code
+from jamrec.evaluation.significance import ALPHA, N_PERMUTATIONS, PairedResult, compare_paired
 from jamrec.log import log
 from jamrec.models.dataset import Dataset, open_dataset
 from jamrec.operations.remap import Remapped, saved_model
@@ -40,6 +50,7 @@ class Decision:
     rescored: bool
     promoted: bool
     note: str
+    paired: PairedResult | None = None  # challenger minus champion, per validation user
 
 
 def selection_value(con: duckdb.DuckDBPyConnection, run_id: str) -> float | None:
@@ -50,11 +61,25 @@ def selection_value(con: duckdb.DuckDBPyConnection, run_id: str) -> float | None
     return None if row is None else float(row[0])
 
 
+def selection_per_user(con, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(user ids, values)`` behind a run's selection score (sorted by user), or None
+    when the run has no per-user results (recorded before they existed)."""
+    protocol, split, _, _ = SELECTION
+    got = con.execute(
+        "select user_id, ndcg_at_10 from user_metrics where run_id = $r and protocol = $p "
+        "and split = $s order by user_id",
+        {"r": run_id, "p": protocol, "s": split},
+    ).fetchnumpy()
+    if not len(got["user_id"]):
+        return None
+    return np.asarray(got["user_id"], dtype=object), np.asarray(got["ndcg_at_10"], np.float64)
+
+
 def rescore(
-    champion_id: str, path: str | None, data: Dataset, seed: int, user_sample: int
-) -> float | None:
-    """The selection score of a champion trained on another build, re-scored on ``data``
-    (None, with a warning, when its saved model cannot be read)."""
+    champion_id: str, path: str | None, data: Dataset, settings: EvaluationSettings
+) -> tuple[float | None, tuple[np.ndarray, np.ndarray] | None]:
+    """The selection score of a champion trained on another build, re-scored on ``data``,
+    and its per-user values (None, with a warning, when its saved model cannot be read)."""
     from jamrec.evaluation.protocols import evaluate
 
     protocol, split, _, _ = SELECTION
@@ -65,14 +90,51 @@ def rescore(
             data,
             splits=(split,),
             protocols=(protocol,),
-            seed=seed,
-            user_sample=user_sample,
+            seed=settings.seed,
+            user_sample=settings.user_sample,
             n_boot=100,
         )
     except JamrecError as exc:
         log.warning("champion %s cannot be re-scored: %s", champion_id, exc)
-        return None
-    return result.value(*SELECTION)
+        return None, None
+    (block,) = result.per_user
+    values = block.metrics.values[:, block.metrics.columns.index(("ndcg", 10))]
+    return result.value(*SELECTION), (block.user_ids.astype(object), values)
+
+
+def paired_difference(
+    challenger: tuple[np.ndarray, np.ndarray],
+    champion: tuple[np.ndarray, np.ndarray],
+    settings: EvaluationSettings,
+    n_permutations: int = N_PERMUTATIONS,
+) -> PairedResult:
+    """Challenger minus champion over the validation users both were measured on."""
+    protocol, split, _, _ = SELECTION
+    _, ia, ib = np.intersect1d(challenger[0], champion[0], return_indices=True)
+    return compare_paired(
+        challenger[1][ia],
+        champion[1][ib],
+        n_boot=settings.n_boot,
+        n_permutations=n_permutations,
+        seed=bootstrap_code(settings.seed, protocol, split),
+    )
+
+
+def gate(paired: PairedResult, tolerance: float = 0.0, alpha: float = ALPHA) -> tuple[bool, str]:
+    """Promote when not significantly worse and at least as good within ``tolerance``;
+    ``(promoted, why)``."""
+    worse = paired.p_value < alpha and paired.difference < 0
+    close = paired.difference >= -tolerance
+    stats = (
+        f"difference {paired.difference:+.4f} [{paired.ci_low:+.4f}, {paired.ci_high:+.4f}] "
+        f"on {paired.n_users:,} paired users, p = {paired.p_value:.4f}"
+    )
+    within = f"at least as good within tolerance {tolerance}"
+    if worse:
+        return False, f"significantly worse ({stats} < {alpha})"
+    if not close:
+        return False, f"not significantly worse but not {within} ({stats})"
+    return True, f"not significantly worse and {within} ({stats})"
 
 
 def decide(
@@ -80,10 +142,11 @@ def decide(
     challenger_id: str,
     data: Dataset,
     tolerance: float = 0.0,
-    seed: int = 0,
-    user_sample: int = 5000,
+    settings: EvaluationSettings | None = None,
+    alpha: float = ALPHA,
 ) -> Decision:
     """Challenger vs champion for one run (read-only: :func:`apply` writes the outcome)."""
+    settings = settings or EvaluationSettings()
     run = con.execute(
         "select model, build_id, status, purpose from model_runs where run_id = $r",
         {"r": challenger_id},
@@ -98,17 +161,15 @@ def decide(
     champion_id = champion[0] if champion else None
     value = selection_value(con, challenger_id) if status == "evaluated" else None
 
-    def outcome(
-        champion_value: float | None, rescored: bool, promoted: bool, note: str
-    ) -> Decision:
+    def outcome(champion_value, rescored, promoted, note, paired=None) -> Decision:
         return Decision(
             model, build_id, challenger_id, value, champion_id, champion_value, rescored,
-            promoted, note,
+            promoted, note, paired,
         )  # fmt: skip
 
-    if value is None:
+    if value is None or purpose != "standard":
         if purpose != "standard":
-            status = f"{status}, {purpose} study"
+            status = f"{status}, {purpose} run"
         return outcome(
             None, False, False, f"run {challenger_id} has no validation result ({status}): "
             "not promoted"
@@ -120,34 +181,44 @@ def decide(
     champion_id, champion_build, champion_path = champion
     rescored = champion_build != build_id
     if rescored:
-        champion_value = rescore(champion_id, champion_path, data, seed, user_sample)
+        champion_value, champion_users = rescore(champion_id, champion_path, data, settings)
         rescored = champion_value is not None
     else:
         champion_value = selection_value(con, champion_id)
+        champion_users = selection_per_user(con, champion_id)
     where = f" re-scored on {build_id}" if rescored else ""
-    if champion_value is None or value >= champion_value - tolerance:
-        against = (
-            "no comparable champion value"
-            if champion_value is None
-            else f"champion {champion_id} {champion_value:.4f}{where}"
-        )
-        note = f"promoted: val NDCG@10 {value:.4f} >= {against}"
-        if tolerance:
-            note += f" (tolerance {tolerance})"
-        return outcome(champion_value, rescored, True, note)
+    against = f"champion {champion_id}{where}"
+    if champion_value is None:
+        return outcome(None, False, True, f"promoted: val NDCG@10 {value:.4f}, no comparable "
+                       f"value of {against}")  # fmt: skip
+    challenger_users = selection_per_user(con, challenger_id)
+    if challenger_users is not None and champion_users is not None:
+        paired = paired_difference(challenger_users, champion_users, settings)
+        if paired.n_users:
+            promoted, why = gate(paired, tolerance, alpha)
+            verdict = "promoted" if promoted else "not promoted"
+            note = f"{verdict}: val NDCG@10 {value:.4f} vs {against} {champion_value:.4f}: {why}"
+            return outcome(champion_value, rescored, promoted, note, paired)
+    # No per-user results on one side (runs recorded before they existed): the means.
+    promoted = value >= champion_value - tolerance
+    sign = ">=" if promoted else "<"
     note = (
-        f"not promoted: val NDCG@10 {value:.4f} < champion {champion_id} "
-        f"{champion_value:.4f}{where}"
+        f"{'promoted' if promoted else 'not promoted'}: val NDCG@10 {value:.4f} {sign} "
+        f"{against} {champion_value:.4f} (tolerance {tolerance}; no per-user results: means "
+        "compared)"
     )
-    return outcome(champion_value, rescored, False, note)
+    return outcome(champion_value, rescored, promoted, note)
 
 
 def apply(con: duckdb.DuckDBPyConnection, decision: Decision) -> None:
     """Record a decision: the promotions row, and the champion flags when promoted."""
+    paired = decision.paired
     con.execute(
         "insert into promotions (decided_at, model, build_id, challenger_run_id, "
         "challenger_val_ndcg_at_10, champion_run_id, champion_val_ndcg_at_10, "
-        "champion_rescored, promoted, note) values ($t, $m, $b, $c, $cv, $h, $hv, $r, $p, $n)",
+        "champion_rescored, promoted, note, val_difference, difference_ci_low, "
+        "difference_ci_high, p_value, n_users_paired) values ($t, $m, $b, $c, $cv, $h, $hv, "
+        "$r, $p, $n, $d, $dl, $dh, $pv, $nu)",
         {
             "t": now(),
             "m": decision.model,
@@ -159,6 +230,11 @@ def apply(con: duckdb.DuckDBPyConnection, decision: Decision) -> None:
             "r": decision.rescored,
             "p": decision.promoted,
             "n": decision.note,
+            "d": paired.difference if paired else None,
+            "dl": paired.ci_low if paired else None,
+            "dh": paired.ci_high if paired else None,
+            "pv": paired.p_value if paired else None,
+            "nu": paired.n_users if paired else None,
         },
     )
     if decision.promoted:
@@ -180,29 +256,58 @@ def apply(con: duckdb.DuckDBPyConnection, decision: Decision) -> None:
         )
 
 
+def challengers(con, run_ids: list[str]) -> tuple[list[str], list[Decision]]:
+    """The runs that challenge (per model, the best validation NDCG@10 among ``run_ids``:
+    several training seeds give one challenger), and a not-promoted decision for the rest."""
+    best: dict[str, tuple[float, str]] = {}
+    info = {}
+    for run_id in run_ids:
+        row = con.execute(
+            "select model, build_id, seed from model_runs where run_id = $r", {"r": run_id}
+        ).fetchone()
+        if row is None:
+            raise JamrecError(f"no run {run_id!r}")
+        value = selection_value(con, run_id)
+        info[run_id] = (*row, value)
+        key = value if value is not None else float("-inf")
+        if row[0] not in best or key > best[row[0]][0]:
+            best[row[0]] = (key, run_id)
+    chosen = {run_id for _, run_id in best.values()}
+    others = []
+    for run_id in run_ids:
+        if run_id in chosen:
+            continue
+        model, build_id, seed, value = info[run_id]
+        winner = best[model][1]
+        shown = f"{value:.4f}" if value is not None else "none"
+        note = (
+            f"not promoted: seed {seed} (val NDCG@10 {shown}) was not the best of the seeds "
+            f"trained together; {winner} (seed {info[winner][2]}) challenged"
+        )
+        others.append(Decision(model, build_id, run_id, value, None, None, False, False, note))
+    return [r for r in run_ids if r in chosen], others
+
+
 def promote_runs(
     run_ids: list[str],
     data: Dataset | None = None,
     warehouse: Path | None = None,
     tolerance: float = 0.0,
-    seed: int = 0,
-    user_sample: int = 5000,
+    settings: EvaluationSettings | None = None,
+    alpha: float = ALPHA,
 ) -> list[Decision]:
     """Decide and record each challenger in ``run_ids`` (one warehouse write).
 
-    ``data`` (the published build) is read when not given.
+    ``data`` (the published build) is read when not given; ``settings`` are the
+    evaluation settings a champion from an older build is re-scored with.
     """
     store = warehouse_at(warehouse)
     if data is None and run_ids:
         data = open_dataset(store.path)
     con = store.connect_readonly()
     try:
-        # data is None only when there is no run to decide
-        decisions = (
-            [decide(con, r, data, tolerance, seed, user_sample) for r in run_ids]
-            if data is not None
-            else []
-        )
+        todo, decisions = challengers(con, run_ids)
+        decisions += [decide(con, r, data, tolerance, settings, alpha) for r in todo]
     finally:
         con.close()
     with store.update("record promotions") as con:

@@ -2,7 +2,8 @@
 
 Each function is one step of ``jamrec train`` and of the ``train-and-evaluate`` flow
 (:mod:`jamrec.operations.pipeline` chains them). Results land in ``model_runs``,
-``metrics`` and ``training_curves`` (history tables, kept across rebuilds); models are
+``metrics``, ``user_metrics`` (the per-user results behind every metrics row) and
+``training_curves`` (history tables, kept across rebuilds); models are
 saved under ``warehouse/models/<run_id>/`` in their library's own format, with the id maps
 of the build they were trained on (``ids.npz``), so they can be re-read on a later build.
 """
@@ -14,14 +15,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import numpy as np
+import pyarrow as pa
 
 from jamrec.errors import JamrecError
-from jamrec.evaluation.protocols import EvaluationResult, MetricRow
+from jamrec.evaluation.protocols import EvaluationResult, EvaluationSettings, MetricRow, PerUser
 from jamrec.log import log
 from jamrec.models import create, load
-from jamrec.models.base import FoldsIn, Recommender, Runtime, TrainData
+from jamrec.models.base import FoldsIn, Recommender, Runtime, TrainData, check_no_leak
 from jamrec.models.dataset import Dataset
 from jamrec.provenance import code_version, new_id, now
 from jamrec.warehouse import history
@@ -49,23 +50,34 @@ def new_run_id(model: str) -> str:
     return new_id(model)
 
 
+def purpose_of(data: Dataset) -> str:
+    """The ``model_runs.purpose`` of a run trained on ``data``: ``standard`` (leave-k-out)
+    or ``temporal``."""
+    return "temporal" if data.protocol == "temporal" else "standard"
+
+
 def train(
     name: str,
     data: Dataset,
     seed: int = 0,
     config: dict | None = None,
     runtime: Runtime | dict | None = None,
+    evaluation: EvaluationSettings | None = None,
 ) -> TrainedRun:
     """Fit model ``name`` on the dataset's train split, logging each epoch/iteration.
 
-    ``config`` overrides the model's hyperparameters; ``runtime`` says how it runs
-    (device, threads: recorded in the run's timings, not its config). Validation NDCG@10
-    is probed after each step on a fixed sample of val users.
+    ``seed`` is the training seed; ``config`` overrides the model's hyperparameters;
+    ``runtime`` says how it runs (device, threads: recorded in the run's timings, not its
+    config). Validation NDCG@10 is probed after each step on a fixed sample of val users,
+    drawn with the evaluation seed (``evaluation``), so curves of different training seeds
+    share their users. The data the model was fitted on is checked for held-out pairs
+    (:func:`jamrec.models.base.check_no_leak`).
     """
     from jamrec.evaluation.protocols import val_probe
 
+    evaluation = evaluation or EvaluationSettings()
     model = create(name, runtime=runtime, seed=seed, **(config or {}))
-    run = TrainedRun(new_run_id(name), model, data.build_id, seed, now())
+    run = TrainedRun(new_run_id(name), model, data.build_id, seed, now(), purpose=purpose_of(data))
     start = time.perf_counter()
 
     def on_step(step: int, loss: float | None, ndcg: float | None) -> None:
@@ -78,8 +90,10 @@ def train(
             shown.append(f"val NDCG@10 {ndcg:.4f}")
         log.info("train %s: %s (%.1f s)", name, ", ".join(shown), elapsed)
 
-    train_data = TrainData.from_dataset(data, probe=val_probe(data, seed=seed), on_step=on_step)
+    probe = val_probe(data, seed=evaluation.seed)
+    train_data = TrainData.from_dataset(data, probe=probe, on_step=on_step)
     model.fit(train_data)
+    check_no_leak(model.seen, data)
     run.timings["fit_s"] = round(time.perf_counter() - start, 3)
     run.timings.update(getattr(model, "stats", {}) or {})
     run.timings["runtime"] = model.runtime.model_dump()
@@ -109,25 +123,46 @@ def save(run: TrainedRun, data: Dataset, warehouse: Path | None = None) -> Path:
 
 
 def evaluate(
-    run: TrainedRun, data: Dataset, seed: int = 0, user_sample: int = 5000
+    run: TrainedRun, data: Dataset, settings: EvaluationSettings | None = None
 ) -> EvaluationResult:
-    """Every applicable protocol on val and test (:mod:`jamrec.evaluation.protocols`),
-    beyond-accuracy, and fold-in agreement for models that fold listeners in."""
+    """Every applicable protocol (:mod:`jamrec.evaluation.protocols`) with the evaluation
+    ``settings`` (never the run's training seed): val and test, beyond-accuracy, and
+    fold-in agreement for models that fold listeners in; the test split only for a temporal
+    dataset (it has no val)."""
     from jamrec.evaluation import protocols
     from jamrec.evaluation.beyond import beyond_accuracy
 
+    settings = settings or EvaluationSettings()
+    temporal = data.protocol == "temporal"
     start = time.perf_counter()
-    result = protocols.evaluate(run.model, data, seed=seed, user_sample=user_sample)
+    result = protocols.evaluate(
+        run.model,
+        data,
+        splits=("test",) if temporal else ("val", "test"),
+        seed=settings.seed,
+        user_sample=settings.user_sample,
+        n_boot=settings.n_boot,
+    )
     run.timings["evaluate_s"] = round(time.perf_counter() - start, 3)
     run.timings["evaluate"] = result.timings
+    if temporal:
+        run.data_snapshot["n_cold_items"] = result.n_cold_items
+        return result
     start = time.perf_counter()
-    result.rows += beyond_accuracy(run.model, data, k=10, n_users=user_sample, seed=seed)
+    result.rows += beyond_accuracy(
+        run.model,
+        data,
+        k=10,
+        n_users=settings.user_sample,
+        seed=settings.seed,
+        n_boot=settings.n_boot,
+    )
     run.timings["beyond_accuracy_s"] = round(time.perf_counter() - start, 3)
     if isinstance(run.model, FoldsIn):
         from jamrec.evaluation.foldin import fold_in_agreement
 
         start = time.perf_counter()
-        result.rows += list(fold_in_agreement(run.model, data, seed=seed).values())
+        result.rows += list(fold_in_agreement(run.model, data, seed=settings.seed).values())
         run.timings["fold_in_s"] = round(time.perf_counter() - start, 3)
     return result
 
@@ -139,9 +174,10 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
         con.execute(
             """
             insert into model_runs (run_id, build_id, model, config, seed, data_snapshot,
-                started_at, finished_at, status, timings, model_path, code_version, purpose)
+                started_at, finished_at, status, timings, model_path, code_version, purpose,
+                evaluation_seed, user_sample, n_boot)
             values ($run, $build, $model, $config, $seed, $snapshot, $started, $finished,
-                $status, $timings, $path, $code, $purpose)
+                $status, $timings, $path, $code, $purpose, $eval_seed, $user_sample, $n_boot)
             """,
             {
                 "run": run.run_id,
@@ -157,6 +193,7 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
                 "path": run.model_path,
                 "code": code_version(),
                 "purpose": run.purpose,
+                **_settings_params(result),
             },
         )
         if run.curve:
@@ -165,13 +202,77 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
                 [(run.run_id, s, loss, ndcg, secs) for s, loss, ndcg, secs in run.curve],
             )
         if result is not None:
-            _insert_metrics(con, run.run_id, result.rows)
+            _insert_metrics(con, run.run_id, result)
     log.info("recorded run %s in %s", run.run_id, store.path)
     return run.run_id
 
 
-def _insert_metrics(con: duckdb.DuckDBPyConnection, run_id: str, rows: list[MetricRow]) -> None:
-    con.executemany(history.insert_sql("metrics"), [(run_id, *row) for row in rows])
+def _settings_params(result: EvaluationResult | None) -> dict:
+    settings = result.settings if result is not None else None
+    return {
+        "eval_seed": settings.seed if settings else None,
+        "user_sample": settings.user_sample if settings else None,
+        "n_boot": settings.n_boot if settings else None,
+    }
+
+
+def _insert_metrics(con, run_id: str, result: EvaluationResult) -> None:
+    """The metrics rows (with the evaluation settings) and the per-user results."""
+    s = result.settings
+    con.executemany(
+        history.insert_sql("metrics"),
+        [(run_id, *row, s.seed, s.user_sample, s.n_boot) for row in result.rows],
+    )
+    insert_user_metrics(con, run_id, result.per_user)
+
+
+USER_METRIC_COLUMNS = {  # user_metrics column -> per-user metric column (metric, k)
+    "hr_at_5": ("hr", 5),
+    "hr_at_10": ("hr", 10),
+    "hr_at_20": ("hr", 20),
+    "ndcg_at_5": ("ndcg", 5),
+    "ndcg_at_10": ("ndcg", 10),
+    "ndcg_at_20": ("ndcg", 20),
+    "rr": ("mrr", None),
+}
+
+
+def user_metrics_table(run_id: str, per_user: list[PerUser]) -> pa.Table:
+    """The ``user_metrics`` rows of one run as an Arrow table (columns in table order)."""
+    parts = []
+    for block in per_user:
+        n = len(block.users)
+        if block.user_ids is None:
+            raise ValueError(f"{block.protocol}/{block.split}: per-user results without user ids")
+        columns = {
+            "run_id": pa.array(np.full(n, run_id, dtype=object), pa.string()),
+            "protocol": pa.array(np.full(n, block.protocol, dtype=object), pa.string()),
+            "split": pa.array(np.full(n, block.split, dtype=object), pa.string()),
+            "user_id": pa.array(block.user_ids.astype(object), pa.string()),
+            "n_relevant": pa.array(block.n_relevant.astype(np.int32)),
+        }
+        for name, key in USER_METRIC_COLUMNS.items():
+            columns[name] = pa.array(block.metrics.values[:, block.metrics.columns.index(key)])
+        columns["rank"] = pa.array(block.best_rank.astype(np.int32))
+        parts.append(pa.table(columns))
+    names = history.TABLES["user_metrics"].column_names()
+    if not parts:
+        return pa.table({name: pa.array([], pa.string()) for name in names}).select(names)
+    return pa.concat_tables(parts).select(names)
+
+
+def insert_user_metrics(con, run_id: str, per_user: list[PerUser]) -> int:
+    """Append one run's per-user results to ``user_metrics``; returns the rows written."""
+    table = user_metrics_table(run_id, per_user)
+    if not table.num_rows:
+        return 0
+    columns = ", ".join(history.TABLES["user_metrics"].column_names())
+    con.register("_new_user_metrics", table)
+    try:
+        con.execute(f"insert into user_metrics ({columns}) select * from _new_user_metrics")
+    finally:
+        con.unregister("_new_user_metrics")
+    return table.num_rows
 
 
 def load_run(run_id: str, warehouse: Path | None = None) -> tuple[Recommender, dict]:
@@ -196,16 +297,22 @@ def record_evaluation(
     """Add an evaluation of an already recorded run (``jamrec evaluate``)."""
     with warehouse_at(warehouse).update(f"record evaluation of {run_id}") as con:
         con.execute("delete from metrics where run_id = $id", {"id": run_id})
-        _insert_metrics(con, run_id, result.rows)
+        con.execute("delete from user_metrics where run_id = $id", {"id": run_id})
+        _insert_metrics(con, run_id, result)
         con.execute(
             "update model_runs set status = 'evaluated', "
-            "timings = json_merge_patch(coalesce(timings, '{}'), $t) where run_id = $id",
-            {"t": json.dumps(timings, default=float), "id": run_id},
+            "timings = json_merge_patch(coalesce(timings, '{}'), $t), "
+            "evaluation_seed = $eval_seed, user_sample = $user_sample, n_boot = $n_boot "
+            "where run_id = $id",
+            {"t": json.dumps(timings, default=float), "id": run_id, **_settings_params(result)},
         )
 
 
-def evaluation_result(model: str, seed: int, rows: list[MetricRow]) -> EvaluationResult:
+def evaluation_result(
+    model: str, rows: list[MetricRow], settings: EvaluationSettings | None = None
+) -> EvaluationResult:
     """Wrap metric rows from a study protocol as an :class:`EvaluationResult`."""
-    result = EvaluationResult(model=model, seed=seed)
+    settings = settings or EvaluationSettings()
+    result = EvaluationResult(model=model, seed=settings.seed, settings=settings)
     result.rows = list(rows)
     return result

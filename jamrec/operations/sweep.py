@@ -29,6 +29,8 @@ from jamrec.warehouse.store import warehouse_at
 DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "als": {"factors": [20, 40, 80], "regularization": [0.01, 0.1], "alpha": [10.0, 40.0]},
     "mbcf": {"lr": [1e-3, 3e-3], "batch_size": [1024, 4096], "negatives_per_positive": [0, 2, 4]},
+    # Dacrema et al.'s ranges for ItemKNN CF, coarsely: neighbours and shrinkage.
+    "item_knn": {"neighbours": [20, 50, 100, 200], "shrinkage": [0.0, 10.0, 100.0, 500.0]},
 }
 
 
@@ -62,9 +64,15 @@ def configurations(grid: dict[str, list], n_random: int | None = None, seed: int
 
 
 def try_config(
-    model: str, config: dict, data: Dataset, seed: int = 0, user_sample: int = 5000
+    model: str,
+    config: dict,
+    data: Dataset,
+    seed: int = 0,
+    user_sample: int = 5000,
+    evaluation_seed: int = 0,
 ) -> Trial:
-    """Train one configuration and score it on validation (NDCG@10, ``full_sample``)."""
+    """Train one configuration (training ``seed``) and score it on validation (NDCG@10,
+    ``full_sample``, users drawn with ``evaluation_seed``: the same for every trial)."""
     from jamrec.evaluation.protocols import evaluate
     from jamrec.models import create
     from jamrec.models.base import TrainData
@@ -76,7 +84,7 @@ def try_config(
         data,
         splits=("val",),
         protocols=("full_sample",),
-        seed=seed,
+        seed=evaluation_seed,
         user_sample=user_sample,
         n_boot=100,
     )

@@ -35,6 +35,7 @@ th, td { padding: .25rem .55rem; border-bottom: 1px solid #e3e8ee; text-align: l
 th { background: #f5f7f9; position: sticky; top: 0; }
 td.num, th.num { text-align: right; white-space: nowrap; }
 tr.baseline td:first-child { font-style: italic; }
+tr.significant td { font-weight: 600; }
 tr.group td { background: #eef2f6; font-weight: 600; }
 small.ci { display: block; color: #6b7682; font-size: .75rem; }
 figure { margin: 1rem 0 1.5rem; }

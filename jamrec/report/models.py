@@ -16,9 +16,15 @@ import duckdb
 from jamrec.report.data import rows
 from jamrec.warehouse.store import one_row
 
-BASELINES = {"random": "baseline", "popularity": "baseline", "oracle": "upper bound"}
-PROTOCOL_ORDER = ("full", "full_sample", "sampled_100")
-PURPOSES = ("standard", "cold_start")
+BASELINES = {
+    "random": "baseline",
+    "popularity": "baseline",
+    "item_knn": "baseline",
+    "user_knn": "baseline",
+    "oracle": "upper bound",
+}
+PROTOCOL_ORDER = ("full", "full_sample", "sampled_100", "temporal", "temporal_sample")
+PURPOSES = ("standard", "cold_start", "temporal")
 
 
 def has_runs(con: duckdb.DuckDBPyConnection) -> bool:
@@ -142,7 +148,61 @@ def model_order(metrics: list[dict], runs: list[dict]) -> list[str]:
     return sorted(by_run.values(), key=lambda model: (-(score.get(model) or 0.0), model))
 
 
-def withheld(con: duckdb.DuckDBPyConnection, build_id: str | None) -> dict | None:
+def latest_comparisons(con: duckdb.DuckDBPyConnection, build_id: str) -> list[dict]:
+    """The pairs of the latest comparison of each protocol, split, metric and cutoff on
+    ``build_id`` (``comparisons``), in the comparison's order (better models first)."""
+    return rows(
+        con,
+        """
+        select protocol, split, metric, k, model_a, model_b, n_users, mean_a, mean_b,
+            difference, ci_low, ci_high, p_value, p_holm, significant, wilcoxon_p, n_pairs,
+            seeds_a, seeds_b, seed_sd_a, seed_sd_b, evaluation_seed, n_boot, n_permutations,
+            alpha
+        from comparisons
+        where build_id = $b
+        qualify dense_rank() over (partition by protocol, split, metric, k
+            order by compared_at desc, comparison_id desc) = 1
+        order by protocol, split, metric, k, mean_a desc, model_a, mean_b desc, model_b
+        """,
+        {"b": build_id},
+    )
+
+
+def seed_spread(
+    con: duckdb.DuckDBPyConnection, build_id: str, purpose: str = "standard"
+) -> list[dict]:
+    """Per model and protocol: test NDCG@10 of the latest run of each training seed
+    (same evaluation seed as the latest run), its mean, standard deviation and range."""
+    return rows(
+        con,
+        f"""
+        with latest as (
+            select model, seed, arg_max(run_id, started_at) as run_id,
+                arg_max(evaluation_seed, started_at) as evaluation_seed
+            from model_runs
+            where build_id = $b and status = 'evaluated' and {_purpose(con, purpose)}
+            group by model, seed
+        ),
+        current as (
+            select * from latest
+            qualify evaluation_seed is not distinct from
+                arg_max(evaluation_seed, run_id) over (partition by model)
+        )
+        select c.model, m.protocol, count(*) as n_seeds,
+            list(c.seed order by c.seed) as seeds, avg(m.value) as mean,
+            stddev_samp(m.value) as sd, min(m.value) as low, max(m.value) as high,
+            avg(m.ci_high - m.ci_low) as mean_ci_width
+        from current c join metrics m using (run_id)
+        where m.split = 'test' and m.metric = 'ndcg' and m.k = 10
+            and m.protocol in ('full', 'full_sample', 'temporal', 'temporal_sample')
+        group by c.model, m.protocol
+        order by m.protocol, mean desc, c.model
+        """,
+        {"b": build_id},
+    )
+
+
+def withheld(con: duckdb.DuckDBPyConnection, build_id: str) -> dict | None:
     """The cold-start draw on ``build_id`` (tracks, share, seed), or None when there is none."""
     found = rows(
         con,

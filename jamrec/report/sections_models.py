@@ -9,6 +9,7 @@ from jamrec.report import html as h
 from jamrec.report import models
 from jamrec.report.data import Builds
 from jamrec.report.sections_champions import champions_section
+from jamrec.report.sections_paired import paired_section, seeds_section, temporal_section
 from jamrec.warehouse.store import table_names
 
 KS = (5, 10, 20)
@@ -53,8 +54,11 @@ def models_section(con: duckdb.DuckDBPyConnection, builds: Builds) -> str:
     metrics = models.metric_table(con, [r["run_id"] for r in runs])
     order = models.model_order(metrics, runs)
     out.append(_comparison(con, runs, metrics, order))
+    out.append(paired_section(con, build_id))
+    out.append(seeds_section(con, build_id))
     out.append(_at_k(runs, metrics, order))
     out.append(_curves(con, runs, order))
+    out.append(temporal_section(con, builds))
     out.append(champions_section(con))
     return "".join(out)
 

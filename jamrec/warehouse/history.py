@@ -74,6 +74,38 @@ class View:
 
 C = Column
 
+# Columns shared by tables, or added together by one migration.
+EVALUATION_COLUMNS = (
+    C(
+        "evaluation_seed",
+        "integer",
+        "Seed of the evaluation's random choices (user sample, sampled-100 negatives, "
+        "bootstrap): the same for every run compared, whatever its training seed.",
+    ),
+    C("user_sample", "integer", "Users in the full_sample protocol's seeded sample."),
+    C("n_boot", "integer", "Bootstrap resamples behind the 95% intervals."),
+)
+PROMOTION_PAIRED = (
+    C(
+        "val_difference",
+        "double",
+        "Challenger minus champion, validation NDCG@10 (full_sample) averaged over the "
+        "users both were measured on (paired).",
+    ),
+    C("difference_ci_low", "double", "Lower end of its paired bootstrap 95% interval."),
+    C(
+        "difference_ci_high",
+        "double",
+        "Upper end of its paired bootstrap 95% interval.",
+    ),
+    C(
+        "p_value",
+        "double",
+        "Two-sided paired permutation test (sign flips over users) of the difference.",
+    ),
+    C("n_users_paired", "integer", "Users behind the paired difference."),
+)
+
 BUILDS = Table(
     "builds",
     "One row per warehouse build, failed ones included; kept across rebuilds.",
@@ -89,7 +121,11 @@ BUILDS = Table(
         ),
         C("inputs_fingerprint", "varchar", "SHA-256 over the content hashes of every input file."),
         C("inputs", "json", "Per input file - its path, size, SHA-256, line count (JSON)."),
-        C("code_version", "varchar", "jamrec version plus a hash of the code and SQL that built it."),
+        C(
+            "code_version",
+            "varchar",
+            "jamrec version plus a hash of the code and SQL that built it.",
+        ),
         C("git_commit", "varchar", "The checkout's git commit, when there was one."),
         C(
             "parameters",
@@ -135,7 +171,11 @@ MODEL_RUNS = Table(
         ),
         C("started_at", "timestamptz", "When training started (UTC)."),
         C("finished_at", "timestamptz", "When the run was recorded (UTC)."),
-        C("status", "varchar not null", "'trained' (saved, not yet evaluated), 'evaluated' or 'failed'."),
+        C(
+            "status",
+            "varchar not null",
+            "'trained' (saved, not yet evaluated), 'evaluated' or 'failed'.",
+        ),
         C(
             "timings",
             "json",
@@ -144,16 +184,22 @@ MODEL_RUNS = Table(
         ),
         C("model_path", "varchar", "Where the trained model is saved (its library's own format)."),
         C("code_version", "varchar", "jamrec version plus a hash of its code."),
-        C("is_champion", "boolean default false", "Whether this run is its model's current champion."),
+        C(
+            "is_champion",
+            "boolean default false",
+            "Whether this run is its model's current champion.",
+        ),
         C("promotion_note", "varchar", "Why the run is (or is not) champion."),
         C("error", "varchar", "Why the run failed."),
         C(
             "purpose",
             "varchar default 'standard'",
-            "'standard', or 'cold_start' for runs trained without the withheld tracks "
-            "(never champions).",
+            "'standard' (the leave-k-out splits), 'temporal' (trained before the time cut, "
+            "evaluated after it) or 'cold_start' (trained without the withheld tracks); only "
+            "standard runs become champions.",
         ),
         C("promoted_at", "timestamptz", "When it last became champion (UTC)."),
+        *EVALUATION_COLUMNS,
     ),
 )
 
@@ -166,7 +212,9 @@ METRICS = Table(
             "protocol",
             "varchar not null",
             "'full' (every candidate, every evaluated user), 'full_sample' (the same on a seeded "
-            "user sample), 'sampled_100' (each held-out track among 100 sampled), 'cold_start' / "
+            "user sample), 'sampled_100' (each held-out track among 100 sampled), 'temporal' / "
+            "'temporal_sample' (full ranking of what users jammed after the time cut, every user "
+            "/ the user sample; temporal runs), 'cold_start' / "
             "'cold_start_catalogue' (withheld tracks among the withheld set / the catalogue), "
             "'beyond' (coverage, novelty, diversity, popularity of top-10 lists) or 'fold_in' "
             "(new listeners from their tracks).",
@@ -187,6 +235,7 @@ METRICS = Table(
         C("ci_low", "double", "Lower end of the 95% bootstrap interval over users."),
         C("ci_high", "double", "Upper end of the 95% bootstrap interval over users."),
         C("n_users", "integer", "Users evaluated."),
+        *EVALUATION_COLUMNS,
     ),
 )
 
@@ -197,7 +246,11 @@ TRAINING_CURVES = Table(
         C("run_id", "varchar not null", "The run (model_runs.run_id)."),
         C("step", "integer not null", "Epoch or iteration (0 for models without training steps)."),
         C("loss", "double", "Training loss at that step (null when the model has none)."),
-        C("val_ndcg_at_10", "double", "Full-ranking NDCG@10 on a fixed sample of validation users."),
+        C(
+            "val_ndcg_at_10",
+            "double",
+            "Full-ranking NDCG@10 on a fixed sample of validation users.",
+        ),
         C("seconds", "double", "Seconds since training started."),
     ),
 )
@@ -216,7 +269,11 @@ PROMOTIONS = Table(
             "varchar",
             "The champion it was compared with (null for a model's first run).",
         ),
-        C("champion_val_ndcg_at_10", "double", "The champion's validation NDCG@10 on the same build."),
+        C(
+            "champion_val_ndcg_at_10",
+            "double",
+            "The champion's validation NDCG@10 on the same build.",
+        ),
         C(
             "champion_rescored",
             "boolean",
@@ -224,6 +281,7 @@ PROMOTIONS = Table(
         ),
         C("promoted", "boolean not null", "Whether the challenger became champion."),
         C("note", "varchar", "Why."),
+        *PROMOTION_PAIRED,
     ),
 )
 
@@ -252,7 +310,11 @@ SWEEPS = Table(
         C("sweep_id", "varchar not null", "The sweep."),
         C("model", "varchar not null", "The model tuned."),
         C("build_id", "varchar not null", "The build it was tuned on."),
-        C("config", "json not null", "The settings tried (JSON; the rest are the model's defaults)."),
+        C(
+            "config",
+            "json not null",
+            "The settings tried (JSON; the rest are the model's defaults).",
+        ),
         C(
             "val_ndcg_at_10",
             "double",
@@ -263,7 +325,11 @@ SWEEPS = Table(
             "boolean not null",
             "Whether this configuration won (it is then trained, tested and recorded as a run).",
         ),
-        C("run_id", "varchar", "The run recorded for the chosen configuration (test results in metrics)."),
+        C(
+            "run_id",
+            "varchar",
+            "The run recorded for the chosen configuration (test results in metrics).",
+        ),
         C("seconds", "double", "Training and validation time of the trial."),
         C("finished_at", "timestamptz", "When the sweep was recorded (UTC)."),
     ),
@@ -277,6 +343,112 @@ COLDSTART_TRACKS = Table(
         C("seed", "integer not null", "Seed of the draw."),
         C("share", "double not null", "Share of the tracks with interactions that was withheld."),
         C("track_id", "varchar not null", "A withheld track."),
+    ),
+)
+
+USER_METRICS = Table(
+    "user_metrics",
+    "Per-user evaluation results: one row per run, protocol, split and evaluated user "
+    "(written by every evaluation; the metrics rows are their means).",
+    (
+        C("run_id", "varchar not null", "The evaluated run (model_runs.run_id)."),
+        C(
+            "protocol",
+            "varchar not null",
+            "As in metrics: full, full_sample, sampled_100, temporal, ...",
+        ),
+        C("split", "varchar not null", "'val' or 'test'."),
+        C("user_id", "varchar not null", "The evaluated user (32 hex)."),
+        C(
+            "n_relevant",
+            "integer",
+            "The user's held-out tracks that were ranked (candidates; sampled_100: lists).",
+        ),
+        C(
+            "hr_at_5",
+            "double",
+            "1 if a held-out track is in the top 5 (sampled_100: mean over the user's lists).",
+        ),
+        C("hr_at_10", "double", "1 if a held-out track is in the top 10."),
+        C("hr_at_20", "double", "1 if a held-out track is in the top 20."),
+        C("ndcg_at_5", "double", "NDCG@5 of the user's held-out tracks."),
+        C("ndcg_at_10", "double", "NDCG@10 of the user's held-out tracks."),
+        C("ndcg_at_20", "double", "NDCG@20 of the user's held-out tracks."),
+        C(
+            "rr",
+            "double",
+            "Reciprocal rank of the best-ranked held-out track (its mean is the metrics MRR; "
+            "sampled_100: mean over the user's lists).",
+        ),
+        C(
+            "rank",
+            "integer",
+            "Rank of the best-ranked held-out track (1 = top; sampled_100: best rank in the "
+            "user's lists of 101).",
+        ),
+    ),
+)
+
+COMPARISONS = Table(
+    "comparisons",
+    "Paired comparisons of models on one build, protocol, split and metric (jamrec compare, "
+    "jamrec train): differences over the same users, intervals, tests, Holm's correction.",
+    (
+        C(
+            "comparison_id",
+            "varchar not null",
+            "One comparison (one family for Holm's correction).",
+        ),
+        C("compared_at", "timestamptz not null", "When it was computed (UTC)."),
+        C("build_id", "varchar not null", "The build the runs were trained and evaluated on."),
+        C("protocol", "varchar not null", "As in metrics."),
+        C("split", "varchar not null", "'val' or 'test'."),
+        C("metric", "varchar not null", "'hr', 'ndcg' or 'mrr'."),
+        C("k", "integer", "Cutoff K; null for MRR."),
+        C("model_a", "varchar not null", "The first model (the better mean comes first)."),
+        C("model_b", "varchar not null", "The second model."),
+        C(
+            "runs_a",
+            "json",
+            "Runs of model_a averaged per user: the latest run of each training seed.",
+        ),
+        C("runs_b", "json", "Runs of model_b, likewise."),
+        C("n_users", "integer", "Users evaluated for both models (the pairs)."),
+        C(
+            "mean_a",
+            "double",
+            "Mean over the paired users of model_a's per-user values (seed-averaged).",
+        ),
+        C("mean_b", "double", "The same for model_b."),
+        C("difference", "double", "mean_a - mean_b."),
+        C("ci_low", "double", "Lower end of the paired bootstrap 95% interval of the difference."),
+        C("ci_high", "double", "Upper end of that interval."),
+        C(
+            "p_value",
+            "double",
+            "Two-sided paired permutation test over users (random sign flips of the per-user "
+            "differences), unadjusted.",
+        ),
+        C("p_holm", "double", "p_value adjusted by Holm's step-down method across the family."),
+        C("significant", "boolean", "p_holm below alpha."),
+        C(
+            "wilcoxon_p",
+            "double",
+            "Wilcoxon signed-rank p-value (zero differences dropped), unadjusted.",
+        ),
+        C("seeds_a", "integer", "Training seeds of model_a."),
+        C(
+            "seed_sd_a",
+            "double",
+            "Standard deviation across seeds of model_a's mean (null: one seed).",
+        ),
+        C("seeds_b", "integer", "Training seeds of model_b."),
+        C("seed_sd_b", "double", "Standard deviation across seeds of model_b's mean."),
+        C("n_pairs", "integer", "Pairs in the family (Holm's m)."),
+        C("alpha", "double", "Significance level."),
+        C("evaluation_seed", "integer", "Evaluation seed of the runs and of the resamples."),
+        C("n_boot", "integer", "Bootstrap resamples of the interval."),
+        C("n_permutations", "integer", "Random sign flips of the permutation test."),
     ),
 )
 
@@ -301,6 +473,8 @@ TABLES: dict[str, Table] = {
         RECOMMENDATIONS,
         SWEEPS,
         COLDSTART_TRACKS,
+        USER_METRICS,
+        COMPARISONS,
         SCHEMA_MIGRATIONS,
     )
 }
@@ -370,8 +544,34 @@ def _droppable_constraints(sql_type: str) -> str:
     return sql_type.replace(" not null", "")
 
 
+def _add_columns(con: duckdb.DuckDBPyConnection, table: Table, columns: tuple[Column, ...]) -> None:
+    for column in columns:
+        con.execute(
+            f"alter table {table.name} add column if not exists {column.name} "
+            f"{_droppable_constraints(column.type)}"
+        )
+
+
+def _paired_evaluation(con: duckdb.DuckDBPyConnection) -> None:
+    """Per-user results and paired comparisons: the ``user_metrics`` and ``comparisons``
+    tables, the evaluation settings of every metrics row and run, and the paired
+    difference behind each promotion. Touches nothing else (other migrations may run
+    before or after it)."""
+    con.execute(USER_METRICS.create_sql())
+    con.execute(COMPARISONS.create_sql())
+    _add_columns(con, METRICS, EVALUATION_COLUMNS)
+    _add_columns(con, MODEL_RUNS, EVALUATION_COLUMNS)
+    _add_columns(con, PROMOTIONS, PROMOTION_PAIRED)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "history tables of jamrec 0.1, with every column added since", _baseline),
+    Migration(
+        2,
+        "per-user results (user_metrics), paired comparisons (comparisons), evaluation "
+        "settings on metrics and model_runs, paired differences on promotions",
+        _paired_evaluation,
+    ),
 )
 CURRENT = MIGRATIONS[-1].version
 
@@ -439,17 +639,13 @@ def apply_comments(con: duckdb.DuckDBPyConnection) -> None:
             {"v": view.name},
         ).fetchall():
             if column in known:
-                con.execute(
-                    f"comment on column {view.name}.{column} is {quote(known[column])}"
-                )
+                con.execute(f"comment on column {view.name}.{column} is {quote(known[column])}")
 
 
 def insert_sql(table: str) -> str:
     """``insert into <table> (<every column>) values (?, ...)`` for positional rows."""
     names = TABLES[table].column_names()
-    return (
-        f"insert into {table} ({', '.join(names)}) values ({', '.join('?' for _ in names)})"
-    )
+    return f"insert into {table} ({', '.join(names)}) values ({', '.join('?' for _ in names)})"
 
 
 def quote(text: str) -> str:
