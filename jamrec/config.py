@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str | None = Field(
         None, description="e.g. '6GB'; None = DuckDB's default."
     )
+    keep_versions: int = Field(
+        2,
+        ge=0,
+        description="Published warehouse files kept under warehouse/.versions/ for "
+        "`jamrec rollback` (each build keeps the one it replaced).",
+    )
+    keep_validations: int = Field(
+        10, ge=1, description="Validation result files kept under reports/validations/."
+    )
 
     @property
     def reports_dir(self) -> Path:

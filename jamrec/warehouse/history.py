@@ -84,8 +84,9 @@ BUILDS = Table(
         C(
             "status",
             "varchar not null",
-            "'running', 'published', 'failed', 'abandoned' (its process died) or 'skipped' "
-            "(nothing changed).",
+            "'running', 'published', 'failed', 'interrupted' (SIGINT/SIGTERM), 'abandoned' "
+            "(its process died), 'skipped' (nothing changed), 'rolled_back' (replaced by "
+            "jamrec rollback) or 'rollback' (a rollback: note says what it restored).",
         ),
         C("inputs_fingerprint", "varchar", "SHA-256 over the content hashes of every input file."),
         C("inputs", "json", "Per input file - its path, size, SHA-256, line count (JSON)."),
@@ -135,14 +136,24 @@ MODEL_RUNS = Table(
         ),
         C("started_at", "timestamptz", "When training started (UTC)."),
         C("finished_at", "timestamptz", "When the run was recorded (UTC)."),
-        C("status", "varchar not null", "'trained' (saved, not yet evaluated), 'evaluated' or 'failed'."),
+        C(
+            "status",
+            "varchar not null",
+            "'trained' (saved, not yet evaluated), 'evaluated', 'failed' or 'interrupted' "
+            "(SIGINT/SIGTERM; its model folder removed).",
+        ),
         C(
             "timings",
             "json",
             "Seconds spent training and evaluating, training throughput and the runtime "
             "options (device, threads) (JSON).",
         ),
-        C("model_path", "varchar", "Where the trained model is saved (its library's own format)."),
+        C(
+            "model_path",
+            "varchar",
+            "Where the trained model is saved (its library's own format), relative to the "
+            "warehouse's folder (absolute in runs recorded before jamrec 0.2).",
+        ),
         C("code_version", "varchar", "jamrec version plus a hash of its code."),
         C("is_champion", "boolean default false", "Whether this run is its model's current champion."),
         C("promotion_note", "varchar", "Why the run is (or is not) champion."),
@@ -370,10 +381,20 @@ def _droppable_constraints(sql_type: str) -> str:
     return sql_type.replace(" not null", "")
 
 
+def _statuses_and_relative_paths(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 3 changes no shape: new status values ('interrupted', 'rolled_back',
+    'rollback') and relative model paths are described by the refreshed comments."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "history tables of jamrec 0.1, with every column added since", _baseline),
+    Migration(
+        3,
+        "statuses interrupted, rolled_back, rollback; model paths relative to the warehouse",
+        _statuses_and_relative_paths,
+    ),
 )
-CURRENT = MIGRATIONS[-1].version
+CURRENT = max(step.version for step in MIGRATIONS)
 
 
 def version(con: duckdb.DuckDBPyConnection) -> int:
@@ -398,7 +419,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
 
     have = version(con)
     applied = []
-    for step in MIGRATIONS:
+    for step in sorted(MIGRATIONS, key=lambda m: m.version):
         if step.version <= have:
             continue
         step.apply(con)
