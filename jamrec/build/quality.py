@@ -307,9 +307,7 @@ def validate(
             files.replace_dir(staging, docs)
             report.docs_path = _relative(docs / "index.html")
         report.seconds = time.perf_counter() - start
-        report.results_path = _relative(
-            save_results(reports_dir, run_name, report.summary(), raw)
-        )
+        report.results_path = _relative(save_results(reports_dir, run_name, report.summary(), raw))
     except OSError as exc:
         raise JamrecError(files.describe_os_error(exc)) from None
     finally:
@@ -482,6 +480,7 @@ def validate_published(warehouse: Path | None = None) -> ValidationReport:
     from jamrec.warehouse.store import warehouse_at
 
     store = warehouse_at(warehouse)
+    files.check_writable(store.path.parent / "reports", "jamrec validate (its report)")
     con = store.connect_readonly()
     try:
         row = con.execute("select stage_counts, parameters from published_build").fetchone()

@@ -15,9 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jamrec import interrupts
 from jamrec.errors import JamrecError
 from jamrec.evaluation import coldstart
 from jamrec.evaluation.protocols import evaluate as evaluate_protocols
+from jamrec.files import check_writable
 from jamrec.log import log
 from jamrec.models import COLD_START_MODELS, check_names, create, default_models
 from jamrec.models.base import Runtime
@@ -109,6 +111,11 @@ def run_models(
     from jamrec.operations.promotion import promote_runs
     from jamrec.operations.recommendations import refresh
 
+    store = warehouse_at(warehouse)
+    # Refuse a read-only folder before any training, not after it.
+    store.check_writable("jamrec train")
+    check_writable(runs.models_dir(warehouse), "jamrec train (its saved models)")
+    runs.clean_orphans(warehouse)
     data = open_dataset(warehouse)
     outcome = ModelsOutcome()
     chosen = choose_models(names, data)
@@ -119,17 +126,46 @@ def run_models(
     )
     for position, (name, overrides) in enumerate(todo, start=1):
         log.info("model %d of %d: %s", position, len(todo), name)
+        run_id = _one_run(name, overrides, data, seed, runtime, evaluate, user_sample, warehouse)
+        outcome.runs.append(run_id)
+        if evaluate:
+            # Decided at once: an interruption later leaves every recorded run decided.
+            decisions = promote_runs([run_id], data, warehouse, tolerance, seed, user_sample)
+            outcome.promoted += [d.challenger for d in decisions if d.promoted]
+    if outcome.promoted:
+        outcome.recommendations = refresh(data, warehouse, top_n)
+    outcome.comparison = comparison_text(warehouse)
+    return outcome
+
+
+def _one_run(
+    name: str,
+    overrides: dict | None,
+    data: Dataset,
+    seed: int,
+    runtime: Runtime | dict | None,
+    evaluate: bool,
+    user_sample: int,
+    warehouse: Path | None,
+) -> str:
+    """Train, save, evaluate and record one run. A run that fails or is interrupted
+    (SIGINT, SIGTERM) at any point is recorded as ``failed`` / ``interrupted`` with its
+    saved model removed, then the error goes on."""
+    run = None
+    try:
         run = runs.train(name, data, seed, overrides, runtime)
         runs.save(run, data, warehouse)
         result = runs.evaluate(run, data, seed, user_sample) if evaluate else None
-        outcome.runs.append(runs.record(run, result, warehouse))
-    if evaluate and outcome.runs:
-        decisions = promote_runs(outcome.runs, data, warehouse, tolerance, seed, user_sample)
-        outcome.promoted = [d.challenger for d in decisions if d.promoted]
-        if outcome.promoted:
-            outcome.recommendations = refresh(data, warehouse, top_n)
-    outcome.comparison = comparison_text(warehouse)
-    return outcome
+        return runs.record(run, result, warehouse)
+    except BaseException as exc:
+        with interrupts.deferred():
+            try:
+                runs.record_unfinished(run, name, exc, data.build_id, seed, warehouse)
+            except Exception as problem:
+                log.error("could not record the unfinished run of %s: %s", name, problem)
+        if interrupts.is_interruption(exc):
+            raise interrupts.as_interrupted(exc) from None
+        raise
 
 
 def runs_to_evaluate(data: Dataset, warehouse: Path | None = None) -> list[str]:
@@ -154,6 +190,7 @@ def evaluate_runs(
 ) -> list[str]:
     """Evaluate saved runs (default: every run on the published build without metrics)
     and record the results; returns the runs evaluated."""
+    warehouse_at(warehouse).check_writable("jamrec evaluate")
     data = open_dataset(warehouse)
     run_ids = list(run_ids or runs_to_evaluate(data, warehouse))
     for run_id in run_ids:
@@ -182,6 +219,7 @@ def cold_start_study(
     train each model without them, rank them; record the withheld tracks
     (``coldstart_tracks``) and every run (``purpose = 'cold_start'``, metrics under the
     ``cold_start`` and ``cold_start_catalogue`` protocols, split ``cold``)."""
+    warehouse_at(warehouse).check_writable("jamrec coldstart")
     data = open_dataset(warehouse)
     names = list(names or COLD_START_MODELS) + (["oracle"] if data.truth is not None else [])
     check_names(names)

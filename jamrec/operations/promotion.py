@@ -22,7 +22,7 @@ from jamrec.models.dataset import Dataset, open_dataset
 from jamrec.operations.remap import Remapped, saved_model
 from jamrec.provenance import now
 from jamrec.warehouse.history import SELECTION
-from jamrec.warehouse.store import warehouse_at
+from jamrec.warehouse.store import model_path, warehouse_at
 
 
 @dataclass
@@ -113,7 +113,8 @@ def decide(
         return outcome(
             None, False, True, f"first evaluated run of {model}: val NDCG@10 {value:.4f}"
         )
-    _, champion_build, champion_path = champion
+    _, champion_build, stored_path = champion
+    champion_path = str(model_path(con, stored_path)) if stored_path else None
     rescored = champion_build != build_id
     if rescored:
         champion_value = rescore(champion_id, champion_path, data, seed, user_sample)
@@ -136,6 +137,20 @@ def decide(
         f"{champion_value:.4f}{where}"
     )
     return outcome(champion_value, rescored, False, note)
+
+
+def _build_changed(con, run_id: str, trained_on: str, published: str | None) -> Decision:
+    """The decision for a run whose build is no longer the published one: not promoted."""
+    row = con.execute("select model from model_runs where run_id = $r", {"r": run_id}).fetchall()
+    model = row[0][0] if row else "?"
+    note = (
+        f"not promoted: the published build changed from {trained_on} to {published} while "
+        f"run {run_id} trained; retrain on the new build (`jamrec train --models {model}`)"
+    )
+    log.warning("%s: %s", model, note)
+    return Decision(
+        model, trained_on, run_id, selection_value(con, run_id), None, None, False, False, note
+    )
 
 
 def apply(con, decision: Decision) -> None:
@@ -193,7 +208,14 @@ def promote_runs(
         data = open_dataset(store.path)
     con = store.connect_readonly()
     try:
-        decisions = [decide(con, r, data, tolerance, seed, user_sample) for r in run_ids]
+        published = con.execute("select build_id from published_build").fetchall()
+        now_published = published[0][0] if published else None
+        if data is not None and now_published != data.build_id:
+            # The warehouse was rebuilt while these runs trained: their scores are on a
+            # build that no longer serves, so none may replace a champion.
+            decisions = [_build_changed(con, r, data.build_id, now_published) for r in run_ids]
+        else:
+            decisions = [decide(con, r, data, tolerance, seed, user_sample) for r in run_ids]
     finally:
         con.close()
     with store.update("record promotions") as con:
@@ -205,6 +227,7 @@ def promote_runs(
 
 def promote_by_hand(run_id: str, note: str, warehouse: Path | None = None) -> Decision:
     """Make ``run_id`` its model's champion (promotion or rollback), with a note."""
+    warehouse_at(warehouse).check_writable("jamrec promote")
     with warehouse_at(warehouse).update(f"promote {run_id} by hand") as con:
         row = con.execute(
             "select model, build_id, status, model_path from model_runs where run_id = $r",
@@ -212,8 +235,9 @@ def promote_by_hand(run_id: str, note: str, warehouse: Path | None = None) -> De
         ).fetchone()
         if row is None:
             raise JamrecError(f"no run {run_id!r}; see `jamrec runs`")
-        model, build_id, status, path = row
-        if status == "failed" or not path or not Path(path).exists():
+        model, build_id, status, stored = row
+        path = model_path(con, stored)
+        if status in ("failed", "interrupted") or path is None or not path.exists():
             raise JamrecError(f"run {run_id} cannot serve: status {status}, saved model {path}")
         previous = con.execute(
             "select run_id from champions where model = $m", {"m": model}
@@ -268,8 +292,10 @@ def prune(keep: int = 3, warehouse: Path | None = None) -> list[str]:
             """,
             {"keep": keep},
         ).fetchall()
-        for run_id, path in rows:
-            shutil.rmtree(path, ignore_errors=True)
+        for run_id, stored in rows:
+            path = model_path(con, stored)
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
             con.execute(
                 "update model_runs set model_path = null, "
                 "promotion_note = coalesce(promotion_note || '; ', '') || 'saved model pruned' "

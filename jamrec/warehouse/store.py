@@ -314,6 +314,26 @@ class Warehouse:
                     leftover.unlink(missing_ok=True)
 
 
+def warehouse_folder(con: duckdb.DuckDBPyConnection) -> Path:
+    """The folder of the warehouse ``con`` reads or writes (for a copy being written in
+    ``.work/``, the published file's folder)."""
+    ((path,),) = con.execute(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchall()
+    folder = Path(path).resolve().parent
+    return folder.parent if folder.name == ".work" else folder
+
+
+def model_path(con: duckdb.DuckDBPyConnection, stored: str | None) -> Path | None:
+    """Where a run's saved model is: ``model_runs.model_path`` is relative to the
+    warehouse's folder (so a copied or moved warehouse serves its own models); older runs
+    stored absolute paths, which are used as they are."""
+    if not stored:
+        return None
+    path = Path(stored)
+    return path if path.is_absolute() else warehouse_folder(con) / path
+
+
 def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
     """Tables in the connection's own database (not attached ones, not temporary)."""
     rows = con.execute(
