@@ -449,6 +449,11 @@ def main(argv: list[str] | None = None) -> int:
             return _error(f"interrupted by {name}; the published warehouse is unchanged", 1)
         if not isinstance(exc, duckdb.Error):
             raise
+        from jamrec.warehouse.store import storage_error
+
+        written = storage_error(exc)
+        if written is not None:
+            return _error(str(written), 1)
         text = str(exc).strip().splitlines()
         return _error(f"DuckDB: {text[0] if text else type(exc).__name__}", 1)
 

@@ -151,6 +151,8 @@ def statuses(path: Path) -> list[str]:
     """``builds.status`` in start order."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return [s for (s,) in con.execute("select status from builds order by started_at")]
+        return [
+            s for (s,) in con.execute("select status from builds order by started_at").fetchall()
+        ]
     finally:
         con.close()

@@ -9,8 +9,9 @@ import os
 import random
 import shutil
 import signal
-import tempfile
+import subprocess
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -181,44 +182,48 @@ def test_disk_full_during_etl(tiny_warehouse, tiny_dump, tmp_path):
     assert not (path.parent / ".work" / "failed-build.duckdb").exists()
 
 
-def _nobody_tree(tmp_path: Path) -> tuple[Path, int | None]:
-    """A folder another user can read but not write (root ignores permission bits, so
-    as root the command runs as ``nobody``)."""
+@contextmanager
+def read_only_folder(folder: Path):
+    """``folder`` made read-only for the duration: a read-only bind mount as root (root
+    ignores permission bits), ``chmod 555`` otherwise. Skips when neither is possible."""
     if os.geteuid() != 0:
-        return tmp_path, None
-    root = Path(tempfile.mkdtemp(prefix="jamrec-ro-", dir="/tmp"))
-    root.chmod(0o755)
-    return root, 65534
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount as root here: {mounted.stderr.decode().strip()}")
+    try:
+        subprocess.run(
+            ["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True
+        )
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
 
 
 @pytest.mark.slow
 def test_read_only_folder_is_refused_before_any_work(tiny_warehouse, tiny_dump, tmp_path):
-    root, user = _nobody_tree(tmp_path)
-    try:
-        path = root / "wh" / "jamrec.duckdb"
-        path.parent.mkdir()
-        shutil.copyfile(tiny_warehouse, path)
-        path.chmod(0o644)
-        path.parent.chmod(0o555)
-        before = faults.digests(path)
-        cases = [
-            ["etl", "--timj", str(tiny_dump), "--spotify", str(tiny_dump / "tracks.csv")],
-            ["train", "--models", "popularity"],
-            ["validate"],
-            ["promote", "popularity-x", "--note", "n"],
-            ["rollback"],
-        ]
+    path = _copy(tiny_warehouse, tmp_path)
+    before = faults.digests(path)
+    cases = [
+        ["etl", "--timj", str(tiny_dump), "--spotify", str(tiny_dump / "tracks.csv")],
+        ["train", "--models", "popularity"],
+        ["validate"],
+        ["promote", "popularity-x", "--note", "n"],
+        ["rollback"],
+    ]
+    with read_only_folder(path.parent):
         for args in cases:
-            result = faults.jamrec(args, path, user=user, HOME=str(root))
+            result = faults.jamrec(args, path)
             assert result.returncode == 1, (args, result.stderr)
             line = _one_error(result.stderr)
             assert "permission denied" in line or "read-only" in line, line
-            assert "train " not in result.stderr  # refused before any training
-        assert faults.digests(path) == before
-    finally:
-        path.parent.chmod(0o755)
-        if root != tmp_path:
-            shutil.rmtree(root, ignore_errors=True)
+            assert "trained " not in result.stderr  # refused before any training
+    assert faults.digests(path) == before
 
 
 @pytest.mark.parametrize("damage", ["empty", "half", "garbage"])
@@ -307,7 +312,7 @@ def test_a_signal_at_any_stage_is_recorded_and_cleaned(
 
 
 @pytest.mark.slow
-def test_rollback_republishes_the_previous_build_and_keeps_history(tmp_path, monkeypatch):
+def test_rollback_republishes_the_previous_build_and_keeps_history(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("JAMREC_KEEP_VERSIONS", "2")
     get_settings.cache_clear()
     path = tmp_path / "wh" / "jamrec.duckdb"
@@ -326,13 +331,22 @@ def test_rollback_republishes_the_previous_build_and_keeps_history(tmp_path, mon
         )
     assert main(["rollback", "--warehouse", str(path)]) == 0
     assert faults.published_build(path) == b2
-    assert main(["rollback", b1, "--warehouse", str(path)]) == 0
-    assert faults.published_build(path) == b1
+    # The file replaced (b3's) is kept too; b1's, the oldest, is pruned (keep 2).
+    assert sorted(p.stem for p in store.versions()) == sorted([b2, b3])
     con = duckdb.connect(str(path), read_only=True)
-    assert con.execute("select count(*) from jams").fetchall() == [(12,)]
+    assert con.execute("select count(*) from jams").fetchall() == [(9,)]
     assert con.execute("select run_id from model_runs").fetchall() == [("r-1",)]
-    rows = dict(con.execute("select build_id, status from builds where status <> 'rollback'"))
-    assert rows == {b1: "published", b2: "rolled_back", b3: "rolled_back"}
+    rows = dict(
+        con.execute("select build_id, status from builds where status <> 'rollback'").fetchall()
+    )
+    assert rows == {b1: "published", b2: "published", b3: "rolled_back"}
+    con.close()
+    assert main(["rollback", b1, "--warehouse", str(path)]) == 1
+    assert "no kept version of build" in capsys.readouterr().err
+    assert main(["rollback", b3, "--warehouse", str(path)]) == 0  # undo the rollback
+    assert faults.published_build(path) == b3
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("select run_id from model_runs").fetchall() == [("r-1",)]
     assert con.execute("select count(*) from builds where status = 'rollback'").fetchall() == [(2,)]
     con.close()
 
@@ -412,3 +426,76 @@ def test_nul_bytes_and_huge_text_are_rejected(tmp_path, capsys):
         ("jams.tsv", 15, "title is 1001 characters long (at most 1000)"),
         ("tracks.csv", 12, "name is 1001 characters long (at most 1000)"),
     ]
+
+
+# --- runs are accounted for ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_an_interrupted_train_records_the_run_and_decides_the_earlier_ones(
+    tiny_warehouse, tmp_path
+):
+    path = _copy(tiny_warehouse, tmp_path)
+    args = ["train", "--models", "popularity,mbcf", "--set", "mbcf.epochs=200"]
+    code, err, seen = faults.signal_at(args, path, "model 2 of 2", signal.SIGTERM)
+    assert seen and code == 1, err
+    assert "interrupted by SIGTERM" in _one_error(err)
+    con = duckdb.connect(str(path), read_only=True)
+    runs = dict(con.execute("select model, status from model_runs").fetchall())
+    decided = con.execute("select model, promoted from promotions").fetchall()
+    stored = con.execute("select model_path from model_runs where model_path is not null")
+    paths = [p for (p,) in stored.fetchall()]
+    con.close()
+    assert runs == {"popularity": "evaluated", "mbcf": "interrupted"}
+    assert decided == [("popularity", True)]
+    assert [p.name for p in (path.parent / "models").iterdir()] == [Path(paths[0]).name]
+    assert paths and not Path(paths[0]).is_absolute()
+
+
+@pytest.mark.slow
+def test_build_change_stops_promotion_and_paths_are_relative(tiny_warehouse, tmp_path):
+    from jamrec.models.dataset import open_dataset
+    from jamrec.operations import runs
+    from jamrec.operations.promotion import promote_runs
+    from jamrec.provenance import now
+
+    path = _copy(tiny_warehouse, tmp_path)
+    data = open_dataset(path)
+    run = runs.train("popularity", data)
+    runs.save(run, data, path)
+    run_id = runs.record(run, runs.evaluate(run, data, user_sample=50), path)
+    with Warehouse(path).update("a rebuild published meanwhile") as con:
+        con.execute(
+            "insert into builds (build_id, started_at, status) values ('b-new', $t, 'published')",
+            {"t": now()},
+        )
+    (decision,) = promote_runs([run_id], data, path)
+    assert not decision.promoted
+    assert "published build changed" in decision.note and "b-new" in decision.note
+    # Stored relative to the warehouse folder: a copied warehouse loads its own models.
+    copy = tmp_path / "copy"
+    shutil.copytree(path.parent, copy)
+    shutil.rmtree(path.parent / "models")
+    model, row = runs.load_run(run_id, copy / "jamrec.duckdb")
+    assert row["model_path"] == f"models/{run_id}" and model.name == "popularity"
+    # Rows written before (absolute paths) still read.
+    with Warehouse(copy / "jamrec.duckdb").update("an old absolute path") as con:
+        con.execute(
+            "update model_runs set model_path = $p where run_id = $r",
+            {"p": str(copy / "models" / run_id), "r": run_id},
+        )
+    assert runs.load_run(run_id, copy / "jamrec.duckdb")[0].name == "popularity"
+
+
+def test_orphan_model_folders_of_dead_writers_are_removed(tmp_path):
+    from jamrec.operations import runs
+
+    store = _tiny_store(tmp_path)
+    dead, alive = tmp_path / "models" / "als-dead", tmp_path / "models" / "als-alive"
+    for folder, pid in ((dead, 2**22 + 12345), (alive, os.getpid() + 0)):
+        folder.mkdir(parents=True)
+        (folder / runs.WRITER_MARK).write_text(str(pid))
+    os.utime(alive)
+    (alive / runs.WRITER_MARK).write_text(str(os.getppid()))  # a live process
+    assert runs.clean_orphans(store.path) == ["als-dead"]
+    assert alive.exists() and not dead.exists()

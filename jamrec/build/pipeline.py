@@ -19,6 +19,7 @@ from jamrec.build.stages import (
     validate_build,
 )
 from jamrec.config import BuildParams
+from jamrec.warehouse.store import storage_error
 
 
 def run_build(
@@ -47,6 +48,9 @@ def run_build(
         fail_build(build, exc)
         if interrupts.is_interruption(exc):
             raise interrupts.as_interrupted(exc) from None
+        written = storage_error(exc)
+        if written is not None and written is not exc:
+            raise written from None
         raise
     summary["stage_counts"] = counts
     summary["validation"] = validation

@@ -13,10 +13,10 @@ from jamrec import interrupts
 from jamrec.build import records, sqlrunner
 from jamrec.build.stages import META_TABLE, Build, get_meta, raw_dir, release_build_lock
 from jamrec.config import get_settings
-from jamrec.errors import StorageError, WarehouseDamaged
+from jamrec.errors import WarehouseDamaged
 from jamrec.log import log, stage
 from jamrec.warehouse import history, sqltext
-from jamrec.warehouse.store import copy_tables, first_line, retry_locked
+from jamrec.warehouse.store import copy_tables, first_line, retry_locked, storage_error
 
 
 def publish(build: Build) -> dict:
@@ -145,7 +145,7 @@ def _record_failure(build: Build, error: BaseException) -> None:
     else:
         status = "failed"
         message = str(error).strip() or type(error).__name__
-    keep_file = not interrupted and not isinstance(error, StorageError | OSError)
+    keep_file = not interrupted and storage_error(error) is None and not isinstance(error, OSError)
     meta: dict = {}
     try:
         con = duckdb.connect(str(build.file), read_only=True)

@@ -21,6 +21,7 @@ import yaml
 
 from jamrec.errors import JamrecError
 from jamrec.log import log
+from jamrec.warehouse.store import storage_error
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,9 @@ def run_models(
         try:
             con.execute(f"create or replace {kind} {model.name} as\n{model.sql}")
         except duckdb.Error as exc:
+            written = storage_error(exc)
+            if written is not None:
+                raise written from None
             raise JamrecError(f"{model.path}: {str(exc).splitlines()[0]}") from exc
         counts[model.name] = con.execute(f"select count(*) from {model.name}").fetchone()[0]
         log.info(

@@ -125,8 +125,10 @@ def run_models(
         else [(name, (settings or {}).get(name)) for name in chosen]
     )
     for position, (name, overrides) in enumerate(todo, start=1):
-        log.info("model %d of %d: %s", position, len(todo), name)
-        run_id = _one_run(name, overrides, data, seed, runtime, evaluate, user_sample, warehouse)
+        label = f"model {position} of {len(todo)}"
+        run_id = _one_run(
+            name, overrides, data, seed, runtime, evaluate, user_sample, warehouse, label
+        )
         outcome.runs.append(run_id)
         if evaluate:
             # Decided at once: an interruption later leaves every recorded run decided.
@@ -147,12 +149,14 @@ def _one_run(
     evaluate: bool,
     user_sample: int,
     warehouse: Path | None,
+    label: str = "model",
 ) -> str:
     """Train, save, evaluate and record one run. A run that fails or is interrupted
     (SIGINT, SIGTERM) at any point is recorded as ``failed`` / ``interrupted`` with its
     saved model removed, then the error goes on."""
     run = None
     try:
+        log.info("%s: %s", label, name)
         run = runs.train(name, data, seed, overrides, runtime)
         runs.save(run, data, warehouse)
         result = runs.evaluate(run, data, seed, user_sample) if evaluate else None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import time
 import uuid
@@ -204,6 +205,8 @@ class Warehouse:
             if "lock" in str(exc).lower():
                 return None
             raise _write_error(exc, self.path) from None
+        except duckdb.ConnectionException:
+            return None  # this process holds it read-only: copy, as for another reader
         except duckdb.Error as exc:
             raise WarehouseDamaged(self.path, first_line(exc)) from None
         try:
@@ -402,18 +405,36 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+_WRITE_FAILURES = (
+    ("no space left", "no space left on the device"),
+    ("file too large", "file too large (a file-size limit was reached)"),
+    ("read-only file system", "the file system is read-only"),
+    ("permission denied", "permission denied"),
+)
+
+
+def storage_error(exc: BaseException) -> StorageError | None:
+    """A :class:`StorageError` naming the file and the cause when a DuckDB error is a
+    failed write (disk full, file-size limit, read-only file system); None otherwise."""
+    if isinstance(exc, StorageError):
+        return exc
+    text = str(exc)
+    lowered = text.lower()
+    for needle, cause in _WRITE_FAILURES:
+        if needle in lowered:
+            quoted = re.search(r'file "([^"]+)"', text)
+            where = quoted.group(1) if quoted else "the warehouse"
+            return StorageError(f"{where}: {cause}; nothing was published")
+    return None
+
+
 def _write_error(exc: BaseException, path: Path) -> JamrecError:
     """One line for a failed write: the file and the cause (disk full, read-only, ...)."""
     if isinstance(exc, OSError):
         return StorageError(files.describe_os_error(exc, path))
     text = first_line(exc)
     lowered = text.lower()
-    for needle, cause in (
-        ("no space left", "no space left on the device"),
-        ("file too large", "file too large (a file-size limit was reached)"),
-        ("read-only file system", "the file system is read-only"),
-        ("permission denied", "permission denied"),
-    ):
+    for needle, cause in _WRITE_FAILURES:
         if needle in lowered:
             return StorageError(f"{path}: {cause} ({text})")
     return JamrecError(f"{path}: {text}")
