@@ -73,7 +73,9 @@ def _judge(case: str, path: Path, before: dict, result, expect: int, check=None)
         ok = ok and len(errors) == 1 and (code is None or code == expect)
     else:
         ok = ok and code == 0
-    note = errors[0][len("jamrec: error: ") :][:90] if errors else "ok"
+    note = errors[0][len("jamrec: error: ") :] if errors else "ok"
+    if "sandboxed" in note and note.endswith(")"):
+        note = "refused: " + note[note.rindex("(") + 1 : -1]  # DuckDB's own reason
     if check is not None and ok:
         ok, extra = check()
         note = f"{note} {extra}".strip()
@@ -88,21 +90,11 @@ def case_disk_full(env: Env) -> Outcome:
 
 
 def case_read_only(env: Env, args: list[str], label: str) -> Outcome:
-    root = Path(tempfile.mkdtemp(prefix="jamrec-ro-", dir="/tmp"))
-    root.chmod(0o755)
-    path = root / "wh" / "jamrec.duckdb"
-    path.parent.mkdir()
-    shutil.copyfile(env.base, path)
+    path = env.fresh(f"read_only_{label}")
     before = faults.digests(path, skip=())
-    path.parent.chmod(0o555)
-    user = 65534 if os.geteuid() == 0 else None
-    try:
-        result = faults.jamrec(args, path, user=user, HOME=str(root))
-    finally:
-        path.parent.chmod(0o755)
-    outcome = _judge(f"read-only folder: {label}", path, before, result, 1)
-    shutil.rmtree(root, ignore_errors=True)
-    return outcome
+    with faults.read_only_folder(path.parent):
+        result = faults.jamrec(args, path)
+    return _judge(f"read-only folder: {label}", path, before, result, 1)
 
 
 def case_damaged(env: Env, damage: str) -> Outcome:
@@ -135,7 +127,7 @@ def case_damaged(env: Env, damage: str) -> Outcome:
         ok and not tb,
         0 if kept and kept[0].read_bytes() == damaged else 1,
         tb,
-        (errors[0][15:90] if errors else "etl rebuilt it") + "; --fresh published, file kept",
+        (errors[0][15:] if errors else "etl rebuilt it") + "; --fresh published, file kept",
     )
 
 
@@ -247,7 +239,7 @@ def case_train_interrupted(env: Env) -> Outcome:
     con = duckdb.connect(str(path), read_only=True)
     runs = dict(con.execute("select model, status from model_runs").fetchall())
     decided = con.execute("select count(*) from promotions").fetchall()[0][0]
-    paths = [p for (p,) in con.execute("select model_path from model_runs")]
+    paths = [p for (p,) in con.execute("select model_path from model_runs").fetchall()]
     con.close()
     orphans = (
         [p.name for p in (path.parent / "models").iterdir() if p.name.startswith("mbcf")]
@@ -309,12 +301,14 @@ def run_all(scale: str) -> list[Outcome]:
         lambda: case_train_interrupted(env),
     ]
     outcomes = []
-    for case in cases:
+    for number, case in enumerate(cases, start=1):
         start = time.perf_counter()
         try:
             outcome = case()
         except Exception as exc:  # a crash of the harness is a failed case, not a pass
-            outcome = Outcome(getattr(case, "__name__", "case"), False, 0, False, repr(exc)[:90])
+            outcome = Outcome(f"case {number} (harness failed)", False, 0, False, repr(exc))
+        # Paths in the messages are shown relative to the run's temporary folder.
+        outcome.note = outcome.note.replace(str(root), "$TMP")[:120]
         print(
             f"{'ok  ' if outcome.survived else 'FAIL'} {outcome.case} "
             f"({time.perf_counter() - start:.0f} s): {outcome.note}",

@@ -9,9 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pytest
 
 RUNNER = """
 import resource, sys
@@ -156,3 +158,26 @@ def statuses(path: Path) -> list[str]:
         ]
     finally:
         con.close()
+
+
+@contextmanager
+def read_only_folder(folder: Path):
+    """``folder`` made read-only for the duration: a read-only bind mount as root (root
+    ignores permission bits), ``chmod 555`` otherwise. Skips when neither is possible."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount as root here: {mounted.stderr.decode().strip()}")
+    try:
+        subprocess.run(
+            ["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True
+        )
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)

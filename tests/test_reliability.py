@@ -9,9 +9,7 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -182,29 +180,6 @@ def test_disk_full_during_etl(tiny_warehouse, tiny_dump, tmp_path):
     assert not (path.parent / ".work" / "failed-build.duckdb").exists()
 
 
-@contextmanager
-def read_only_folder(folder: Path):
-    """``folder`` made read-only for the duration: a read-only bind mount as root (root
-    ignores permission bits), ``chmod 555`` otherwise. Skips when neither is possible."""
-    if os.geteuid() != 0:
-        folder.chmod(0o555)
-        try:
-            yield
-        finally:
-            folder.chmod(0o755)
-        return
-    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot bind-mount as root here: {mounted.stderr.decode().strip()}")
-    try:
-        subprocess.run(
-            ["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True
-        )
-        yield
-    finally:
-        subprocess.run(["umount", str(folder)], capture_output=True)
-
-
 @pytest.mark.slow
 def test_read_only_folder_is_refused_before_any_work(tiny_warehouse, tiny_dump, tmp_path):
     path = _copy(tiny_warehouse, tmp_path)
@@ -216,7 +191,7 @@ def test_read_only_folder_is_refused_before_any_work(tiny_warehouse, tiny_dump, 
         ["promote", "popularity-x", "--note", "n"],
         ["rollback"],
     ]
-    with read_only_folder(path.parent):
+    with faults.read_only_folder(path.parent):
         for args in cases:
             result = faults.jamrec(args, path)
             assert result.returncode == 1, (args, result.stderr)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from jamrec.warehouse import sqltext
 from jamrec.warehouse.store import table_names
 
 BUILD_COLUMNS = (
@@ -82,7 +83,9 @@ def stages(con: duckdb.DuckDBPyConnection, counts: dict) -> list[tuple[str, int,
 
     def count(table: str) -> int | None:
         return (
-            con.execute(f"select count(*) from {table}").fetchone()[0] if table in present else None
+            con.execute(f"select count(*) from {sqltext.identifier(table, present)}").fetchone()[0]
+            if table in present
+            else None
         )
 
     out = [

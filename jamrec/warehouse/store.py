@@ -464,6 +464,11 @@ def retry_locked(open_fn, path: Path, timeout_s: float):
             if "lock" not in str(exc).lower():
                 raise _unreadable(exc, path) from None
             holder = str(exc).split("Conflicting lock is held in", 1)[-1].strip().rstrip(".")
+        except duckdb.ConnectionException as exc:
+            if "different configuration" not in str(exc):
+                raise _unreadable(exc, path) from None
+            # This process writes the file in place right now (another thread): wait.
+            holder = f"this process (PID {os.getpid()}), writing in place"
         except duckdb.Error as exc:
             raise _unreadable(exc, path) from None
         if time.monotonic() >= deadline:
