@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -79,6 +80,7 @@ def main() -> None:
     print(f"| in place (default) | {p_s:.3f} | {p_b / 1e6:.2f} |")
     print(f"| copy-on-write (before) | {c_s:.3f} | {c_b / 1e6:.2f} |")
     print(f"| ratio copy / in place | {c_s / p_s:.1f}x | {c_b / max(p_b, 1):.0f}x |")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

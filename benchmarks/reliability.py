@@ -341,7 +341,20 @@ def table(outcomes: list[Outcome], scale: str) -> str:
             f"| {o.case} | {'yes' if o.survived else 'NO'} | {o.data_lost} | "
             f"{'yes' if o.traceback else 'no'} | {note} |"
         )
+    lines += ["", METHOD]
     return "\n".join(lines) + "\n"
+
+
+METHOD = """\
+Seconds per case are noisy on a shared machine; the verdicts are not. Each case runs the
+real `jamrec` command in a subprocess on a copy of a warehouse built from the `tiny` dump: the file-size limit
+is `resource.setrlimit(RLIMIT_FSIZE)` in that subprocess, the read-only folder a
+read-only bind mount (as root; `chmod 555` otherwise), the signals are sent when the
+named log line appears. "Data lost" counts tables of the published warehouse whose
+content changed (or, for `--fresh`, a set-aside file that is not byte-identical to the
+damaged one). The full-scale command is the same with `--scale small` (tiny and small are
+the only sizes it accepts: the cases are about faults, not size).
+"""
 
 
 def main() -> None:
@@ -352,10 +365,21 @@ def main() -> None:
     text = table(run_all(args.scale), args.scale)
     print(text)
     if args.out:
-        current = args.out.read_text() if args.out.exists() else ""
-        head, sep, rest = current.partition("## Reliability (issue 15)")
-        tail = rest.split("\n## ", 1)[1] if sep and "\n## " in rest else ""
-        args.out.write_text(head.rstrip() + "\n\n" + text + ("\n## " + tail if tail else ""))
+        args.out.write_text(replace_section(args.out, text))
+
+
+def replace_section(path: Path, text: str, notes: str = "## Notes and run history") -> str:
+    """``path``'s content with its reliability section replaced by ``text`` (added before
+    the hand-written notes when it has none)."""
+    current = path.read_text() if path.exists() else ""
+    head, sep, rest = current.partition("## Reliability (issue 15)")
+    if sep:
+        tail = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
+        return head + text + ("\n## " + tail if tail else "")
+    before, found, after = current.partition(notes)
+    if found:
+        return before + text + "\n" + found + after
+    return current.rstrip() + "\n\n" + text
 
 
 if __name__ == "__main__":

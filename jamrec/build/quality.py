@@ -30,7 +30,7 @@ import duckdb
 
 from jamrec import files
 from jamrec.config import PROJECT_ROOT
-from jamrec.errors import JamrecError
+from jamrec.errors import JamrecError, StorageError
 from jamrec.log import log
 from jamrec.warehouse import sqltext
 
@@ -309,7 +309,7 @@ def validate(
         report.seconds = time.perf_counter() - start
         report.results_path = _relative(save_results(reports_dir, run_name, report.summary(), raw))
     except OSError as exc:
-        raise JamrecError(files.describe_os_error(exc)) from None
+        raise StorageError(files.describe_os_error(exc)) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - start

@@ -381,17 +381,18 @@ _HEADER_BYTES = 3 * 4096
 
 def check_intact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Raise :class:`WarehouseDamaged` when the file behind ``con`` cannot be trusted: its
-    catalog does not read, or it is shorter than the blocks it says it holds (a copy or
-    a write cut short). Cheap: reads the catalog and the file size only."""
+    catalog does not read, or it is shorter than the blocks it says it uses (a copy or a
+    write cut short). Cheap: reads the catalog and the file size only."""
     try:
         history.version(con)
-        ((block_size, total_blocks),) = con.execute(
-            "select block_size, total_blocks from pragma_database_size() "
+        ((block_size, used_blocks),) = con.execute(
+            "select block_size, used_blocks from pragma_database_size() "
             "where database_name = current_database()"
         ).fetchall()
     except duckdb.Error as exc:
         raise WarehouseDamaged(path, first_line(exc)) from None
-    expected = _HEADER_BYTES + int(block_size) * int(total_blocks)
+    # Free blocks at the end may have been cut off by DuckDB itself; used ones may not.
+    expected = _HEADER_BYTES + int(block_size) * int(used_blocks)
     size = Path(path).stat().st_size
     if size < expected:
         raise WarehouseDamaged(
