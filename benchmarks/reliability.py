@@ -348,12 +348,12 @@ def table(outcomes: list[Outcome], scale: str) -> str:
 METHOD = """\
 Seconds per case are noisy on a shared machine; the verdicts are not. Each case runs the
 real `jamrec` command in a subprocess on a copy of a warehouse built from the `tiny`
-dump: the file-size limit is `resource.setrlimit(RLIMIT_FSIZE)` in that subprocess,
-the read-only folder a read-only bind mount (as root; `chmod 555` otherwise), the signals are sent when the
-named log line appears. "Data lost" counts tables of the published warehouse whose
-content changed (or, for `--fresh`, a set-aside file that is not byte-identical to the
-damaged one). The full-scale command is the same with `--scale small` (tiny and small are
-the only sizes it accepts: the cases are about faults, not size).
+dump: the file-size limit is `resource.setrlimit(RLIMIT_FSIZE)` in that subprocess, the
+read-only folder a read-only bind mount (as root; `chmod 555` otherwise), the signals
+are sent when the named log line appears. "Data lost" counts tables of the published
+warehouse whose content changed (or, for `--fresh`, a set-aside file that is not byte-
+identical to the damaged one). The full-scale command is the same with `--scale small`
+(tiny and small are the only sizes it accepts: the cases are about faults, not size).
 """
 
 
