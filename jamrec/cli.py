@@ -420,14 +420,22 @@ def main(argv: list[str] | None = None) -> int:
     1 for anything else (a failed check, a full or read-only disk, a damaged warehouse,
     SIGINT or SIGTERM).
     """
+
+    from jamrec import interrupts
+
+    args = build_parser().parse_args(argv)
+    setup_cli_logging(args.verbose)
+    with interrupts.installed():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; turn every fault into one error line and an exit status."""
     import duckdb
 
     from jamrec import interrupts
     from jamrec.files import describe_os_error
 
-    args = build_parser().parse_args(argv)
-    setup_cli_logging(args.verbose)
-    interrupts.install()
     try:
         return args.func(args)
     except InputError as exc:

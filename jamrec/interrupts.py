@@ -1,6 +1,6 @@
 """SIGINT and SIGTERM end jamrec the same way: cleanly, recorded, with one line.
 
-:func:`install` (the CLI calls it) makes SIGTERM raise :class:`jamrec.errors.Interrupted`
+:func:`installed` (the CLI runs inside it) makes SIGTERM raise :class:`jamrec.errors.Interrupted`
 like Ctrl-C does, so every ``except BaseException`` cleanup (a build recorded as
 ``interrupted``, a run recorded, temporary files removed) runs for both. DuckDB turns a
 signal that arrives during a query into ``RuntimeError: Query interrupted``;
@@ -26,12 +26,24 @@ def _raise(signum, _frame) -> None:
     raise Interrupted(name)
 
 
-def install() -> None:
-    """SIGINT and SIGTERM raise :class:`Interrupted`; SIGXFSZ is ignored."""
-    signal.signal(signal.SIGINT, _raise)
-    signal.signal(signal.SIGTERM, _raise)
+@contextmanager
+def installed() -> Iterator[None]:
+    """While inside: SIGINT and SIGTERM raise :class:`Interrupted`, SIGXFSZ is ignored;
+    the previous handlers come back on the way out (a caller such as a test process
+    keeps its own)."""
+    wanted = {signal.SIGINT: _raise, signal.SIGTERM: _raise}
     if hasattr(signal, "SIGXFSZ"):
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        wanted[signal.SIGXFSZ] = signal.SIG_IGN
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def received() -> str | None:

@@ -187,6 +187,7 @@ def test_older_warehouses_and_runs_of_other_builds(trained, tmp_path):
     from jamrec.report.data import Builds
     from jamrec.report.sections_champions import champions_section
     from jamrec.report.sections_models import models_section
+    from jamrec.warehouse import history
     from jamrec.warehouse.store import Warehouse
 
     path = tmp_path / "old.duckdb"
@@ -201,7 +202,8 @@ def test_older_warehouses_and_runs_of_other_builds(trained, tmp_path):
         con.close()
     con = Warehouse(path).connect_readonly()
     try:
-        assert con.execute("select max(version) from schema_migrations").fetchall() == [(1,)]
+        found = con.execute("select max(version) from schema_migrations").fetchall()
+        assert found == [(history.CURRENT,)]
         assert con.execute("select count(*) from champions").fetchall() == [(0,)]
         assert "No run has been promoted to champion yet." in champions_section(con)
         html = models_section(con, Builds(None, {"build_id": "b-newer"}, []))
