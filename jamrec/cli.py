@@ -92,7 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="share of jams after the default time cut (default 0.1)",
     )
+    etl.add_argument(
+        "--fresh",
+        action="store_true",
+        help="do not read the published warehouse (e.g. a damaged one): set it aside under "
+        ".versions/ and start a new history",
+    )
     etl.set_defaults(func=cmd_etl)
+
+    rb = sub.add_parser("rollback", help="republish an earlier version of the warehouse")
+    rb.add_argument(
+        "build_id", nargs="?", default=None, help="the build to restore (default: the previous)"
+    )
+    rb.add_argument("--list", action="store_true", help="list the kept versions and stop")
+    _warehouse_arg(rb)
+    rb.set_defaults(func=cmd_rollback)
 
     val = sub.add_parser("validate", help="re-validate the published warehouse")
     _warehouse_arg(val)
@@ -260,8 +274,25 @@ def cmd_etl(args: argparse.Namespace) -> int:
             f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors()
         )
         raise JamrecError(problems) from None
-    summary = run_build(args.timj, args.spotify, args.warehouse, params)
+    summary = run_build(args.timj, args.spotify, args.warehouse, params, fresh=args.fresh)
     print_build_summary(summary)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """``jamrec rollback``: republish a kept version (or ``--list`` them)."""
+    from jamrec.warehouse.rollback import list_versions, rollback
+
+    if args.list:
+        versions = list_versions(args.warehouse)
+        if not versions:
+            print("no kept versions yet (each build keeps the one it replaces)")
+        for v in versions:
+            print(f"  {v.build_id or '(unreadable)':<28} {v.size / 1e6:>9.1f} MB  {v.path}")
+        return 0
+    done = rollback(args.build_id, args.warehouse)
+    replaced = f" (replacing {done['replaced']})" if done["replaced"] else ""
+    print(f"republished build {done['build_id']} from {done['version']}{replaced}")
     return 0
 
 
@@ -480,24 +511,62 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``jamrec`` console script."""
+    """Entry point of the ``jamrec`` console script.
+
+    Every fault ends in one ``jamrec: error: ...`` line: exit status 2 for unusable input,
+    1 for anything else (a failed check, a full or read-only disk, a damaged warehouse,
+    SIGINT or SIGTERM).
+    """
+
+    from jamrec import interrupts
+
     args = build_parser().parse_args(argv)
     setup_cli_logging(args.verbose)
+    with interrupts.installed():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; turn every fault into one error line and an exit status."""
+    import duckdb
+
+    from jamrec import interrupts
+    from jamrec.files import describe_os_error
+
     try:
         return args.func(args)
     except InputError as exc:
-        print(f"jamrec: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc), 2)
     except JamrecError as exc:
-        print(f"jamrec: error: {exc}", file=sys.stderr)
-        return 1
+        return _error(str(exc), 1)
     except KeyboardInterrupt:
-        print("jamrec: interrupted", file=sys.stderr)
-        return 130
+        name = interrupts.received() or "SIGINT"
+        return _error(f"interrupted by {name}; the published warehouse is unchanged", 1)
     except BrokenPipeError:
         # The reader went away (``jamrec sql ... | head``): not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        return _error(describe_os_error(exc), 1)
+    except (duckdb.Error, RuntimeError) as exc:
+        if interrupts.is_interruption(exc):
+            name = interrupts.received() or "SIGINT"
+            return _error(f"interrupted by {name}; the published warehouse is unchanged", 1)
+        if not isinstance(exc, duckdb.Error):
+            raise
+        from jamrec.warehouse.store import storage_error
+
+        written = storage_error(exc)
+        if written is not None:
+            return _error(str(written), 1)
+        text = str(exc).strip().splitlines()
+        return _error(f"DuckDB: {text[0] if text else type(exc).__name__}", 1)
+
+
+def _error(message: str, status: int) -> int:
+    """Print the one error line (a multi-line message keeps its detail lines)."""
+    print(f"jamrec: error: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

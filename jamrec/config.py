@@ -37,6 +37,15 @@ class Settings(BaseSettings):
         description="Seeds the evaluation's user sample, sampled-100 negatives and bootstrap "
         "(never a model's training seed): runs compared must share it.",
     )
+    keep_versions: int = Field(
+        2,
+        ge=0,
+        description="Published warehouse files kept under warehouse/.versions/ for "
+        "`jamrec rollback` (each build keeps the one it replaced).",
+    )
+    keep_validations: int = Field(
+        10, ge=1, description="Validation result files kept under reports/validations/."
+    )
 
     @property
     def reports_dir(self) -> Path:

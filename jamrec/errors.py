@@ -28,3 +28,27 @@ class InputError(JamrecError):
 
 class WarehouseLockedError(JamrecError):
     """Another process holds the warehouse (or a build) and did not let go in time."""
+
+
+class StorageError(JamrecError):
+    """A write failed or would fail: disk full, file-size limit, read-only file system."""
+
+
+class WarehouseDamaged(JamrecError):
+    """The warehouse file cannot be read: truncated, overwritten or otherwise corrupt."""
+
+    def __init__(self, path: str | Path, cause: str):
+        self.path = Path(path)
+        super().__init__(
+            f"{self.path}: the warehouse file is damaged ({cause}); put the previous version "
+            "back with `jamrec rollback`, or rebuild it from the raw files with "
+            "`jamrec etl --fresh --timj ... --spotify ...`"
+        )
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: every cleanup that handles Ctrl-C runs for both."""
+
+    def __init__(self, signal_name: str = "SIGINT"):
+        self.signal_name = signal_name
+        super().__init__(signal_name)

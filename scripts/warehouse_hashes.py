@@ -23,7 +23,8 @@ HISTORY = {  # jamrec's own tables (some only in later versions): left out
 
 
 def table_hash(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, str]:
-    rows = con.execute(f'select * from "{table}"').fetchall()
+    quoted = '"' + table.replace('"', '""') + '"'  # a catalog name, escaped as an identifier
+    rows = con.execute(f"select * from {quoted}").fetchall()
     lines = sorted(repr(r) for r in rows)
     return len(lines), hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 

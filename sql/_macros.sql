@@ -21,3 +21,10 @@ create or replace temp macro tsv_fields(line) as string_split(line, chr(9));
 
 -- How a rejected line is shown: its text, or its bytes escaped when it is not UTF-8.
 create or replace temp macro raw_text(raw_line) as coalesce(try(decode(raw_line)), raw_line::varchar);
+
+-- Text fields (artist, title, name, artists, album) longer than this are rejected: real
+-- ones stay under a few hundred characters; megabytes of text are a broken or hostile file.
+create or replace temp macro max_text_chars() as 1000;
+
+-- A NUL byte has no place in text (C tools stop reading there; it hides what follows).
+create or replace temp macro has_nul(s) as coalesce(contains(s, chr(0)), false);

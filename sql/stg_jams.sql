@@ -44,6 +44,14 @@ judged as (
             -- TIMJ ran from 2011-08-26 until its archive on 2015-09-26.
             when creation_date_text::date not between date '2011-08-26' and date '2015-09-26'
                 then 'creation_date outside 2011-08-26..2015-09-26'
+            -- Text: no NUL bytes, and at most max_text_chars characters (sql/_macros.sql).
+            when has_nul(artist_raw) then 'artist holds a NUL byte'
+            when has_nul(title_raw) then 'title holds a NUL byte'
+            when has_nul(line) then 'line holds a NUL byte'
+            when length(artist_raw) > max_text_chars()
+                then format('artist is {} characters long (at most {})', length(artist_raw), max_text_chars())
+            when length(title_raw) > max_text_chars()
+                then format('title is {} characters long (at most {})', length(title_raw), max_text_chars())
         end as reject_reason
     from typed
 )

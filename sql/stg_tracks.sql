@@ -77,32 +77,44 @@ judged as (
             when tempo is null then 'tempo is not a number'
             when key is null then 'key is not a pitch class'
             when mode is null then 'mode is not 0/1 or Major/Minor'
-            when
-                not (
-                    danceability between 0 and 1 and energy between 0 and 1
-                    and speechiness between 0 and 1 and acousticness between 0 and 1
-                    and instrumentalness between 0 and 1 and liveness between 0 and 1
-                    and valence between 0 and 1
-                )
-                then 'a 0..1 audio feature is outside 0..1'
+            -- A range reject names the column and the value, e.g. 'danceability 1.7 outside 0..1'.
+            when danceability not between 0 and 1 then format('danceability {} outside 0..1', danceability)
+            when energy not between 0 and 1 then format('energy {} outside 0..1', energy)
+            when speechiness not between 0 and 1 then format('speechiness {} outside 0..1', speechiness)
+            when acousticness not between 0 and 1 then format('acousticness {} outside 0..1', acousticness)
+            when instrumentalness not between 0 and 1
+                then format('instrumentalness {} outside 0..1', instrumentalness)
+            when liveness not between 0 and 1 then format('liveness {} outside 0..1', liveness)
+            when valence not between 0 and 1 then format('valence {} outside 0..1', valence)
             -- Spotify documents -60..0 dB; real files reach a few dB above 0.
-            when loudness not between -80 and 10 then format('loudness outside -80..10 dB (found {})', loudness)
-            when tempo not between 0 and 300 then format('tempo outside 0..300 BPM (found {})', tempo)
-            when key not between 0 and 11 then format('key outside 0..11 (found {})', key)
-            when mode not in (0, 1) then format('mode is not 0 or 1 (found {})', mode)
+            when loudness not between -80 and 10 then format('loudness {} outside -80..10 dB', loudness)
+            when tempo not between 0 and 300 then format('tempo {} outside 0..300 BPM', tempo)
+            when key not between 0 and 11 then format('key {} outside 0..11', key)
+            when mode not in (0, 1) then format('mode {} is not 0 or 1', mode)
             when popularity_text is not null and popularity_text <> '' and popularity is null
                 then 'popularity is not an integer'
-            when popularity not between 0 and 100 then format('popularity outside 0..100 (found {})', popularity)
+            when popularity not between 0 and 100 then format('popularity {} outside 0..100', popularity)
             when duration_text is not null and duration_text <> '' and duration_ms is null
                 then 'duration_ms is not a number'
-            when duration_ms <= 0 then format('duration_ms is not positive (found {})', duration_ms)
+            when duration_ms <= 0 then format('duration_ms {} is not positive', duration_ms)
             when time_signature_text is not null and time_signature_text <> '' and time_signature is null
                 then 'time_signature is not a number'
             when time_signature not between 0 and 7
-                then format('time_signature outside 0..7 (found {})', time_signature)
+                then format('time_signature {} outside 0..7', time_signature)
             when explicit_text is not null and explicit_text <> '' and explicit is null
                 then 'explicit is not a boolean'
             when artists_text is null or artists_text = '' or len(artists) = 0 then 'artists is empty'
+            -- Text: no NUL bytes, and at most max_text_chars characters (sql/_macros.sql).
+            when has_nul(name) then 'name holds a NUL byte'
+            when has_nul(artists_text) then 'artists holds a NUL byte'
+            when has_nul(album) then 'album holds a NUL byte'
+            when has_nul(genre) then 'genre holds a NUL byte'
+            when length(name) > max_text_chars()
+                then format('name is {} characters long (at most {})', length(name), max_text_chars())
+            when length(artists_text) > max_text_chars()
+                then format('artists is {} characters long (at most {})', length(artists_text), max_text_chars())
+            when length(album) > max_text_chars()
+                then format('album is {} characters long (at most {})', length(album), max_text_chars())
         end as reject_reason
     from typed
 )

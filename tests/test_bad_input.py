@@ -194,7 +194,7 @@ def test_bad_lines_become_rejects_with_reasons(tmp_path, capsys):
             ("likes.tsv", 4, "duplicate like (first on line 2)"),
             ("likes.tsv", 5, "jam_id is not in jams (unknown jam, or its line was rejected)"),
             ("likes.tsv", 6, "expected 2 tab-separated fields (found 1)"),
-            ("tracks.csv", 8, "a 0..1 audio feature is outside 0..1"),
+            ("tracks.csv", 8, "danceability 1.5 outside 0..1"),
             ("tracks.csv", 9, "energy is not a number"),
             ("tracks.csv", 10, "track_id is not 22 base62 characters"),
             ("tracks.csv", 11, "duplicate track_id with different audio features (kept line 3)"),

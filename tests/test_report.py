@@ -207,9 +207,8 @@ def test_older_warehouses_and_runs_of_other_builds(trained, tmp_path):
         con.close()
     con = Warehouse(path).connect_readonly()
     try:
-        assert con.execute("select max(version) from schema_migrations").fetchall() == [
-            (history.CURRENT,)
-        ]
+        found = con.execute("select max(version) from schema_migrations").fetchall()
+        assert found == [(history.CURRENT,)]
         assert con.execute("select count(*) from champions").fetchall() == [(0,)]
         assert "No run has been promoted to champion yet." in champions_section(con)
         html = models_section(con, Builds(None, {"build_id": "b-newer"}, []))

@@ -242,7 +242,7 @@ def test_sql_command_and_describe(tiny_warehouse, capsys):
 def test_sql_is_read_only_and_errors_are_one_line(tiny_warehouse, capsys):
     assert main(["sql", "--warehouse", str(tiny_warehouse), "drop table jams"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("jamrec: error: query failed:") and "read-only" in err
+    assert err.startswith("jamrec: error: jamrec sql is read-only") and "DROP" in err
     assert main(["sql", "--warehouse", str(tiny_warehouse), "select nope from jams"]) == 1
     assert "Traceback" not in capsys.readouterr().err
     assert fetch(tiny_warehouse, "select count(*) from jams")[0][0] > 0

@@ -11,7 +11,9 @@ Line numbers are 1-based and count the header, so the first data line is line 2.
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from jamrec.errors import InputError
+from jamrec.files import os_error_cause
 
 TIMJ_HEADERS: dict[str, tuple[str, ...]] = {
     "jams.tsv": (
@@ -62,10 +65,12 @@ class Source:
                 return zf.read(self.member)
         except FileNotFoundError:
             raise InputError(self.display, "file not found") from None
-        except (zipfile.BadZipFile, KeyError) as exc:
-            raise InputError(self.display, f"cannot read from the zip: {exc}") from None
+        except (zipfile.BadZipFile, KeyError, zlib.error, EOFError) as exc:
+            raise InputError(self.display, f"the zip is damaged: {exc}") from None
         except IsADirectoryError:
             raise InputError(self.display, "is a directory, expected a file") from None
+        except OSError as exc:
+            raise InputError(self.display, os_error_cause(exc)) from None
 
 
 @dataclass
@@ -176,13 +181,17 @@ def locate_timj(path: Path) -> dict[str, Source]:
     All three files are required (likes and followers may hold only their header).
     """
     path = Path(path)
+    check_input_path(path, "--timj")
     if not path.exists():
         raise InputError(path, "not found (expected the TIMJ dump folder or its zip)")
     if path.is_file():
         if not zipfile.is_zipfile(path):
             raise InputError(path, "is neither a folder nor a zip file")
-        with zipfile.ZipFile(path) as zf:
-            members = [m for m in zf.namelist() if not m.endswith("/")]
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = [m for m in zf.namelist() if not m.endswith("/")]
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+            raise InputError(path, f"the zip is damaged: {exc}") from None
         found = {}
         for name in TIMJ_HEADERS:
             matches = sorted(m for m in members if m == name or m.endswith("/" + name))
@@ -198,6 +207,18 @@ def locate_timj(path: Path) -> dict[str, Source]:
         if not source.path.is_file():
             raise InputError(source.path, "file not found (required; it may hold only its header)")
     return sources
+
+
+def check_input_path(path: Path, option: str) -> None:
+    """Fail with one line when ``path`` exists but cannot be read as a file or folder: a
+    symlink loop, a permission problem, ... (a missing path is reported where it is
+    needed, with what was expected there)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InputError(path, f"cannot be read as {option}: {os_error_cause(exc)}") from None
 
 
 def locate_truth(path: Path) -> Path | None:

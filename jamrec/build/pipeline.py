@@ -7,6 +7,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from jamrec import interrupts
 from jamrec.build.publish import fail_build, publish
 from jamrec.build.stages import (
     Build,
@@ -18,14 +19,24 @@ from jamrec.build.stages import (
     validate_build,
 )
 from jamrec.config import BuildParams
+from jamrec.warehouse.store import storage_error
 
 
 def run_build(
-    timj: Path, spotify: Path, warehouse: Path | None = None, params: BuildParams | None = None
+    timj: Path,
+    spotify: Path,
+    warehouse: Path | None = None,
+    params: BuildParams | None = None,
+    fresh: bool = False,
 ) -> dict:
-    """Every stage in order, without Prefect (``jamrec etl``); see ``flows/build_warehouse.py``."""
+    """Every stage in order, without Prefect (``jamrec etl``); see ``flows/build_warehouse.py``.
+
+    ``fresh`` builds without reading the published file (a damaged one): it is set aside
+    under ``.versions/`` first. A failure or an interruption (SIGINT, SIGTERM) at any
+    stage is recorded in ``builds`` and leaves the published warehouse as it was.
+    """
     start = time.perf_counter()
-    build = start_build(timj, spotify, warehouse, params)
+    build = start_build(timj, spotify, warehouse, params, fresh=fresh)
     try:
         load_timj(build)
         load_spotify(build)
@@ -35,6 +46,11 @@ def run_build(
         summary = publish(build)
     except BaseException as exc:
         fail_build(build, exc)
+        if interrupts.is_interruption(exc):
+            raise interrupts.as_interrupted(exc) from None
+        written = storage_error(exc)
+        if written is not None and written is not exc:
+            raise written from None
         raise
     summary["stage_counts"] = counts
     summary["validation"] = validation

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import duckdb
 
+from jamrec import interrupts
 from jamrec.build import records, sqlrunner
 from jamrec.build.stages import META_TABLE, Build, get_meta, raw_dir, release_build_lock
 from jamrec.config import get_settings
+from jamrec.errors import WarehouseDamaged
 from jamrec.log import log, stage
-from jamrec.warehouse import history
-from jamrec.warehouse.store import copy_tables, one_row, retry_locked
+from jamrec.warehouse import history, sqltext
+from jamrec.warehouse.store import copy_tables, first_line, one_row, retry_locked, storage_error
 
 
 def publish(build: Build) -> dict:
@@ -31,16 +33,22 @@ def publish(build: Build) -> dict:
             meta = get_meta(con)
             con.execute(f"drop table {META_TABLE}")
             with store.lock(f"publish build {build.build_id}"):
+                previous = None
                 if store.exists():
+                    store.check_readable()
                     retry_locked(
                         lambda: con.execute(
-                            f"attach {sqlrunner.quote(str(store.path))} as prev (read_only)"
+                            "attach $path as prev (read_only)", {"path": str(store.path)}
                         ),
                         store.path,
                         build.lock_timeout_s,
                     )
-                    kept = kept_tables(_tables(con, "prev"), set(_tables(con)))
-                    copy_tables(con, "prev", kept)
+                    try:
+                        previous = _published_build_id(con)
+                        kept = kept_tables(_tables(con, "prev"), set(_tables(con)))
+                        copy_tables(con, "prev", kept)
+                    except duckdb.Error as exc:
+                        raise WarehouseDamaged(store.path, first_line(exc)) from None
                     con.execute("detach prev")
                     info.update(kept_tables=len(kept))
                 history.migrate(con)
@@ -52,10 +60,13 @@ def publish(build: Build) -> dict:
                     stage_counts=meta.get("stage_counts"),
                     validation=meta.get("validation"),
                 )
-                rows = {t: one_row(con, f"select count(*) from {t}")[0] for t in _tables(con)}
+                rows = {
+                    t: one_row(con, f"select count(*) from {sqltext.identifier(t)}")[0]
+                    for t in _tables(con)
+                }
                 con.execute("checkpoint")
                 con.close()
-                store.replace_with(build.file)
+                store.replace_with(build.file, keep_version=previous)
             shutil.rmtree(raw_dir(build), ignore_errors=True)
         except BaseException:
             con.close()
@@ -63,6 +74,17 @@ def publish(build: Build) -> dict:
     release_build_lock(build.build_id)
     log.info("build %s published: %s", build.build_id, store.path)
     return {"build_id": build.build_id, "warehouse": str(store.path), "rows": rows}
+
+
+def _published_build_id(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The build id published in the attached ``prev`` (what ``.versions/`` names it by)."""
+    if "builds" not in _tables(con, "prev"):
+        return None
+    row = con.execute(
+        "select build_id from prev.main.builds where status = 'published' "
+        "order by started_at desc limit 1"
+    ).fetchone()
+    return row[0] if row else None
 
 
 def kept_tables(published: list[str], built: set[str]) -> list[str]:
@@ -98,17 +120,32 @@ def _inputs(meta: dict) -> dict:
     if "spotify" in meta:
         inputs["spotify"] = {k: v for k, v in meta["spotify"].items() if k != "notes"}
     for name, info in meta.get("truth", {}).items():
-        inputs[name] = info
+        if name != "ignored":  # unknown files, reported in stage_counts, never loaded
+            inputs[name] = info
     return inputs
 
 
 def fail_build(build: Build, error: BaseException) -> None:
-    """Record a failed build in ``builds`` and keep its file for inspection.
+    """Record a failed or interrupted build in ``builds``; clean up after it.
 
-    The published tables are untouched. The failed build's file is kept as
-    ``warehouse/.work/failed-build.duckdb`` (the latest failure only).
+    The published tables are untouched. A build that failed on its data keeps its file
+    as ``warehouse/.work/failed-build.duckdb`` for inspection (the latest failure only);
+    an interrupted one (SIGINT, SIGTERM: status ``interrupted``) or one that could not
+    write (disk full, read-only) leaves nothing behind.
     """
-    message = str(error).strip() or type(error).__name__
+    with interrupts.deferred():
+        _record_failure(build, error)
+
+
+def _record_failure(build: Build, error: BaseException) -> None:
+    interrupted = interrupts.is_interruption(error)
+    if interrupted:
+        status = "interrupted"
+        message = f"interrupted by {interrupts.received() or 'SIGINT'}"
+    else:
+        status = "failed"
+        message = str(error).strip() or type(error).__name__
+    keep_file = not interrupted and storage_error(error) is None and not isinstance(error, OSError)
     meta: dict = {}
     try:
         con = duckdb.connect(str(build.file), read_only=True)
@@ -119,22 +156,27 @@ def fail_build(build: Build, error: BaseException) -> None:
     except (duckdb.Error, OSError):
         pass
     try:
-        with build.store.update(f"record failed build {build.build_id}") as con:
+        with build.store.update(f"record {status} build {build.build_id}") as con:
             records.finish(
                 con,
                 build.build_id,
-                "failed",
+                status,
                 inputs=_inputs(meta) or None,
                 stage_counts=meta.get("stage_counts"),
                 validation=meta.get("validation"),
                 error=message,
             )
-        shutil.rmtree(raw_dir(build), ignore_errors=True)
-        if build.file.exists():
-            os.replace(build.file, build.store.work_dir / "failed-build.duckdb")
-            Path(str(build.file) + ".wal").unlink(missing_ok=True)
     except Exception as exc:
-        log.error("could not record the failure of build %s: %s", build.build_id, exc)
+        log.error("could not record the %s build %s: %s", status, build.build_id, exc)
     finally:
+        shutil.rmtree(raw_dir(build), ignore_errors=True)
+        try:
+            if keep_file and build.file.exists():
+                os.replace(build.file, build.store.work_dir / "failed-build.duckdb")
+            else:
+                build.file.unlink(missing_ok=True)
+            Path(str(build.file) + ".wal").unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("could not remove %s: %s", build.file, exc)
         release_build_lock(build.build_id)
-    log.error("build %s failed: %s", build.build_id, message)
+    log.error("build %s %s: %s", build.build_id, status, message)

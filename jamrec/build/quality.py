@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -27,9 +30,11 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from jamrec import files
 from jamrec.config import PROJECT_ROOT
-from jamrec.errors import JamrecError
+from jamrec.errors import JamrecError, StorageError
 from jamrec.log import log
+from jamrec.warehouse import sqltext
 from jamrec.warehouse.store import one_row, warehouse_at
 
 if TYPE_CHECKING:  # Great Expectations is imported when a validation runs
@@ -42,6 +47,8 @@ if TYPE_CHECKING:  # Great Expectations is imported when a validation runs
     from great_expectations.datasource.fluent import PandasDatasource
 
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+# Validation results (one JSON file per validation run) under the reports folder.
+RESULTS_DIR = "validations"
 # Tables every build must publish; the rest (builds, truth_*) are validated when present.
 REQUIRED = (
     "jams",
@@ -94,6 +101,7 @@ class ValidationReport:
     failures: list[Failure]
     docs_path: Path | None
     seconds: float
+    results_path: Path | None = None
 
     def message(self, what: str = "validation") -> str:
         """Multi-line: each failed expectation with its table and row count, then the report."""
@@ -120,6 +128,7 @@ class ValidationReport:
             "tables": self.tables,
             "failures": [f.line() for f in self.failures],
             "report": str(self.docs_path) if self.docs_path else None,
+            "results": str(self.results_path) if self.results_path else None,
         }
 
 
@@ -142,7 +151,11 @@ def load_suite(table: str, folder: Path = EXPECTATIONS_DIR) -> dict:
     if suite.get("name") != table:
         raise JamrecError(f"{folder / f'{table}.json'}: suite name must be {table!r}")
     sql_path = folder / f"{table}.sql"
-    suite["frame_sql"] = sql_path.read_text() if sql_path.exists() else f"select * from {table}"
+    suite["frame_sql"] = (
+        sql_path.read_text()
+        if sql_path.exists()
+        else f"select * from {sqltext.identifier(table, what='suite table')}"
+    )
     return suite
 
 
@@ -170,7 +183,14 @@ def expectation_parameters(
     return values
 
 
-def _context(reports_dir: Path) -> tuple[AbstractDataContext, Path]:
+def _context(staging: Path) -> AbstractDataContext:
+    """A fresh, in-memory Great Expectations context for one validation run.
+
+    Nothing of GX's own is kept between runs: suites come from ``expectations/`` (the
+    source of truth) every time, so no file GX rewrites in place (a suite, a checkpoint,
+    a result) can be left truncated by a kill or a full disk and break later runs. Data
+    Docs are written into ``staging`` and swapped in whole (:func:`_publish_docs`).
+    """
     import great_expectations as gx
     import great_expectations.execution_engine.pandas_execution_engine as pandas_engine
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -181,23 +201,87 @@ def _context(reports_dir: Path) -> tuple[AbstractDataContext, Path]:
 
     for noisy in ("great_expectations", "great_expectations.core", "tzlocal"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    root = reports_dir / "gx"
-    root.mkdir(parents=True, exist_ok=True)
-    context = gx.get_context(mode="file", project_root_dir=str(root))
+    context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    docs = (reports_dir / "data_docs").resolve()
+    for name in list(context.list_data_docs_sites()):
+        context.delete_data_docs_site(name)
     site = {
         "class_name": "SiteBuilder",
         "show_how_to_buttons": False,
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(staging.resolve()),
+        },
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
     }
-    if context.list_data_docs_sites().get("jamrec") != site:
-        for name in list(context.list_data_docs_sites()):
-            context.delete_data_docs_site(name)
-        # GX's DataDocsSiteConfigTypedDict is incomplete (no show_how_to_buttons)
-        context.add_data_docs_site(site_name="jamrec", site_config=site)  # type: ignore[arg-type]
-    return context, docs / "index.html"
+    # GX's DataDocsSiteConfigTypedDict is incomplete (no show_how_to_buttons)
+    context.add_data_docs_site(site_name="jamrec", site_config=site)  # type: ignore[arg-type]
+    return context
+
+
+def heal_store(reports_dir: Path) -> list[str]:
+    """Find and clear what a killed or starved validation can leave under ``reports_dir``:
+    empty or truncated result files (removed, with a warning), the on-disk GX store of
+    older jamrec versions (``reports/gx``, no longer used: removed, with a warning when
+    damaged), and temporary files and folders of writers that died. Returns the warnings."""
+    warnings = []
+    legacy = reports_dir / "gx"
+    if legacy.is_dir():
+        damaged = [p for p in legacy.rglob("*.json") if _damaged_json(p)]
+        if damaged:
+            warnings.append(
+                f"{legacy}: damaged Great Expectations store ({len(damaged)} empty or "
+                f"truncated file(s), e.g. {damaged[0].relative_to(legacy)}); removed - "
+                "suites are read from expectations/ on every run"
+            )
+        shutil.rmtree(legacy, ignore_errors=True)
+    results = reports_dir / RESULTS_DIR
+    if results.is_dir():
+        for path in sorted(results.glob("*.json")):
+            if _damaged_json(path):
+                warnings.append(f"{path}: damaged validation result (empty or truncated); removed")
+                path.unlink(missing_ok=True)
+    files.remove_dead_leftovers(results, ".*.tmp")
+    files.remove_dead_leftovers(reports_dir, ".data_docs*")
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
+
+
+def _damaged_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_bytes() or b"")
+    except (ValueError, UnicodeDecodeError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def save_results(reports_dir: Path, run_name: str, summary: dict, results: dict) -> Path:
+    """Write one validation's results (the summary and GX's result per table) to
+    ``reports/validations/<UTC time>-<run_name>.json``, atomically, and keep only the
+    newest ``keep_validations`` files (:class:`jamrec.config.Settings`)."""
+    from jamrec.config import get_settings
+    from jamrec.provenance import now
+
+    folder = reports_dir / RESULTS_DIR
+    stamp = now().strftime("%Y%m%dT%H%M%S%fZ")
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in run_name)[:80]
+    path = folder / f"{stamp}-{safe}.json"
+    payload = {"run_name": run_name, "summary": summary, "results": results}
+    files.write_atomic(path, json.dumps(payload, default=str, sort_keys=True).encode())
+    prune_results(folder, get_settings().keep_validations)
+    return path
+
+
+def prune_results(folder: Path, keep: int) -> list[Path]:
+    """Remove all but the ``keep`` newest result files of ``folder`` (names sort by time)."""
+    found = sorted(folder.glob("*.json"))
+    stale = found[: max(0, len(found) - keep)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def validate(
@@ -207,17 +291,20 @@ def validate(
     variables: dict | None = None,
     folder: Path = EXPECTATIONS_DIR,
     tables: list[str] | None = None,
+    run_name: str = "validation",
 ) -> ValidationReport:
     """Run every suite against the tables of ``con``; write Data Docs under ``reports_dir``.
 
     A required table that is missing fails validation; a suite whose table is absent and
     not required (``truth_*`` on real data) is skipped. An expectation that raises is a
     broken suite: :class:`JamrecError`, not bad data. ``tables`` limits the run to some
-    suites (default: all).
+    suites (default: all). The results go to ``reports/validations/`` (:func:`save_results`,
+    named after ``run_name``), the Data Docs to ``reports/data_docs/``, each written whole
+    or not at all.
     """
     start = time.perf_counter()
     for key, value in (variables or {}).items():
-        con.execute(f"set variable {key} = $v", {"v": value})
+        con.execute(f"set variable {sqltext.identifier(key)} = $v", {"v": value})
     present = {
         t
         for (t,) in con.execute(
@@ -225,17 +312,41 @@ def validate(
             "where database_name = current_database() and schema_name = 'main'"
         ).fetchall()
     }
-    context, docs_index = _context(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    heal_store(reports_dir)
+    staging = reports_dir / f".data_docs.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        report, raw = _validate_into(con, staging, parameters, folder, tables, present)
+        docs = reports_dir / "data_docs"
+        if (staging / "index.html").exists():
+            files.replace_dir(staging, docs)
+            report.docs_path = _relative(docs / "index.html")
+        report.seconds = time.perf_counter() - start
+        report.results_path = _relative(save_results(reports_dir, run_name, report.summary(), raw))
+    except OSError as exc:
+        raise StorageError(files.describe_os_error(exc)) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _validate_into(con, staging: Path, parameters: dict, folder: Path, tables, present):
+    """Validate every suite with a fresh context whose Data Docs go to ``staging``:
+    the report (no paths yet) and GX's result per table as JSON."""
+    context = _context(staging)
     source = context.data_sources.add_or_update_pandas("warehouse")
     names = tables or suite_names(folder)
     failures = [_missing(table) for table in names if table not in present and table in REQUIRED]
     results: dict[str, dict] = {}
+    raw: dict[str, dict] = {}
     todo = [(t, load_suite(t, folder)) for t in names if t in present]
     with ThreadPoolExecutor(max_workers=1) as pool, closing(con.cursor()) as cursor:
         for table, spec, frame, table_start in _prefetched(pool, cursor, folder, todo):
             validation = _run_suite(context, source, table, spec, frame, parameters)
             found = _failures(validation, table, folder)
             failures += found
+            raw[table] = validation.to_json_dict()
             results[table] = {
                 "rows": len(frame),
                 "expectations": len(validation.results),
@@ -254,13 +365,10 @@ def validate(
     with_docs_start = time.perf_counter()
     context.build_data_docs(site_names=["jamrec"])
     log.debug("data docs built in %.1f s", time.perf_counter() - with_docs_start)
-    return ValidationReport(
-        success=not failures,
-        tables=results,
-        failures=failures,
-        docs_path=_relative(docs_index) if docs_index.exists() else None,
-        seconds=time.perf_counter() - start,
+    report = ValidationReport(
+        success=not failures, tables=results, failures=failures, docs_path=None, seconds=0.0
     )
+    return report, raw
 
 
 def _missing(table: str) -> Failure:
@@ -402,6 +510,7 @@ def validate_published(warehouse: Path | None = None) -> ValidationReport:
     counts and settings). Data Docs go to ``warehouse/reports/``.
     """
     store = warehouse_at(warehouse)
+    files.check_writable(store.path.parent / "reports", "jamrec validate (its report)")
     con = store.connect_readonly()
     try:
         row = con.execute("select stage_counts, parameters from published_build").fetchone()
@@ -409,7 +518,10 @@ def validate_published(warehouse: Path | None = None) -> ValidationReport:
             raise JamrecError(f"{store.path}: no published build to validate")
         stage_counts, params = (json.loads(x) if x else {} for x in row)
         parameters = expectation_parameters(con, stage_counts, params)
-        return validate(con, store.path.parent / "reports", parameters)
+        build_id = con.execute("select build_id from published_build").fetchone()[0]
+        return validate(
+            con, store.path.parent / "reports", parameters, run_name=f"published-{build_id}"
+        )
     finally:
         con.close()
 

@@ -21,7 +21,8 @@ import yaml
 
 from jamrec.errors import JamrecError
 from jamrec.log import log
-from jamrec.warehouse.store import one_row
+from jamrec.warehouse import sqltext
+from jamrec.warehouse.store import one_row, storage_error
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ def discover(sql_dir: Path) -> dict[str, Model]:
     models = {}
     for name, text in texts.items():
         path = sql_dir / f"{name}.sql"
+        if not sqltext.is_plain(name):  # the file name becomes the table name
+            raise JamrecError(f"{path}: a model's file name must be a plain SQL name")
         sql = text.strip().rstrip(";")
         reads = references(sql, path)
         deps = frozenset(t for t in reads if t in texts and t != name)
@@ -120,7 +123,7 @@ def run_models(
     as the last model that reads them is built. ``published=None`` keeps everything.
     """
     for key, value in variables.items():
-        con.execute(f"set variable {key} = $value", {"value": value})
+        con.execute(f"set variable {sqltext.identifier(key)} = $value", {"value": value})
     run_macros(con, sql_dir)
     models = order(discover(sql_dir))
     last_use = {m.name: i for i, m in enumerate(models)}
@@ -135,6 +138,9 @@ def run_models(
         try:
             con.execute(f"create or replace {kind} {model.name} as\n{model.sql}")
         except duckdb.Error as exc:
+            written = storage_error(exc)
+            if written is not None:
+                raise written from None
             raise JamrecError(f"{model.path}: {str(exc).splitlines()[0]}") from exc
         counts[model.name] = one_row(con, f"select count(*) from {model.name}")[0]
         log.info(
@@ -175,8 +181,9 @@ def apply_comments(con: duckdb.DuckDBPyConnection, schema: dict[str, dict]) -> N
 
 
 def quote(text: str) -> str:
-    """A SQL string literal for ``text`` (statements such as ``comment on`` take no parameters)."""
-    return "'" + text.replace("'", "''") + "'"
+    """A SQL string literal for jamrec's own ``text`` (``sql/schema.yml``; statements such
+    as ``comment on`` take no parameters): :func:`jamrec.warehouse.sqltext.literal`."""
+    return sqltext.literal(text)
 
 
 def run_model(
@@ -184,7 +191,7 @@ def run_model(
 ) -> int:
     """Build one model table from tables already in ``con`` (for tests and debugging)."""
     for key, value in variables.items():
-        con.execute(f"set variable {key} = $value", {"value": value})
+        con.execute(f"set variable {sqltext.identifier(key)} = $value", {"value": value})
     run_macros(con, sql_dir)
     model = discover(sql_dir)[name]
     con.execute(f"create or replace table {model.name} as\n{model.sql}")

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.ipc
 from duckdb import sqltypes
 
+from jamrec import files
 from jamrec.build import ingest, records, sqlrunner
 from jamrec.build.spotify import read_spotify
 from jamrec.config import BuildParams, get_settings
@@ -27,6 +28,7 @@ from jamrec.errors import JamrecError
 from jamrec.log import log, stage
 from jamrec.provenance import file_sha256, new_build_id, now, relative
 from jamrec.textfix import repair_text
+from jamrec.warehouse import sqltext
 from jamrec.warehouse.store import Warehouse, connect_new, one_row
 
 # Tables a build produces but does not publish stay in its file only until publishing.
@@ -46,14 +48,22 @@ class Build:
     lock_timeout_s: float = 60.0
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A read-write connection to the build's own file, with jamrec's SQL functions."""
-        con = connect_new(self.file)
+        """A read-write connection to the build's own file, with jamrec's SQL functions.
+
+        Settings from the environment (threads, memory limit) go to DuckDB as connection
+        options, never as SQL text."""
         settings = get_settings()
+        options: dict = {"preserve_insertion_order": True}
         if settings.duckdb_threads:
-            con.execute(f"set threads = {int(settings.duckdb_threads)}")
+            options["threads"] = int(settings.duckdb_threads)
         if settings.duckdb_memory_limit:
-            con.execute(f"set memory_limit = {sqlrunner.quote(settings.duckdb_memory_limit)}")
-        con.execute("set preserve_insertion_order = true")
+            options["memory_limit"] = str(settings.duckdb_memory_limit)
+        try:
+            con = connect_new(self.file, options)
+        except duckdb.InvalidInputException as exc:
+            raise JamrecError(
+                f"JAMREC_DUCKDB_THREADS / JAMREC_DUCKDB_MEMORY_LIMIT: {str(exc).splitlines()[0]}"
+            ) from None
         con.create_function(
             "repair_text", repair_text, [sqltypes.VARCHAR], sqltypes.VARCHAR, side_effects=False
         )
@@ -69,20 +79,36 @@ _BUILD_LOCKS: dict[str, int] = {}
 
 
 def start_build(
-    timj: Path, spotify: Path, warehouse: Path | None = None, params: BuildParams | None = None
+    timj: Path,
+    spotify: Path,
+    warehouse: Path | None = None,
+    params: BuildParams | None = None,
+    fresh: bool = False,
 ) -> Build:
-    """Take the build lock, register a ``running`` row in ``builds``, create the build file.
+    """Check the inputs and the warehouse folder, take the build lock, register a
+    ``running`` row in ``builds``, create the build file.
 
     Only one build runs at a time per warehouse: a second one fails at once, naming the
-    process that holds the lock.
+    process that holds the lock. Nothing starts when an input path cannot be read (a
+    symlink loop, ...), the warehouse folder cannot be written, or the published file is
+    damaged (unless ``fresh``: it is then set aside under ``.versions/``, where
+    ``jamrec rollback`` finds it, and the build starts a new history).
     """
     settings = get_settings()
     warehouse = Path(warehouse or settings.warehouse)
     params = params or BuildParams()
+    ingest.check_input_path(timj, "--timj")
+    ingest.check_input_path(spotify, "--spotify")
     build_id = new_build_id()
     store = Warehouse(warehouse, settings.lock_timeout_s)
+    store.check_writable("jamrec etl")
+    files.check_writable(reports_dir(warehouse), "jamrec etl (its validation report)")
     _take_build_lock(store, build_id)
     try:
+        if fresh:
+            _set_aside(store, build_id)
+        elif store.exists():
+            store.check_readable()
         with store.update(f"register build {build_id}") as con:
             records.register(
                 con,
@@ -110,6 +136,23 @@ def start_build(
         raise
     log.info("build %s started: %s + %s -> %s", build_id, timj, spotify, warehouse)
     return build
+
+
+def _set_aside(store: Warehouse, build_id: str) -> None:
+    """``etl --fresh``: keep the published file (damaged or not) under ``.versions/`` and
+    take it away, so the build starts from nothing."""
+    if not store.exists():
+        return
+    with store.lock(f"set the warehouse aside for fresh build {build_id}"):
+        kept = store.keep_version(f"set-aside-before-{build_id}", force=True)
+        store.path.unlink()
+        Path(str(store.path) + ".wal").unlink(missing_ok=True)
+    log.warning(
+        "%s set aside as %s for a fresh build (`jamrec rollback %s` puts it back)",
+        store.path,
+        kept,
+        kept.stem,
+    )
 
 
 def _take_build_lock(store: Warehouse, build_id: str) -> None:
@@ -264,8 +307,17 @@ def load_spotify(build: Build) -> dict:
     return info
 
 
+# The truth files a generated dump may hold, and the table each becomes: no other name
+# from a dump's truth/ folder reaches SQL (a file name is data, not an identifier).
+TRUTH_FILES = {"users.parquet": "truth_users", "tracks.parquet": "truth_tracks"}
+
+
 def load_truth(build: Build) -> dict:
-    """Load a generated dump's ``truth/`` folder as ``truth_*`` tables (none for real data)."""
+    """Load a generated dump's ``truth/`` folder as ``truth_*`` tables (none for real data).
+
+    Only the files in :data:`TRUTH_FILES` are loaded; any other ``*.parquet`` there is
+    reported (``ignored`` in the build's inputs, and a warning naming it) and left alone.
+    """
     folder = ingest.locate_truth(build.timj)
     info: dict = {}
     if folder is None:
@@ -274,13 +326,26 @@ def load_truth(build: Build) -> dict:
     try:
         with stage("load truth") as counts:
             for path in sorted(folder.glob("*.parquet")):
-                table = "truth_" + path.stem
-                con.execute(
-                    f"create or replace table {table} as select * from read_parquet($p)",
-                    {"p": str(path)},
-                )
+                table = TRUTH_FILES.get(path.name)
+                if table is None:
+                    log.warning(
+                        "%s: unknown truth file %r ignored (expected one of %s)",
+                        folder,
+                        path.name,
+                        ", ".join(sorted(TRUTH_FILES)),
+                    )
+                    info.setdefault("ignored", []).append(path.name)
+                    continue
+                name = sqltext.identifier(table, TRUTH_FILES.values(), "truth table")
+                try:
+                    con.execute(
+                        f"create or replace table {name} as select * from read_parquet($p)",
+                        {"p": str(path)},
+                    )
+                except duckdb.Error as exc:
+                    raise ingest.InputError(path, str(exc).splitlines()[0]) from None
                 info[table] = {"file": str(path), "sha256": file_sha256(path)}
-                counts[table] = one_row(con, f"select count(*) from {table}")[0]
+                counts[table] = one_row(con, f"select count(*) from {name}")[0]
             params = folder / "params.json"
             if params.is_file():
                 values = json.loads(params.read_text())
@@ -335,9 +400,10 @@ def stage_counts(con: duckdb.DuckDBPyConnection, meta: dict) -> dict:
     rejected = dict(con.execute("select source_file, count(*) from rejects group by 1").fetchall())
     files = {}
     for name, table in _TIMJ_TABLES.items():
+        quoted = sqltext.identifier(table, _TIMJ_TABLES.values())
         files[name] = {
             "lines": meta["timj"][name]["data_lines"],
-            "loaded": scalar(f"select count(*) from {table}"),
+            "loaded": scalar(f"select count(*) from {quoted}"),
             "rejected": rejected.get(name, 0),
         }
     spotify = meta["spotify"]
@@ -357,8 +423,10 @@ def stage_counts(con: duckdb.DuckDBPyConnection, meta: dict) -> dict:
     splits = dict(
         con.execute("select split, count(*) from splits group by 1 order by 1").fetchall()
     )
+    ignored = meta.get("truth", {}).get("ignored")
     return {
         "files": files,
+        **({"ignored_files": ignored} if ignored else {}),
         "rejects_by_reason": by_reason,
         "jams_by_uri_status": dict(
             con.execute(
@@ -423,6 +491,8 @@ def check_accounting(counts: dict) -> None:
 
 
 def _log_counts(counts: dict) -> None:
+    for name in counts.get("ignored_files", []):
+        log.warning("ignored: unknown file %r in the dump's truth/ folder", name)
     for name, c in counts["files"].items():
         log.info(
             "%s: %s lines, %s loaded, %s rejected",
@@ -476,7 +546,9 @@ def validate_build(build: Build) -> dict:
             parameters = quality.expectation_parameters(
                 con, meta["stage_counts"], build.params.model_dump()
             )
-            report = quality.validate(con, reports_dir(build.warehouse), parameters)
+            report = quality.validate(
+                con, reports_dir(build.warehouse), parameters, run_name=f"build-{build.build_id}"
+            )
             info.update(tables=len(report.tables), failed=len(report.failures))
         put_meta(con, "validation", report.summary())
     finally:

@@ -22,11 +22,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jamrec import interrupts
 from jamrec.config import get_settings
 from jamrec.errors import JamrecError
 from jamrec.evaluation import coldstart
 from jamrec.evaluation.protocols import EvaluationSettings
 from jamrec.evaluation.protocols import evaluate as evaluate_protocols
+from jamrec.files import check_writable
 from jamrec.log import log
 from jamrec.models import COLD_START_MODELS, check_names, create, default_models
 from jamrec.models.base import Runtime
@@ -205,6 +207,11 @@ def run_models(
     from jamrec.operations.promotion import promote_runs
     from jamrec.operations.recommendations import refresh
 
+    store = warehouse_at(warehouse)
+    # Refuse a read-only folder before any training, not after it.
+    store.check_writable("jamrec train")
+    check_writable(runs.models_dir(warehouse), "jamrec train (its saved models)")
+    runs.clean_orphans(warehouse)
     data = open_dataset(warehouse, protocol)
     evaluation = evaluation_settings(evaluation_seed, user_sample, n_boot)
     seeds = parse_seeds(seeds, seed)
@@ -215,21 +222,61 @@ def run_models(
         if skip_trained
         else [(name, (settings or {}).get(name), s) for name in chosen for s in seeds]
     )
+    promote = evaluate and protocol == "leave_k_out"
+    group: list[str] = []  # the runs of one model (one per training seed)
     for position, (name, overrides, run_seed) in enumerate(todo, start=1):
-        log.info("model %d of %d: %s (seed %d, %s)", position, len(todo), name, run_seed, protocol)
-        run = runs.train(name, data, run_seed, overrides, runtime, evaluation)
-        runs.save(run, data, warehouse)
-        result = runs.evaluate(run, data, evaluation) if evaluate else None
-        outcome.runs.append(runs.record(run, result, warehouse))
-    if evaluate and outcome.runs and protocol == "leave_k_out":
-        decisions = promote_runs(outcome.runs, data, warehouse, tolerance, evaluation)
-        outcome.promoted = [d.challenger for d in decisions if d.promoted]
-        if outcome.promoted:
-            outcome.recommendations = refresh(data, warehouse, top_n)
+        label = f"model {position} of {len(todo)}: {name} (seed {run_seed}, {protocol})"
+        run_id = _one_run(
+            name, overrides, data, run_seed, runtime, evaluate, evaluation, warehouse, label
+        )
+        outcome.runs.append(run_id)
+        group.append(run_id)
+        last_of_model = position == len(todo) or todo[position][0] != name
+        if promote and last_of_model:
+            # Decided as soon as a model's seeds are done (its best seed challenges): an
+            # interruption later leaves every recorded model decided.
+            decisions = promote_runs(group, data, warehouse, tolerance, evaluation)
+            outcome.promoted += [d.challenger for d in decisions if d.promoted]
+        if last_of_model:
+            group = []
+    if outcome.promoted:
+        outcome.recommendations = refresh(data, warehouse, top_n)
     if evaluate and outcome.runs:
         outcome.paired = compare_after_training(data, warehouse, evaluation)
     outcome.comparison = comparison_text(warehouse, purpose=runs.purpose_of(data))
     return outcome
+
+
+def _one_run(
+    name: str,
+    overrides: dict | None,
+    data: Dataset,
+    seed: int,
+    runtime: Runtime | dict | None,
+    evaluate: bool,
+    evaluation: EvaluationSettings,
+    warehouse: Path | None,
+    label: str = "model",
+) -> str:
+    """Train, save, evaluate and record one run. A run that fails or is interrupted
+    (SIGINT, SIGTERM) at any point is recorded as ``failed`` / ``interrupted`` with its
+    saved model removed, then the error goes on."""
+    run = None
+    try:
+        log.info("%s", label)
+        run = runs.train(name, data, seed, overrides, runtime, evaluation)
+        runs.save(run, data, warehouse)
+        result = runs.evaluate(run, data, evaluation) if evaluate else None
+        return runs.record(run, result, warehouse)
+    except BaseException as exc:
+        with interrupts.deferred():
+            try:
+                runs.record_unfinished(run, name, exc, data.build_id, seed, warehouse)
+            except Exception as problem:
+                log.error("could not record the unfinished run of %s: %s", name, problem)
+        if interrupts.is_interruption(exc):
+            raise interrupts.as_interrupted(exc) from None
+        raise
 
 
 def runs_to_evaluate(data: Dataset, warehouse: Path | None = None) -> list[str]:
@@ -256,6 +303,7 @@ def evaluate_runs(
     """Evaluate saved runs (default: every run on the published build without metrics)
     with the evaluation settings (:func:`evaluation_settings`) and record the results;
     returns the runs evaluated."""
+    warehouse_at(warehouse).check_writable("jamrec evaluate")
     settings = evaluation_settings(evaluation_seed, user_sample, n_boot)
     datasets: dict[str, Dataset] = {}
     run_ids = list(run_ids or runs_to_evaluate(open_dataset(warehouse), warehouse))
@@ -299,6 +347,7 @@ def cold_start_study(
     (``coldstart_tracks``) and every run (``purpose = 'cold_start'``, metrics and per-user
     results under the ``cold_start`` and ``cold_start_catalogue`` protocols, split
     ``cold``)."""
+    warehouse_at(warehouse).check_writable("jamrec coldstart")
     evaluation = evaluation_settings(evaluation_seed)
     data = open_dataset(warehouse)
     names = list(names or COLD_START_MODELS) + (["oracle"] if data.truth is not None else [])

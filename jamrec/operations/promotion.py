@@ -34,7 +34,7 @@ from jamrec.models.dataset import Dataset, open_dataset
 from jamrec.operations.remap import Remapped, saved_model
 from jamrec.provenance import now
 from jamrec.warehouse.history import SELECTION
-from jamrec.warehouse.store import warehouse_at
+from jamrec.warehouse.store import model_path, warehouse_at
 
 
 @dataclass
@@ -178,7 +178,8 @@ def decide(
         return outcome(
             None, False, True, f"first evaluated run of {model}: val NDCG@10 {value:.4f}"
         )
-    champion_id, champion_build, champion_path = champion
+    champion_id, champion_build, stored_path = champion
+    champion_path = str(model_path(con, stored_path)) if stored_path else None
     rescored = champion_build != build_id
     if rescored:
         champion_value, champion_users = rescore(champion_id, champion_path, data, settings)
@@ -208,6 +209,22 @@ def decide(
         "compared)"
     )
     return outcome(champion_value, rescored, promoted, note)
+
+
+def _build_changed(
+    con: duckdb.DuckDBPyConnection, run_id: str, trained_on: str, published: str | None
+) -> Decision:
+    """The decision for a run whose build is no longer the published one: not promoted."""
+    row = con.execute("select model from model_runs where run_id = $r", {"r": run_id}).fetchall()
+    model = row[0][0] if row else "?"
+    note = (
+        f"not promoted: the published build changed from {trained_on} to {published} while "
+        f"run {run_id} trained; retrain on the new build (`jamrec train --models {model}`)"
+    )
+    log.warning("%s: %s", model, note)
+    return Decision(
+        model, trained_on, run_id, selection_value(con, run_id), None, None, False, False, note
+    )
 
 
 def apply(con: duckdb.DuckDBPyConnection, decision: Decision) -> None:
@@ -301,13 +318,22 @@ def promote_runs(
     ``data`` (the published build) is read when not given; ``settings`` are the
     evaluation settings a champion from an older build is re-scored with.
     """
+    if not run_ids:
+        return []
     store = warehouse_at(warehouse)
-    if data is None and run_ids:
+    if data is None:
         data = open_dataset(store.path)
     con = store.connect_readonly()
     try:
-        todo, decisions = challengers(con, run_ids)
-        decisions += [decide(con, r, data, tolerance, settings, alpha) for r in todo]
+        published = con.execute("select build_id from published_build").fetchall()
+        now_published = published[0][0] if published else None
+        if now_published != data.build_id:
+            # The warehouse was rebuilt while these runs trained: their scores are on a
+            # build that no longer serves, so none may replace a champion.
+            decisions = [_build_changed(con, r, data.build_id, now_published) for r in run_ids]
+        else:
+            todo, decisions = challengers(con, run_ids)
+            decisions += [decide(con, r, data, tolerance, settings, alpha) for r in todo]
     finally:
         con.close()
     with store.update("record promotions") as con:
@@ -319,6 +345,7 @@ def promote_runs(
 
 def promote_by_hand(run_id: str, note: str, warehouse: Path | None = None) -> Decision:
     """Make ``run_id`` its model's champion (promotion or rollback), with a note."""
+    warehouse_at(warehouse).check_writable("jamrec promote")
     with warehouse_at(warehouse).update(f"promote {run_id} by hand") as con:
         row = con.execute(
             "select model, build_id, status, model_path from model_runs where run_id = $r",
@@ -326,8 +353,9 @@ def promote_by_hand(run_id: str, note: str, warehouse: Path | None = None) -> De
         ).fetchone()
         if row is None:
             raise JamrecError(f"no run {run_id!r}; see `jamrec runs`")
-        model, build_id, status, path = row
-        if status == "failed" or not path or not Path(path).exists():
+        model, build_id, status, stored = row
+        path = model_path(con, stored)
+        if status in ("failed", "interrupted") or path is None or not path.exists():
             raise JamrecError(f"run {run_id} cannot serve: status {status}, saved model {path}")
         previous = con.execute(
             "select run_id from champions where model = $m", {"m": model}
@@ -382,8 +410,10 @@ def prune(keep: int = 3, warehouse: Path | None = None) -> list[str]:
             """,
             {"keep": keep},
         ).fetchall()
-        for run_id, path in rows:
-            shutil.rmtree(path, ignore_errors=True)
+        for run_id, stored in rows:
+            path = model_path(con, stored)
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
             con.execute(
                 "update model_runs set model_path = null, "
                 "promotion_note = coalesce(promotion_note || '; ', '') || 'saved model pruned' "

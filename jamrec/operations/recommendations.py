@@ -22,7 +22,7 @@ from jamrec.models.base import Recommender, tie_rank, top_k
 from jamrec.models.dataset import Dataset
 from jamrec.operations.remap import Remapped, saved_model
 from jamrec.provenance import now
-from jamrec.warehouse.store import warehouse_at
+from jamrec.warehouse.store import model_path, warehouse_at
 
 RERANK_DEPTH = 200
 BATCH = 1024
@@ -35,7 +35,11 @@ def _champions(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str]
         "select model, run_id, build_id, model_path from champions "
         "order by val_ndcg_at_10 desc nulls last"
     ).fetchall()
-    return [row for row in rows if not model_class(row[0]).reference]
+    return [
+        (model, run_id, build_id, str(model_path(con, path)) if path else None)
+        for model, run_id, build_id, path in rows
+        if not model_class(model).reference
+    ]
 
 
 def _model_for(data: Dataset, build_id: str, path: str) -> Recommender:

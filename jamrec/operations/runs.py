@@ -11,6 +11,8 @@ of the build they were trained on (``ids.npz``), so they can be re-read on a lat
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ import pyarrow as pa
 
 from jamrec.errors import JamrecError
 from jamrec.evaluation.protocols import EvaluationResult, EvaluationSettings, MetricRow, PerUser
+from jamrec.files import pid_alive
 from jamrec.log import log
 from jamrec.models import create, load
 from jamrec.models.base import FoldsIn, Recommender, Runtime, TrainData, check_no_leak
@@ -116,10 +119,96 @@ def models_dir(warehouse: Path | None = None) -> Path:
 def save(run: TrainedRun, data: Dataset, warehouse: Path | None = None) -> Path:
     """Save the model under ``<warehouse folder>/models/<run_id>/`` with the build's id maps."""
     folder = models_dir(warehouse) / run.run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    # Until the run is recorded, the folder says whose it is (see clean_orphans).
+    (folder / WRITER_MARK).write_text(str(os.getpid()))
     run.model.save(folder)
     np.savez(folder / "ids.npz", users=data.users.astype(str), tracks=data.tracks.astype(str))
-    run.model_path = str(folder)
+    # Stored relative to the warehouse's folder: a copied warehouse serves its own models.
+    run.model_path = str(Path("models") / run.run_id)
     return folder
+
+
+WRITER_MARK = ".writer-pid"
+
+
+def clean_orphans(warehouse: Path | None = None) -> list[str]:
+    """Remove saved-model folders that no run row refers to and whose writer died (a
+    ``train`` killed between saving and recording); returns the run ids removed."""
+    folder = models_dir(warehouse)
+    if not folder.is_dir():
+        return []
+    store = warehouse_at(warehouse)
+    if not store.exists():
+        return []
+    con = store.connect_readonly()
+    try:
+        known = {r for (r,) in con.execute("select run_id from model_runs").fetchall()}
+    finally:
+        con.close()
+    removed = []
+    for path in folder.iterdir():
+        if not path.is_dir() or path.name in known:
+            continue
+        mark = path / WRITER_MARK
+        try:
+            pid = int(mark.read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        if pid is not None and pid_alive(pid) and pid != os.getpid():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    if removed:
+        log.warning(
+            "removed %d saved models of runs that were never recorded: %s",
+            len(removed),
+            ", ".join(sorted(removed)),
+        )
+    return removed
+
+
+def record_unfinished(
+    run: TrainedRun | None,
+    name: str,
+    error: BaseException,
+    build_id: str,
+    seed: int,
+    warehouse: Path | None = None,
+) -> str:
+    """Record a run that did not finish (``interrupted`` or ``failed``) and remove its
+    saved model, so nothing half-made is left or served; returns its run id."""
+    from jamrec import interrupts
+
+    status = "interrupted" if interrupts.is_interruption(error) else "failed"
+    message = (
+        f"interrupted by {interrupts.received() or 'SIGINT'}"
+        if status == "interrupted"
+        else (str(error).strip() or type(error).__name__)
+    )
+    run_id = run.run_id if run is not None else new_run_id(name)
+    shutil.rmtree(models_dir(warehouse) / run_id, ignore_errors=True)
+    with warehouse_at(warehouse).update(f"record {status} run {run_id}") as con:
+        con.execute("delete from model_runs where run_id = $r", {"r": run_id})
+        con.execute(
+            "insert into model_runs (run_id, build_id, model, seed, started_at, finished_at, "
+            "status, error, code_version, purpose) "
+            "values ($r, $b, $m, $s, $t0, $t, $status, $e, $c, $p)",
+            {
+                "r": run_id,
+                "b": build_id,
+                "m": name,
+                "s": seed,
+                "t0": run.started_at if run is not None else now(),
+                "t": now(),
+                "status": status,
+                "e": message,
+                "c": code_version(),
+                "p": run.purpose if run is not None else "standard",
+            },
+        )
+    log.warning("run %s of %s %s: %s", run_id, name, status, message)
+    return run_id
 
 
 def evaluate(
@@ -203,6 +292,8 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
             )
         if result is not None:
             _insert_metrics(con, run.run_id, result)
+    if run.model_path:
+        (store.path.parent / run.model_path / WRITER_MARK).unlink(missing_ok=True)
     log.info("recorded run %s in %s", run.run_id, store.path)
     return run.run_id
 
@@ -286,9 +377,10 @@ def load_run(run_id: str, warehouse: Path | None = None) -> tuple[Recommender, d
     if found.empty:
         raise JamrecError(f"no run {run_id!r} in {store.path}; see `jamrec runs`")
     row = found.iloc[0].to_dict()
-    if not row.get("model_path") or not Path(row["model_path"]).exists():
+    path = store.path.parent / row["model_path"] if row.get("model_path") else None
+    if path is None or not path.exists():
         raise JamrecError(f"run {run_id}: its saved model is gone ({row.get('model_path')})")
-    return load(Path(row["model_path"])), row
+    return load(path), row
 
 
 def record_evaluation(

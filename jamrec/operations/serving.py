@@ -17,7 +17,7 @@ import numpy as np
 from jamrec.errors import JamrecError
 from jamrec.models import MODELS, folds_in, load, model_class
 from jamrec.models.base import Recommender, tie_rank, top_k
-from jamrec.warehouse.store import warehouse_at
+from jamrec.warehouse.store import model_path, warehouse_at
 
 
 @dataclass
@@ -65,7 +65,8 @@ def pick_run(
         """,
         {"names": names},
     ).fetchall()
-    usable = [row for row in rows if Path(row[2]).exists()]
+    rows = [(run_id, name, model_path(con, path)) for run_id, name, path in rows]
+    usable = [row for row in rows if row[2] is not None and row[2].exists()]
     if not usable:
         which = f"model {model!r}" if model else "any model"
         gone = f" ({len(rows)} whose saved models are gone)" if rows else ""
@@ -86,7 +87,7 @@ def _served(con: duckdb.DuckDBPyConnection, model: str | None, new_listener: boo
     else:
         run_id, name, path = pick_run(con, model)
     ids = np.load(Path(path) / "ids.npz", allow_pickle=False)
-    return Served(run_id, name, path, load(Path(path)), ids["users"], ids["tracks"])
+    return Served(run_id, name, str(path), load(Path(path)), ids["users"], ids["tracks"])
 
 
 def _train_popularity(con: duckdb.DuckDBPyConnection, catalogue: np.ndarray) -> np.ndarray:

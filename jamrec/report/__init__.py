@@ -15,7 +15,6 @@ champions) for a Prefect artifact or a terminal.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import duckdb
 
 from jamrec.config import get_settings
 from jamrec.errors import JamrecError
+from jamrec.files import check_writable, write_atomic
 from jamrec.log import log
 from jamrec.report import data, models
 from jamrec.report import html as h
@@ -72,7 +72,7 @@ def build_report(warehouse: Path | None = None, out: Path | None = None) -> Path
         target = Path(out) if out is not None else default_report_path(path)
         if target.is_dir():
             target = target / "index.html"
-        target.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(target.parent, "jamrec report")
         body = "".join(
             [
                 overview_section(con, path, builds),
@@ -92,9 +92,7 @@ def build_report(warehouse: Path | None = None, out: Path | None = None) -> Path
     )
     footer = "Written by `jamrec report` from the warehouse alone (opened read-only)."
     document = h.page("jamrec: data and model report", subtitle, TOC, body, footer)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    partial.write_text(document, encoding="utf-8")
-    os.replace(partial, target)
+    write_atomic(target, document.encode("utf-8"))
     log.info(
         "report %s: %.0f kB in %.1f s",
         target,

@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 
+from jamrec.warehouse import sqltext
 from jamrec.warehouse.store import one_row, table_names
 
 BUILD_COLUMNS = (
@@ -82,7 +83,11 @@ def stages(con: duckdb.DuckDBPyConnection, counts: dict) -> list[tuple[str, int,
     present = table_names(con)
 
     def count(table: str) -> int | None:
-        return one_row(con, f"select count(*) from {table}")[0] if table in present else None
+        return (
+            one_row(con, f"select count(*) from {sqltext.identifier(table, present)}")[0]
+            if table in present
+            else None
+        )
 
     out = [
         ("jams.tsv data lines", jams.get("lines"), "raw lines read"),

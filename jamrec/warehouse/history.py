@@ -116,8 +116,9 @@ BUILDS = Table(
         C(
             "status",
             "varchar not null",
-            "'running', 'published', 'failed', 'abandoned' (its process died) or 'skipped' "
-            "(nothing changed).",
+            "'running', 'published', 'failed', 'interrupted' (SIGINT/SIGTERM), 'abandoned' "
+            "(its process died), 'skipped' (nothing changed), 'rolled_back' (replaced by "
+            "jamrec rollback) or 'rollback' (a rollback: note says what it restored).",
         ),
         C("inputs_fingerprint", "varchar", "SHA-256 over the content hashes of every input file."),
         C("inputs", "json", "Per input file - its path, size, SHA-256, line count (JSON)."),
@@ -174,7 +175,8 @@ MODEL_RUNS = Table(
         C(
             "status",
             "varchar not null",
-            "'trained' (saved, not yet evaluated), 'evaluated' or 'failed'.",
+            "'trained' (saved, not yet evaluated), 'evaluated', 'failed' or 'interrupted' "
+            "(SIGINT/SIGTERM; its model folder removed).",
         ),
         C(
             "timings",
@@ -182,7 +184,12 @@ MODEL_RUNS = Table(
             "Seconds spent training and evaluating, training throughput and the runtime "
             "options (device, threads) (JSON).",
         ),
-        C("model_path", "varchar", "Where the trained model is saved (its library's own format)."),
+        C(
+            "model_path",
+            "varchar",
+            "Where the trained model is saved (its library's own format), relative to the "
+            "warehouse's folder (absolute in runs recorded before jamrec 0.2).",
+        ),
         C("code_version", "varchar", "jamrec version plus a hash of its code."),
         C(
             "is_champion",
@@ -564,6 +571,11 @@ def _paired_evaluation(con: duckdb.DuckDBPyConnection) -> None:
     _add_columns(con, PROMOTIONS, PROMOTION_PAIRED)
 
 
+def _statuses_and_relative_paths(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 3 changes no shape: new status values ('interrupted', 'rolled_back',
+    'rollback') and relative model paths are described by the refreshed comments."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "history tables of jamrec 0.1, with every column added since", _baseline),
     Migration(
@@ -572,8 +584,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "settings on metrics and model_runs, paired differences on promotions",
         _paired_evaluation,
     ),
+    Migration(
+        3,
+        "statuses interrupted, rolled_back, rollback; model paths relative to the warehouse",
+        _statuses_and_relative_paths,
+    ),
 )
-CURRENT = MIGRATIONS[-1].version
+CURRENT = max(step.version for step in MIGRATIONS)
 
 
 def version(con: duckdb.DuckDBPyConnection) -> int:
@@ -598,7 +615,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
 
     have = version(con)
     applied = []
-    for step in MIGRATIONS:
+    for step in sorted(MIGRATIONS, key=lambda m: m.version):
         if step.version <= have:
             continue
         step.apply(con)

@@ -1,4 +1,11 @@
-"""Ad-hoc, read-only SQL against the published warehouse (``jamrec sql``)."""
+"""Ad-hoc, read-only SQL against the published warehouse (``jamrec sql``), in a sandbox.
+
+The connection is read-only and sandboxed (:data:`jamrec.warehouse.store.SANDBOX`): a
+query can read the warehouse's tables and nothing else. ``copy ... to``, reading other
+files (``read_text``, ``read_csv``), ``install``/``load``, ``attach`` and ``set`` are
+refused with one line. To export a result on purpose, redirect the output:
+``jamrec sql --format csv "select ..." > file.csv``.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +18,35 @@ import duckdb
 
 from jamrec.config import get_settings
 from jamrec.errors import JamrecError
+from jamrec.warehouse import sqltext
 from jamrec.warehouse.store import Warehouse, one_row
+
+
+REFUSAL = (
+    "jamrec sql is read-only and sandboxed: it reads the warehouse's tables and nothing "
+    "else (no copy ... to, no other files, no install/load, no attach, no set); to export "
+    'a result, redirect it: jamrec sql --format csv "select ..." > file.csv'
+)
 
 
 def _open(path: Path | None) -> duckdb.DuckDBPyConnection:
     settings = get_settings()
-    return Warehouse(path or settings.warehouse, settings.lock_timeout_s).connect_readonly()
+    return Warehouse(path or settings.warehouse, settings.lock_timeout_s).connect_sandboxed()
+
+
+def _refused(exc: duckdb.Error) -> bool:
+    """Whether DuckDB refused a statement because of the sandbox (not a bad query)."""
+    text = str(exc)
+    return isinstance(exc, duckdb.PermissionException) or any(
+        needle in text
+        for needle in (
+            "configuration has been locked",
+            "attached in read-only mode",
+            "in read-only mode",
+            "disabled by configuration",
+            "disabled through configuration",
+        )
+    )
 
 
 def run(path: Path | None, sql: str, fmt: str, max_rows: int, out: TextIO) -> None:
@@ -26,6 +56,9 @@ def run(path: Path | None, sql: str, fmt: str, max_rows: int, out: TextIO) -> No
         try:
             relation = con.sql(sql)
         except duckdb.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if _refused(exc):
+                raise JamrecError(f"{REFUSAL} ({first})") from None
             raise JamrecError(f"query failed: {str(exc).strip()}") from None
         if relation is None:
             return
@@ -64,7 +97,9 @@ def describe(path: Path | None, out: TextIO) -> None:
             "where database_name = current_database() and schema_name = 'main' order by table_name"
         ).fetchall()
         for table, comment, _ in tables:
-            n = one_row(con, f'select count(*) from "{table}"')[0]
+            if not sqltext.is_plain(table):
+                continue  # not one of jamrec's tables
+            n = one_row(con, f"select count(*) from {sqltext.identifier(table)}")[0]
             out.write(f"{table}  ({n:,} rows)\n")
             if comment:
                 out.write(f"  {comment}\n")
