@@ -216,8 +216,10 @@ def print_build_summary(summary: dict) -> None:
     if validation:
         n = sum(t["expectations"] for t in validation.get("tables", {}).values())
         print(f"  data quality: passed, {n} expectations on {len(validation['tables'])} tables")
+        if validation.get("pages"):
+            print(f"  data-quality pages (open offline): {validation['pages']}")
         if validation.get("report"):
-            print(f"  Data Docs: {validation['report']}")
+            print(f"  Great Expectations Data Docs: {validation['report']}")
     rows = summary["rows"]
     for table in PUBLISHED_TABLES:
         if table in rows:
@@ -234,8 +236,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     report = validate_published(args.warehouse)
     print(report.message("validation of the published warehouse"))
+    if report.pages_path:
+        print(f"data-quality pages (open offline): {report.pages_path}")
     if report.docs_path:
-        print(f"report: {report.docs_path}")
+        print(f"Great Expectations Data Docs: {report.docs_path}")
     return 0 if report.success else 1
 
 

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str | None = Field(
         None, description="e.g. '6GB'; None = DuckDB's default."
     )
+    quality_runs_kept: int = Field(
+        20, ge=1, description="Validation runs kept in the data-quality pages (newest first)."
+    )
 
     @property
     def reports_dir(self) -> Path:

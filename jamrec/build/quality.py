@@ -25,9 +25,10 @@ from pathlib import Path
 
 import duckdb
 
-from jamrec.config import PROJECT_ROOT
+from jamrec.build import quality_pages
+from jamrec.config import PROJECT_ROOT, get_settings
 from jamrec.errors import JamrecError
-from jamrec.log import log
+from jamrec.log import log, progress
 
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 # Tables every build must publish; the rest (builds, truth_*) are validated when present.
@@ -80,6 +81,10 @@ class ValidationReport:
     failures: list[Failure]
     docs_path: Path | None
     seconds: float
+    # Every expectation's outcome (quality_pages.expectation_rows), and jamrec's own
+    # offline pages of this run (reports/quality/, see jamrec.build.quality_pages).
+    expectations: list[dict] = field(default_factory=list)
+    pages_path: Path | None = None
 
     def message(self, what: str = "validation") -> str:
         """Multi-line: each failed expectation with its table and row count, then the report."""
@@ -94,8 +99,8 @@ class ValidationReport:
             f"{len({f.table for f in self.failures})} table(s)"
         ]
         lines += [f"  {failure.line()}" for failure in self.failures]
-        if self.docs_path:
-            lines.append(f"  report: {self.docs_path}")
+        if self.pages_path or self.docs_path:
+            lines.append(f"  report: {self.pages_path or self.docs_path}")
         return "\n".join(lines)
 
     def summary(self) -> dict:
@@ -106,6 +111,7 @@ class ValidationReport:
             "tables": self.tables,
             "failures": [f.line() for f in self.failures],
             "report": str(self.docs_path) if self.docs_path else None,
+            "pages": str(self.pages_path) if self.pages_path else None,
         }
 
 
@@ -192,8 +198,12 @@ def validate(
     variables: dict | None = None,
     folder: Path = EXPECTATIONS_DIR,
     tables: list[str] | None = None,
+    run_name: str | None = None,
 ) -> ValidationReport:
     """Run every suite against the tables of ``con``; write Data Docs under ``reports_dir``.
+
+    ``run_name`` names the validation run in the Data Docs and in jamrec's offline pages
+    (:mod:`jamrec.build.quality_pages`): the build id, or ``validate-...`` for a re-check.
 
     A required table that is missing fails validation; a suite whose table is absent and
     not required (``truth_*`` on real data) is skipped. An expectation that raises is a
@@ -215,10 +225,16 @@ def validate(
     names = tables or suite_names(folder)
     failures = [_missing(table) for table in names if table not in present and table in REQUIRED]
     results: dict[str, dict] = {}
+    expectations: list[dict] = []
+    run_name = run_name or f"validate-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
     todo = [(t, load_suite(t, folder)) for t in names if t in present]
     with ThreadPoolExecutor(max_workers=1) as pool, closing(con.cursor()) as cursor:
-        for table, spec, frame, table_start in _prefetched(pool, cursor, folder, todo):
-            validation = _run_suite(context, source, table, spec, frame, parameters)
+        prefetched = _prefetched(pool, cursor, folder, todo)
+        for table, spec, frame, table_start in progress(
+            prefetched, "validate", total=len(todo), name=lambda item: item[0]
+        ):
+            validation = _run_suite(context, source, table, spec, frame, parameters, run_name)
+            expectations += quality_pages.expectation_rows(validation, table)
             found = _failures(validation, table, folder)
             failures += found
             results[table] = {
@@ -239,13 +255,19 @@ def validate(
     with_docs_start = time.perf_counter()
     context.build_data_docs(site_names=["jamrec"])
     log.debug("data docs built in %.1f s", time.perf_counter() - with_docs_start)
-    return ValidationReport(
+    report = ValidationReport(
         success=not failures,
         tables=results,
         failures=failures,
         docs_path=_relative(docs_index) if docs_index.exists() else None,
         seconds=time.perf_counter() - start,
+        expectations=expectations,
     )
+    pages = quality_pages.write(
+        report, reports_dir, run_name, folder, get_settings().quality_runs_kept
+    )
+    report.pages_path = _relative(pages)
+    return report
 
 
 def _missing(table: str) -> Failure:
@@ -255,9 +277,12 @@ def _missing(table: str) -> Failure:
     )
 
 
-def _run_suite(context, source, table: str, spec: dict, frame, parameters: dict):
+def _run_suite(
+    context, source, table: str, spec: dict, frame, parameters: dict, run_name: str | None = None
+):
     """Validate ``frame`` with the suite ``spec`` of ``table``: GX's validation result."""
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
 
     suite = context.suites.add_or_update(
         gx.ExpectationSuite(
@@ -273,7 +298,9 @@ def _run_suite(context, source, table: str, spec: dict, frame, parameters: dict)
         )
     )
     result = checkpoint.run(
-        batch_parameters={"dataframe": frame}, expectation_parameters=parameters
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=parameters,
+        run_id=RunIdentifier(run_name=run_name) if run_name else None,
     )
     (validation,) = result.run_results.values()
     return validation
@@ -379,7 +406,9 @@ def validate_published(warehouse: Path | None = None) -> ValidationReport:
             raise JamrecError(f"{store.path}: no published build to validate")
         stage_counts, params = (json.loads(x) if x else {} for x in row)
         parameters = expectation_parameters(con, stage_counts, params)
-        return validate(con, store.path.parent / "reports", parameters)
+        build_id = con.execute("select build_id from published_build").fetchone()[0]
+        run_name = f"validate-{build_id}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        return validate(con, store.path.parent / "reports", parameters, run_name=run_name)
     finally:
         con.close()
 
@@ -400,6 +429,8 @@ def artifact_markdown(summary: dict) -> str:
     if summary["failures"]:
         lines += ["", "Failed expectations:", ""]
         lines += [f"- {line}" for line in summary["failures"]]
+    if summary.get("pages"):
+        lines += ["", f"Data-quality pages (offline): `{summary['pages']}`"]
     if summary.get("report"):
         lines += ["", f"Data Docs: `{summary['report']}`"]
     return "\n".join(lines)
