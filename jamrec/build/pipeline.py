@@ -7,6 +7,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from jamrec.build import incremental
 from jamrec.build.publish import fail_build, publish
 from jamrec.build.stages import (
     Build,
@@ -18,12 +19,28 @@ from jamrec.build.stages import (
     validate_build,
 )
 from jamrec.config import BuildParams
+from jamrec.log import log
 
 
 def run_build(
-    timj: Path, spotify: Path, warehouse: Path | None = None, params: BuildParams | None = None
+    timj: Path,
+    spotify: Path,
+    warehouse: Path | None = None,
+    params: BuildParams | None = None,
+    force: bool = False,
 ) -> dict:
-    """Every stage in order, without Prefect (``jamrec etl``); see ``flows/build_warehouse.py``."""
+    """Every stage in order, without Prefect (``jamrec etl``); see ``flows/build_warehouse.py``.
+
+    When the inputs' content, the parameters and the code match the published build,
+    nothing is built: a ``skipped`` row is recorded and the summary names the published
+    build that holds them (``skipped: True``). ``force`` builds anyway.
+    """
+    if not force:
+        decision = incremental.build_decision(timj, spotify, warehouse, params)
+        if not decision["rebuild"]:
+            recorded = incremental.record_skipped(decision, warehouse)
+            log.info("%s", incremental.skip_message(decision))
+            return incremental.skipped_summary(decision, warehouse, recorded)
     start = time.perf_counter()
     build = start_build(timj, spotify, warehouse, params)
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from jamrec.errors import JamrecError
 from jamrec.evaluation import coldstart
 from jamrec.evaluation.protocols import evaluate as evaluate_protocols
-from jamrec.log import log
+from jamrec.log import log, progress
 from jamrec.models import COLD_START_MODELS, check_names, create, default_models
 from jamrec.models.base import Runtime
 from jamrec.models.dataset import Dataset, open_dataset
@@ -36,6 +36,7 @@ class ModelsOutcome:
     promoted: list[str] = field(default_factory=list)
     recommendations: dict[str, int] = field(default_factory=dict)
     comparison: str = ""
+    pending: str | None = None  # what to run when the served lists could not be refreshed
 
 
 def choose_models(names: list[str] | None, data: Dataset) -> list[str]:
@@ -107,7 +108,6 @@ def run_models(
     incremental retraining); by default every model asked for is trained.
     """
     from jamrec.operations.promotion import promote_runs
-    from jamrec.operations.recommendations import refresh
 
     data = open_dataset(warehouse)
     outcome = ModelsOutcome()
@@ -117,17 +117,20 @@ def run_models(
         if skip_trained
         else [(name, (settings or {}).get(name)) for name in chosen]
     )
-    for position, (name, overrides) in enumerate(todo, start=1):
-        log.info("model %d of %d: %s", position, len(todo), name)
+    for name, overrides in progress(todo, "model", name=lambda item: item[0]):
         run = runs.train(name, data, seed, overrides, runtime)
         runs.save(run, data, warehouse)
         result = runs.evaluate(run, data, seed, user_sample) if evaluate else None
         outcome.runs.append(runs.record(run, result, warehouse))
     if evaluate and outcome.runs:
-        decisions = promote_runs(outcome.runs, data, warehouse, tolerance, seed, user_sample)
+        decisions = promote_runs(
+            outcome.runs, data, warehouse, tolerance, seed, user_sample, top_n=top_n
+        )
         outcome.promoted = [d.challenger for d in decisions if d.promoted]
-        if outcome.promoted:
-            outcome.recommendations = refresh(data, warehouse, top_n)
+        outcome.recommendations = {
+            d.model: d.recommendations for d in decisions if d.recommendations is not None
+        }
+        outcome.pending = next((d.pending for d in decisions if d.pending), None)
     outcome.comparison = comparison_text(warehouse)
     return outcome
 
@@ -200,8 +203,7 @@ def cold_start_study(
             coldstart.withheld_rows(cold),
         )
     recorded = []
-    for position, name in enumerate(names, start=1):
-        log.info("cold start, model %d of %d: %s", position, len(names), name)
+    for name in progress(names, "cold start, model"):
         run = runs.train(name, cold.train_view, seed, (settings or {}).get(name), runtime)
         run.purpose = "cold_start"
         run.build_id = data.build_id

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jamrec.log import log
+from jamrec.log import log, progress
 from jamrec.models.dataset import Dataset
 from jamrec.provenance import new_id, now
 from jamrec.warehouse import history
@@ -38,6 +38,21 @@ class Trial:
     config: dict
     val_ndcg_at_10: float
     seconds: float
+
+
+def grid_for(model: str, grid: dict[str, list] | None = None) -> dict[str, list]:
+    """``grid``, or the default sweep of ``model`` (:data:`DEFAULT_GRIDS`); a clear error
+    for a model that has none."""
+    from jamrec.errors import JamrecError
+
+    if grid:
+        return grid
+    if model not in DEFAULT_GRIDS:
+        raise JamrecError(
+            f"no default grid for {model!r} (defaults: {', '.join(sorted(DEFAULT_GRIDS))}); "
+            "give one (--grid, or the flow's grid parameter)"
+        )
+    return DEFAULT_GRIDS[model]
 
 
 def configurations(grid: dict[str, list], n_random: int | None = None, seed: int = 0) -> list[dict]:
@@ -113,3 +128,49 @@ def record(
                 for t in trials
             ],
         )
+
+
+@dataclass
+class SweepOutcome:
+    """What :func:`run_sweep` did: the sweep, the trials, the chosen one and its run."""
+
+    sweep_id: str
+    model: str
+    trials: list[Trial]
+    chosen: Trial
+    run_id: str
+
+
+def run_sweep(
+    model: str = "als",
+    grid: dict[str, list] | None = None,
+    n_random: int | None = None,
+    seed: int = 0,
+    warehouse: Path | None = None,
+    user_sample: int = 5000,
+) -> SweepOutcome:
+    """``jamrec sweep`` without Prefect: every configuration of ``grid`` (default: the
+    study's sweep for ``model``, :data:`DEFAULT_GRIDS`) or ``n_random`` of them, one after
+    the other; the best on validation NDCG@10 is trained, tested and recorded as a run,
+    every trial in ``sweeps``. The ``sweep`` flow runs the same functions as tasks, with the
+    trials concurrent (threads or a Dask cluster)."""
+    from jamrec.models import check_names
+    from jamrec.models.dataset import open_dataset
+    from jamrec.operations import runs
+
+    check_names([model])
+    grid = grid_for(model, grid)
+    data = open_dataset(warehouse)
+    configs = configurations(grid, n_random, seed)
+    trials = [
+        try_config(model, config, data, seed, user_sample)
+        for config in progress(configs, f"sweep {model}, configuration", name=str)
+    ]
+    chosen = choose(trials)
+    log.info("sweep %s: chose %s (val NDCG@10 %.4f)", model, chosen.config, chosen.val_ndcg_at_10)
+    run = runs.train(model, data, seed, chosen.config)
+    runs.save(run, data, warehouse)
+    run_id = runs.record(run, runs.evaluate(run, data, seed, user_sample), warehouse)
+    sweep_id = new_sweep_id(model)
+    record(sweep_id, model, data.build_id, trials, chosen, run_id, warehouse)
+    return SweepOutcome(sweep_id, model, trials, chosen, run_id)
