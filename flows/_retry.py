@@ -126,17 +126,18 @@ def _limit_exists() -> bool:
     return True
 
 
-def _holder() -> dict | None:
-    """The lease holder: this flow run (shown by the server, used to free its slot)."""
+def _holder():
+    """The lease holder: this flow run (kept with the lease by the server)."""
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
     from prefect.context import FlowRunContext
 
     ctx = FlowRunContext.get()
     if ctx is None or ctx.flow_run is None:
         return None
-    return {"type": "flow_run", "id": str(ctx.flow_run.id)}
+    return ConcurrencyLeaseHolder(type="flow_run", id=ctx.flow_run.id)
 
 
-def _other_writers(holder: dict | None) -> str:
+def _other_writers(holder) -> str:
     """The other writer flow runs that are running now (one of them holds the slot)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -148,7 +149,7 @@ def _other_writers(holder: dict | None) -> str:
     )
     from prefect.client.schemas.objects import StateType
 
-    mine = holder["id"] if holder else None
+    mine = str(holder.id) if holder else None
     try:
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(

@@ -38,7 +38,7 @@ _RUN = {
     "flow_name": "{{ flow.name }}",
     "flow_run_id": "{{ flow_run.id }}",
     "flow_run_name": "{{ flow_run.name }}",
-    "deployment": "{{ deployment.name }}",
+    "deployment": "{{ (flow.name ~ '/' ~ deployment.name) if deployment.name else '' }}",
     "state": "{{ flow_run.state.name }}",
     "message": "{{ flow_run.state.message or '' }}",
     "warehouse": "{{ flow_run.parameters.warehouse or '' }}",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -202,7 +203,8 @@ def start(port: int, cron: str, webhook: str | None = None, timeout_s: float = 1
     step.ok(_release(env, "the jamrec service restarted while it ran"))
     step("deploying prefect.yaml (prefect --no-prompt deploy --all)")
     out = _run([_prefect(), "--no-prompt", "deploy", "--all"], env)
-    step.ok(f"{out.count('Deployment ') or 'every'} deployment(s)")
+    names = re.findall(r"Deployment '([^']+)' successfully", out)
+    step.ok(", ".join(names) or "every deployment")
     step(f"schedule of {WEEKLY}: {cron} (UTC)")
     step.ok(_schedule(env, cron))
     step("alert automations (a failed or crashed run; retrain/weekly overdue 8 days)")
