@@ -85,8 +85,7 @@ def train_and_evaluate(
             new_runs.append(record_task(runs.record, warehouse, name)(run, result, warehouse))
         decisions = promote(new_runs, data, warehouse, tolerance, seed, user_sample, refresh)
         text = comparison_artifact(warehouse)
-        if report:
-            rewrite_report(warehouse)
+        page = rewrite_report(warehouse) if report else None
     return {
         "runs": new_runs,
         "promoted": [d.challenger for d in decisions if d.promoted],
@@ -94,6 +93,7 @@ def train_and_evaluate(
             d.model: d.recommendations for d in decisions if d.recommendations is not None
         },
         "comparison": text,
+        "report": page,
     }
 
 

@@ -99,7 +99,9 @@ class ValidationReport:
             f"{len({f.table for f in self.failures})} table(s)"
         ]
         lines += [f"  {failure.line()}" for failure in self.failures]
-        if self.pages_path or self.docs_path:
+        if self.pages_path and self.docs_path:
+            lines.append(f"  report: {self.pages_path} (Great Expectations: {self.docs_path})")
+        elif self.pages_path or self.docs_path:
             lines.append(f"  report: {self.pages_path or self.docs_path}")
         return "\n".join(lines)
 

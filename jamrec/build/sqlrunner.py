@@ -20,7 +20,7 @@ import duckdb
 import yaml
 
 from jamrec.errors import JamrecError
-from jamrec.log import log
+from jamrec.log import log, progress
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def run_models(
         for dep in model.deps:
             last_use[dep] = max(last_use[dep], i)
     counts = {}
-    for i, model in enumerate(models):
+    for i, model in enumerate(progress(models, "sql", name=lambda m: m.name)):
         start = time.perf_counter()
         temporary = published is not None and model.name not in published
         kind = "temp table" if temporary else "table"
