@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from flows._retry import LIMIT
@@ -189,27 +190,23 @@ def start(port: int, cron: str, webhook: str | None = None, timeout_s: float = 1
             )
         time.sleep(0.5)
     step.ok("healthy")
-    step(f"work pool '{POOL}' (process)")
-    _run([_prefect(), "work-pool", "create", POOL, "--type", "process"], env, "already exists")
-    step.ok()
-    step(f"concurrency limit '{LIMIT}' (1 slot: one writer flow at a time)")
-    _run(
-        [_prefect(), "global-concurrency-limit", "create", LIMIT, "--limit", "1"],
-        env,
-        ok_if="already exists",
-    )
-    step.ok()
-    step("runs left over by a service that stopped without `stop`")
-    step.ok(_release(env, "the jamrec service restarted while it ran"))
-    step("deploying prefect.yaml (prefect --no-prompt deploy --all)")
-    out = _run([_prefect(), "--no-prompt", "deploy", "--all"], env)
-    names = re.findall(r"Deployment '([^']+)' successfully", out)
-    step.ok(", ".join(names) or "every deployment")
-    step(f"schedule of {WEEKLY}: {cron} (UTC)")
-    step.ok(_schedule(env, cron))
-    step("alert automations (a failed or crashed run; retrain/weekly overdue 8 days)")
-    lines = _in_env(env, "flows.alerting", *(["--webhook", webhook] if webhook else []))
-    step.ok("; ".join(lines.strip().splitlines()))
+    with _api(port):
+        step(f"work pool '{POOL}' (process)")
+        step.ok(_work_pool())
+        step(f"concurrency limit '{LIMIT}' (1 slot: one writer flow at a time)")
+        step.ok(_limit())
+        step("runs left over by a service that stopped without `stop`")
+        step.ok(release_leftovers("the jamrec service restarted while it ran"))
+        step("deploying prefect.yaml (prefect --no-prompt deploy --all)")
+        out = _run([_prefect(), "--no-prompt", "deploy", "--all"], env)
+        names = re.findall(r"Deployment '([^']+)' successfully", out)
+        step.ok(", ".join(names) or "every deployment")
+        step(f"schedule of {WEEKLY}: {cron} (UTC)")
+        step.ok(_schedule(cron))
+        step("alert automations (a failed or crashed run; retrain/weekly overdue 8 days)")
+        from flows.alerting import configure
+
+        step.ok("; ".join(configure(webhook)))
     step(f"starting a worker on pool '{POOL}' (logs: {STATE}/worker.log)")
     pids["worker"] = _spawn([_prefect(), "worker", "start", "--pool", POOL], env, "worker.log")
     PIDS.write_text(json.dumps(pids))
@@ -222,16 +219,58 @@ def start(port: int, cron: str, webhook: str | None = None, timeout_s: float = 1
     return pids
 
 
-def _in_env(env: dict, module: str, *args: str) -> str:
-    """Run ``python -m module args`` against this server (the client reads the env)."""
-    return _run([sys.executable, "-m", module, *args], env)
+@contextmanager
+def _api(port: int):
+    """Point this process's Prefect client at the service's server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
+        yield
 
 
-def _schedule(env: dict, cron: str) -> str:
+def _work_pool() -> str:
+    """The ``jamrec`` process work pool, with the process worker's default job template."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(
+                WorkPoolCreate(name=POOL, type="process", base_job_template=template)
+            )
+        except ObjectAlreadyExists:
+            return "already there"
+    return "created"
+
+
+def _limit() -> str:
+    """The ``jamrec-warehouse`` global concurrency limit, one slot."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import (
+        GlobalConcurrencyLimitCreate,
+        GlobalConcurrencyLimitUpdate,
+    )
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=LIMIT, limit=1)
+            )
+        except ObjectAlreadyExists:
+            client.update_global_concurrency_limit(LIMIT, GlobalConcurrencyLimitUpdate(limit=1))
+            return "already there"
+    return "created"
+
+
+def _schedule(cron: str) -> str:
     """Move retrain/weekly's schedule to ``cron`` when it is not prefect.yaml's default."""
     if cron == DEFAULT_CRON:
         return "prefect.yaml's default"
-    _in_env(env, "flows.service", "schedule", "--cron", cron)
+    set_schedule(cron)
     return "moved from prefect.yaml's default"
 
 
@@ -294,10 +333,6 @@ def release_leftovers(reason: str) -> str:
     elif limit.active_slots:
         said += f"; {LIMIT} slot kept: runs outside the pool are running"
     return said
-
-
-def _release(env: dict, reason: str) -> str:
-    return _in_env(env, "flows.service", "release", "--reason", reason).strip()
 
 
 def _descendants(pid: int) -> list[int]:
@@ -363,8 +398,9 @@ def stop(timeout_s: float = 20.0) -> str:
     port = pids.get("port")
     if port and "server" in pids and _healthy(port):
         try:
-            said.append(_release(environment(port), "the jamrec service was stopped"))
-        except SystemExit as exc:
+            with _api(port):
+                said.append(release_leftovers("the jamrec service was stopped"))
+        except Exception as exc:  # the server is stopped anyway; the next start releases
             said.append(f"could not release slots: {exc}")
     if "server" in pids:
         _terminate([pids["server"]], timeout_s)
@@ -377,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flows.service", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("action", choices=["start", "stop", "status", "release", "schedule"])
+    parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--port", type=int, default=4200)
     parser.add_argument(
         "--cron",
@@ -389,7 +425,6 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("JAMREC_ALERT_WEBHOOK") or None,
         help="a URL the alert automations POST to (saved as the jamrec-alerts webhook block)",
     )
-    parser.add_argument("--reason", default="the jamrec service stopped while it ran")
     args = parser.parse_args(argv)
     if args.action == "start":
         pids = start(args.port, args.cron, args.webhook)
@@ -401,10 +436,6 @@ def main(argv: list[str] | None = None) -> int:
         print("      .venv/bin/prefect deployment run 'retrain/weekly' --watch")
     elif args.action == "stop":
         print(stop())
-    elif args.action == "release":  # run by start and stop against their server
-        print(release_leftovers(args.reason))
-    elif args.action == "schedule":  # run by start against its server
-        set_schedule(args.cron)
     else:
         print(PIDS.read_text() if PIDS.exists() else "not running")
     return 0

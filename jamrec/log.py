@@ -38,7 +38,7 @@ class _StderrHandler(logging.StreamHandler):
     def emit(self, record: logging.LogRecord) -> None:
         if _bar is None:
             super().emit(record)
-        elif not getattr(record, "jamrec_progress", False):
+        elif getattr(record, "jamrec_progress", None) != id(_bar):  # the bar shows those
             try:
                 _bar.write(self.format(record), file=sys.stderr)
             except Exception:
@@ -143,7 +143,13 @@ def progress(
             if done:
                 left = f" (ETA {_eta((time.perf_counter() - start) / done * (n - done))})"
             logger.info(
-                "%s %d of %d%s%s", what, position, n, label, left, extra={"jamrec_progress": True}
+                "%s %d of %d%s%s",
+                what,
+                position,
+                n,
+                label,
+                left,
+                extra={"jamrec_progress": id(bar)},
             )
             if bar is not None:
                 bar.set_postfix_str(label.removeprefix(": "), refresh=False)
