@@ -16,12 +16,15 @@ export OPENBLAS_NUM_THREADS ?= 1
 
 PREFECT_PORT ?= 4200
 JAMREC_RETRAIN_CRON ?= 0 4 * * 1
+# Where the alert automations POST (a Slack incoming webhook, ...); empty: alerts are only
+# recorded in the warehouse's alerts table.
+JAMREC_ALERT_WEBHOOK ?=
 
 .PHONY: install browser demo test check lint format clean service service-stop
 
+# Says what it installs and how far it is (scripts/install.py reads pip's progress).
 $(VENV)/.installed: pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -qq --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PYTHON) scripts/install.py $(VENV) constraints.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -52,9 +55,11 @@ check: lint
 test: install browser lint
 	$(BIN)/pytest
 
-# A Prefect server on 127.0.0.1, the jamrec work pool and worker, and the deployments.
+# A Prefect server on 127.0.0.1, the jamrec work pool and worker, the deployments and the
+# alert automations; each step is printed as it goes.
 service: install
-	$(BIN)/python -m flows.service start --port $(PREFECT_PORT) --cron "$(JAMREC_RETRAIN_CRON)"
+	$(BIN)/python -m flows.service start --port $(PREFECT_PORT) --cron "$(JAMREC_RETRAIN_CRON)" \
+	  $(if $(JAMREC_ALERT_WEBHOOK),--webhook "$(JAMREC_ALERT_WEBHOOK)")
 
 service-stop:
 	$(BIN)/python -m flows.service stop

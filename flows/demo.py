@@ -31,14 +31,12 @@ def main() -> int:
         summary = build_warehouse(timj=DUMP, spotify=DUMP / "tracks.csv")
         print_build_summary(summary)
         print("\ntraining and evaluating every model (a minute or two) ...", flush=True)
-        comparison = train_and_evaluate()["comparison"]
+        trained = train_and_evaluate()
     except JamrecError as exc:
         print(f"jamrec: error: {exc}", file=sys.stderr)
         return 1
-    print("\n" + comparison)
-    from jamrec.report import build_report
-
-    print(f"\nreport: {build_report()}  (open it in a browser; it works offline)")
+    print("\n" + trained["comparison"])
+    print(f"\nreport: {trained['report']}  (open it in a browser; it works offline)")
     return 0
 
 

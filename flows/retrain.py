@@ -26,6 +26,7 @@ from flows.train_and_evaluate import train_and_evaluate
 from jamrec import report
 from jamrec.build import incremental
 from jamrec.config import BuildParams
+from jamrec.models import ModelName
 from jamrec.models.dataset import open_dataset
 from jamrec.operations import promotion, recommendations
 
@@ -58,8 +59,8 @@ def retrain(
     n_negatives: int = 10,
     k_test: int = 1,
     k_val: int = 1,
-    models: list[str] | None = None,
-    settings: dict[str, dict] | None = None,
+    models: list[ModelName] | None = None,
+    settings: dict[ModelName, dict[str, Any]] | None = None,
     user_sample: int = 5000,
     tolerance: float = 0.0,
     keep_models: int = 3,
@@ -67,9 +68,23 @@ def retrain(
 ) -> dict[str, Any] | State:
     """Rebuild when the inputs, parameters or code changed; retrain, promote and serve.
 
-    ``tolerance``: how far below the champion's validation NDCG@10 a challenger may be and
-    still be promoted (0: never a worse run). ``keep_models``: saved models kept per model
-    (champions always). ``top_n``: recommendations per user and champion.
+    Args:
+        timj: The TIMJ dump: its folder (holding ``archive/``) or its zip.
+        spotify: A Kaggle Spotify audio-features CSV (any of the five variants).
+        warehouse: The DuckDB file (default: $JAMREC_WAREHOUSE, else
+            warehouse/jamrec.duckdb).
+        seed: Seeds the build (negatives, splits) and every random choice of the runs.
+        n_negatives: At most this many sampled negatives per user (the study: 10).
+        k_test: Positives held out per user for test.
+        k_val: Positives held out per user for validation.
+        models: The models to train (default: every default model, and the oracle on
+            generated data).
+        settings: Per-model settings, e.g. {"mbcf": {"epochs": 30}}.
+        user_sample: Users in the full_sample protocol (champions are chosen on it).
+        tolerance: How far below the champion's validation NDCG@10 a challenger may be
+            and still be promoted (0: never a worse run).
+        keep_models: Saved models kept per model (champions are always kept).
+        top_n: Recommendations per user and champion.
     """
     params = BuildParams(seed=seed, n_negatives=n_negatives, k_test=k_test, k_val=k_val)
     step = "wait for the warehouse"
@@ -79,15 +94,29 @@ def retrain(
             decision = check_inputs(timj, spotify, warehouse, params)
             if decision["rebuild"]:
                 step = "build warehouse"
-                build_warehouse(timj, spotify, warehouse, seed, n_negatives, k_test, k_val)
+                build_warehouse(
+                    timj, spotify, warehouse, seed, n_negatives, k_test, k_val, report=False
+                )
             else:
                 record_skipped(decision, warehouse)
             step = "train, evaluate and promote"
+            # A new build changes the users and tracks every list is about: refresh every
+            # champion's lists once, after the promotions; otherwise the promotions write
+            # the promoted models' lists themselves.
             trained = train_and_evaluate(
-                models, seed, warehouse, user_sample, settings, tolerance, refresh=False
+                models,
+                seed,
+                warehouse,
+                user_sample,
+                settings,
+                tolerance,
+                refresh=not decision["rebuild"],
+                report=False,
             )
-            step = "refresh recommendations"
-            served = refresh_recommendations(load_dataset(warehouse), warehouse, top_n)
+            served = trained["recommendations"]
+            if decision["rebuild"]:
+                step = "refresh recommendations"
+                served = refresh_recommendations(load_dataset(warehouse), warehouse, top_n)
             step = "prune saved models"
             prune(keep_models, warehouse)
             step = "report"

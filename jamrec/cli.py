@@ -12,9 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+import jamrec
 from jamrec.errors import InputError, JamrecError
 from jamrec.log import setup_cli_logging
-from jamrec.models import COLD_START_MODELS, DEFAULT_MODELS
+from jamrec.models import COLD_START_MODELS, DEFAULT_MODELS, MODELS
 
 
 def _warehouse_arg(parser: argparse.ArgumentParser) -> None:
@@ -45,12 +46,22 @@ def _evaluation_seed_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _model_name(value: str) -> str:
+    """A model name, or argparse's one-line error naming the known ones."""
+    if value not in MODELS:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {value!r}; known: {', '.join(sorted(MODELS))}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
         prog="jamrec", description="This Is My Jam recommender: warehouse, quality gate, models."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"jamrec {jamrec.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     gen = sub.add_parser("generate", help="write a synthetic TIMJ + Spotify dump")
@@ -97,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not read the published warehouse (e.g. a damaged one): set it aside under "
         ".versions/ and start a new history",
+    )
+    etl.add_argument(
+        "--force",
+        action="store_true",
+        help="build even when the inputs, parameters and code match the published build",
     )
     etl.set_defaults(func=cmd_etl)
 
@@ -198,6 +214,24 @@ def build_parser() -> argparse.ArgumentParser:
     _warehouse_arg(cp)
     cp.set_defaults(func=cmd_compare)
 
+    sw = sub.add_parser(
+        "sweep", help="tune a model: seeded grid or random search, chosen on validation"
+    )
+    sw.add_argument(
+        "--model", default="als", type=_model_name, metavar="MODEL", help="default: als"
+    )
+    sw.add_argument(
+        "--grid",
+        default=None,
+        help='settings to try as JSON, e.g. \'{"factors": [20, 40], "alpha": [10, 40]}\' '
+        "(default: the study's sweep for als and mbcf)",
+    )
+    sw.add_argument("--n-random", type=int, default=None, help="try this many, drawn at random")
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--user-sample", type=int, default=5000)
+    _warehouse_arg(sw)
+    sw.set_defaults(func=cmd_sweep)
+
     rs = sub.add_parser("runs", help="list model runs and the champion of each model")
     rs.add_argument("--model", default=None, help="only this model")
     rs.add_argument("--limit", type=int, default=30, help="newest runs shown")
@@ -207,8 +241,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("promote", help="make a run its model's champion (or roll back to it)")
     pr.add_argument("run_id")
     pr.add_argument("--note", required=True, help="why (kept in model_runs and promotions)")
+    pr.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="do not refresh the model's recommendations now (they are then reported pending)",
+    )
     _warehouse_arg(pr)
     pr.set_defaults(func=cmd_promote)
+
+    rr = sub.add_parser(
+        "refresh-recommendations",
+        help="recompute every champion's served lists (the recommendations table)",
+    )
+    rr.add_argument("--top-n", type=int, default=20, help="tracks per user and champion")
+    _warehouse_arg(rr)
+    rr.set_defaults(func=cmd_refresh_recommendations)
 
     rec = sub.add_parser("recommend", help="recommend tracks for a user, or a new listener")
     who = rec.add_mutually_exclusive_group(required=True)
@@ -216,7 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--tracks", help="a new listener's tracks: comma-separated Spotify track ids")
     rec.add_argument("--explain", action="store_true", help="say why each track is there")
     rec.add_argument("-k", type=int, default=10)
-    rec.add_argument("--model", default=None, help="a model name (default: best on validation)")
+    rec.add_argument(
+        "--model",
+        default=None,
+        type=_model_name,
+        metavar="MODEL",
+        help=f"one of {', '.join(sorted(MODELS))} (default: the best champion on validation)",
+    )
     _warehouse_arg(rec)
     rec.set_defaults(func=cmd_recommend)
 
@@ -234,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--max-rows", type=int, default=40, help="rows shown in table format")
     _warehouse_arg(sql)
     sql.set_defaults(func=cmd_sql)
+
+    li = sub.add_parser("lineage", help="the SQL layer graph: which tables each table is made from")
+    li.add_argument("table", nargs="?", help="show only what this table is made from")
+    li.add_argument("--format", choices=["text", "dot", "json"], default="text")
+    li.set_defaults(func=cmd_lineage)
     return parser
 
 
@@ -274,7 +332,9 @@ def cmd_etl(args: argparse.Namespace) -> int:
             f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors()
         )
         raise JamrecError(problems) from None
-    summary = run_build(args.timj, args.spotify, args.warehouse, params, fresh=args.fresh)
+    summary = run_build(
+        args.timj, args.spotify, args.warehouse, params, fresh=args.fresh, force=args.force
+    )
     print_build_summary(summary)
     return 0
 
@@ -310,7 +370,12 @@ PUBLISHED_TABLES = (
 
 
 def print_build_summary(summary: dict) -> None:
-    """Where the warehouse is, and the row counts of its main tables."""
+    """Where the warehouse is, and the row counts of its main tables (or why nothing was
+    built)."""
+    if summary.get("skipped"):
+        print(f"\n{summary['message']}")
+        print(f"  warehouse: {summary['warehouse']} (recorded as {summary['recorded_as']})")
+        return
     print(f"\npublished build {summary['build_id']} to {summary['warehouse']}")
     if "seconds" in summary:
         print(f"  built in {summary['seconds']} s")
@@ -318,8 +383,10 @@ def print_build_summary(summary: dict) -> None:
     if validation:
         n = sum(t["expectations"] for t in validation.get("tables", {}).values())
         print(f"  data quality: passed, {n} expectations on {len(validation['tables'])} tables")
+        if validation.get("pages"):
+            print(f"  data-quality pages (open offline): {validation['pages']}")
         if validation.get("report"):
-            print(f"  Data Docs: {validation['report']}")
+            print(f"  Great Expectations Data Docs: {validation['report']}")
     rows = summary["rows"]
     for table in PUBLISHED_TABLES:
         if table in rows:
@@ -336,8 +403,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     report = validate_published(args.warehouse)
     print(report.message("validation of the published warehouse"))
+    if report.pages_path:
+        print(f"data-quality pages (open offline): {report.pages_path}")
     if report.docs_path:
-        print(f"report: {report.docs_path}")
+        print(f"Great Expectations Data Docs: {report.docs_path}")
     return 0 if report.success else 1
 
 
@@ -384,7 +453,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if outcome.recommendations:
         served = ", ".join(f"{m} {n:,}" for m, n in outcome.recommendations.items())
-        print(f"\nrecommendations refreshed (rows per model): {served}")
+        print(f"\nrecommendations refreshed with the promotions (rows per model): {served}")
+    if outcome.pending:
+        print(f"\nnote: {outcome.pending}")
     print("\n" + outcome.comparison)
     if outcome.paired:
         print("\n" + outcome.paired)
@@ -463,11 +534,69 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     """``jamrec promote``: promote or roll back by hand."""
     from jamrec.operations.promotion import promote_by_hand
+    from jamrec.report import build_report
 
-    decision = promote_by_hand(args.run_id, args.note, args.warehouse)
+    decision = promote_by_hand(args.run_id, args.note, args.warehouse, serve=not args.no_serve)
     print(f"{decision.model}: {decision.challenger} is champion ({decision.note})")
     if decision.champion and decision.champion != decision.challenger:
         print(f"  previous champion: {decision.champion}")
+    if decision.recommendations is not None:
+        print(f"  recommendations: {decision.recommendations:,} rows of the new champion served")
+    if decision.pending:
+        print(f"  note: {decision.pending}")
+    # The report shows the champions: rewrite it so it does not go stale.
+    print(f"report: {build_report(args.warehouse)}")
+    return 0
+
+
+def cmd_refresh_recommendations(args: argparse.Namespace) -> int:
+    """``jamrec refresh-recommendations``: every champion's lists, recomputed."""
+    from jamrec.operations.recommendations import refresh_published
+
+    counts = refresh_published(args.warehouse, args.top_n)
+    served = ", ".join(f"{m} {n:,}" for m, n in counts.items()) or "no champion to serve"
+    print(f"recommendations refreshed (rows per model): {served}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``jamrec sweep``: tune one model; print every trial and the chosen settings."""
+    from jamrec.operations.sweep import run_sweep
+
+    grid = None
+    if args.grid:
+        try:
+            grid = json.loads(args.grid)
+        except json.JSONDecodeError as exc:
+            raise InputError("--grid", f"not JSON: {exc}") from None
+        if not isinstance(grid, dict) or not all(isinstance(v, list) for v in grid.values()):
+            raise InputError("--grid", 'expected {"setting": [value, ...], ...}')
+    outcome = run_sweep(
+        args.model, grid, args.n_random, args.seed, args.warehouse, args.user_sample
+    )
+    print(f"\nsweep {outcome.sweep_id}: {len(outcome.trials)} configurations of {args.model}")
+    for trial in outcome.trials:
+        mark = "*" if trial is outcome.chosen else " "
+        value, seconds = trial.val_ndcg_at_10, trial.seconds
+        print(f"{mark} val NDCG@10 {value:.4f}  {seconds:>7.1f} s  {trial.config}")
+    print(f"* chosen on validation; tested and recorded as run {outcome.run_id}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    """``jamrec lineage``: the SQL layer graph from the tables each SQL file reads."""
+    from jamrec.build import lineage
+    from jamrec.config import get_settings
+
+    nodes = lineage.graph(get_settings().sql_dir)
+    if args.table is not None and args.table not in nodes:
+        raise InputError(args.table, f"no such table in sql/; tables: {', '.join(nodes)}")
+    if args.format == "dot":
+        print(lineage.render_dot(nodes))
+    elif args.format == "json":
+        print(lineage.render_json(nodes))
+    else:
+        print(lineage.render_text(nodes, args.table))
     return 0
 
 

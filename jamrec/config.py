@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     keep_validations: int = Field(
         10, ge=1, description="Validation result files kept under reports/validations/."
     )
+    quality_runs_kept: int = Field(
+        20, ge=1, description="Validation runs kept in the data-quality pages (newest first)."
+    )
 
     @property
     def reports_dir(self) -> Path:

@@ -1,6 +1,9 @@
-"""The build-warehouse Prefect flow, run by a real (temporary) Prefect server."""
+"""The build-warehouse Prefect flow, run by a real (temporary) Prefect server: its logs,
+its skip of unchanged inputs, its lineage as asset materializations, its failures."""
 
 from __future__ import annotations
+
+import time
 
 import duckdb
 import pytest
@@ -11,7 +14,10 @@ def test_build_warehouse_flow(prefect_harness, tiny_dump, tmp_path):
     from flows.build_warehouse import build_warehouse
 
     path = tmp_path / "flow.duckdb"
-    summary = build_warehouse(timj=tiny_dump, spotify=tiny_dump / "tracks.csv", warehouse=path)
+    state = build_warehouse(
+        timj=tiny_dump, spotify=tiny_dump / "tracks.csv", warehouse=path, return_state=True
+    )
+    summary = state.result()
     assert summary["warehouse"] == str(path)
     assert summary["rows"]["interactions"] > 0
     con = duckdb.connect(str(path), read_only=True)
@@ -20,6 +26,65 @@ def test_build_warehouse_flow(prefect_harness, tiny_dump, tmp_path):
     assert summary["validation"]["success"]
     markdown = _artifact("data-quality")
     assert "Data quality: passed" in markdown and "| interactions |" in markdown
+    # jamrec's own lines (stages, counts, validation, publishing) are in the run's logs
+    logs = _logs(state.state_details.flow_run_id)
+    assert f"build {summary['build_id']} published: {path}" in logs
+    assert "validation passed:" in logs and "sql interactions:" in logs
+    assert (path.parent / "reports" / "index.html").is_file()  # the report is rewritten
+
+    # the same inputs again: nothing is built, and the run says which build holds them
+    again = build_warehouse(
+        timj=tiny_dump, spotify=tiny_dump / "tracks.csv", warehouse=path, return_state=True
+    )
+    assert again.is_completed() and summary["build_id"] in again.message
+    assert again.result()["skipped"]
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("select status from builds order by started_at").fetchall() == [
+        ("published",),
+        ("skipped",),
+    ]
+    con.close()
+
+    # lineage: each table is an asset materialized from the tables its SQL reads
+    from jamrec.build.lineage import asset_key, file_asset_key
+
+    upstream = _materialized_from(asset_key(path, "interactions"))
+    assert upstream == {asset_key(path, "int_positives"), asset_key(path, "tracks")}
+    assert _materialized_from(asset_key(path, "raw_jams")) == {
+        file_asset_key(tiny_dump / "archive" / "jams.tsv")
+    }
+
+
+def _logs(flow_run_id) -> str:
+    """Every log line of a flow run, as the UI and `prefect flow-run logs` show them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return "\n".join(log.message for log in logs)
+
+
+def _materialized_from(key: str, timeout_s: float = 30.0) -> set[str]:
+    """The upstream assets of the latest materialization event of ``key``."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    event_filter = EventFilter(
+        event=EventNameFilter(name=["prefect.asset.materialization.succeeded"]),
+        resource=EventResourceFilter(id=[key]),
+    )
+    deadline = time.monotonic() + timeout_s
+    while True:  # events reach the server in batches
+        with get_client(sync_client=True) as client:
+            events = client.read_events(event_filter, limit=50).events
+        if events or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert events, f"no materialization of {key}"
+    return {r.id for r in events[0].related if r.role == "asset"}
 
 
 def _artifact(key: str) -> str:

@@ -293,3 +293,34 @@ def test_a_champion_from_an_older_build_is_re_scored_and_paired(warehouse):
     # the same model on the same data: no difference, every validation user paired
     assert decision.paired.difference == pytest.approx(0.0, abs=1e-12)
     assert decision.promoted and decision.paired.n_users > 0
+
+
+def _served(path, model):
+    rows = _q(path, "select distinct run_id from recommendations where model = $m", {"m": model})
+    return {r for (r,) in rows}
+
+
+@pytest.mark.slow
+def test_the_served_lists_follow_every_promotion(warehouse, capsys):
+    _train(warehouse, "als", "--set", "als.iterations=3")
+    _train(warehouse, "als", "--set", "als.iterations=3", "--seed", "1")
+    champion = _champion(warehouse, "als")[0]
+    (other,) = set(_runs(warehouse, "als")) - {champion}
+    # the automatic promotion wrote the champion's lists with its decision
+    assert _served(warehouse, "als") == {champion}
+    capsys.readouterr()
+    assert main(["promote", other, "--note", "by hand", "--warehouse", str(warehouse)]) == 0
+    out = capsys.readouterr().out
+    assert "recommendations:" in out and "rows of the new champion served" in out
+    assert "report: " in out  # rewritten: it shows the champions
+    assert _served(warehouse, "als") == {other}
+    users = _q(warehouse, "select count(distinct user_id) from splits")[0][0]
+    per_user = _q(warehouse, "select max(rank), count(distinct user_id) from recommendations")
+    assert per_user == [(20, users)]
+    # without serving, the old lists stay and the command says what refreshes them
+    args = ["promote", champion, "--note", "later", "--no-serve", "--warehouse", str(warehouse)]
+    assert main(args) == 0
+    assert "jamrec refresh-recommendations" in capsys.readouterr().out
+    assert _served(warehouse, "als") == {other}
+    assert main(["refresh-recommendations", "--warehouse", str(warehouse)]) == 0
+    assert _served(warehouse, "als") == {champion}

@@ -78,3 +78,26 @@ def test_sweep_flow_local_and_dask_agree(prefect_harness, warehouse, tmp_path):
         )
     assert remote["chosen"] == local["chosen"]
     assert remote["val_ndcg_at_10"] == pytest.approx(local["val_ndcg_at_10"])
+
+
+@pytest.mark.slow
+def test_jamrec_sweep_and_python_m_flows_sweep(warehouse, capsys):
+    import subprocess
+    import sys
+
+    from jamrec.cli import main
+
+    grid = {"factors": [2, 16], "iterations": [3]}
+    args = ["sweep", "--model", "als", "--grid", json.dumps(grid), "--user-sample", "500"]
+    assert main([*args, "--warehouse", str(warehouse)]) == 0
+    out = capsys.readouterr().out
+    rows, test_metrics = _sweeps(warehouse)
+    assert len(rows) == 2 and test_metrics > 0
+    (chosen,) = [r for r in rows if r[2]]
+    assert f"tested and recorded as run {chosen[3]}" in out and "* val NDCG@10" in out
+    assert main(["sweep", "--model", "popularity", "--warehouse", str(warehouse)]) == 1
+    assert "no default grid for 'popularity'" in capsys.readouterr().err
+    helped = subprocess.run(
+        [sys.executable, "-m", "flows.sweep", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert helped.returncode == 0 and "--n-random" in helped.stdout

@@ -14,6 +14,7 @@ from typing import Any
 
 from jamrec.build import ingest, records
 from jamrec.config import BuildParams, get_settings
+from jamrec.errors import JamrecError, WarehouseLockedError
 from jamrec.log import log
 from jamrec.provenance import code_version, file_sha256, new_build_id, now
 from jamrec.warehouse.store import Warehouse
@@ -53,7 +54,12 @@ def build_decision(
     """Whether the warehouse must be rebuilt, and why (``{"rebuild": bool, "reason": ...}``)."""
     params = params or BuildParams()
     settings = get_settings()
-    fingerprint = records.inputs_fingerprint(fingerprint_inputs(timj, spotify))
+    try:
+        fingerprint = records.inputs_fingerprint(fingerprint_inputs(timj, spotify))
+    except JamrecError as exc:
+        # Unreadable inputs: build anyway, so the build fails where it reads them and the
+        # failure is recorded in `builds` like any other.
+        return {"rebuild": True, "reason": f"the inputs cannot be fingerprinted ({exc})"}
     decision: dict[str, Any] = {
         "rebuild": True,
         "inputs_fingerprint": fingerprint,
@@ -63,7 +69,13 @@ def build_decision(
     store = Warehouse(Path(warehouse or settings.warehouse), settings.lock_timeout_s)
     if not store.exists():
         return {**decision, "reason": "no warehouse yet"}
-    con = store.connect_readonly()
+    try:
+        con = store.connect_readonly()
+    except WarehouseLockedError:
+        raise
+    except JamrecError as exc:
+        # A damaged warehouse is no reason to skip: the build says what is wrong with it.
+        return {**decision, "reason": f"the published warehouse cannot be read ({exc})"}
     try:
         last = con.execute(
             "select build_id, inputs_fingerprint, parameters, code_version from published_build"
@@ -116,3 +128,26 @@ def record_skipped(decision: dict, warehouse: Path | None = None) -> str:
         )
     log.info("build skipped: %s (recorded as %s)", decision["reason"], build_id)
     return build_id
+
+
+def skip_message(decision: dict) -> str:
+    """What a skipped build says (log line, flow-run state message, CLI)."""
+    return (
+        f"nothing to build: the inputs, parameters and code match published build "
+        f"{decision['build_id']}, which already holds them (force rebuilds: --force, or the "
+        "flow's force=true)"
+    )
+
+
+def skipped_summary(decision: dict, warehouse: Path | None, recorded_as: str) -> dict:
+    """The summary of a skipped build (what :func:`jamrec.build.pipeline.run_build` and the
+    ``build-warehouse`` flow return): the published build that holds these inputs."""
+    store = Warehouse(Path(warehouse or get_settings().warehouse))
+    return {
+        "skipped": True,
+        "build_id": decision["build_id"],
+        "recorded_as": recorded_as,
+        "warehouse": str(store.path),
+        "reason": decision["reason"],
+        "message": skip_message(decision),
+    }

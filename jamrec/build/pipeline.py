@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from jamrec import interrupts
+from jamrec.build import incremental
 from jamrec.build.publish import fail_build, publish
 from jamrec.build.stages import (
     Build,
@@ -19,6 +20,7 @@ from jamrec.build.stages import (
     validate_build,
 )
 from jamrec.config import BuildParams
+from jamrec.log import log
 from jamrec.warehouse.store import storage_error
 
 
@@ -28,13 +30,23 @@ def run_build(
     warehouse: Path | None = None,
     params: BuildParams | None = None,
     fresh: bool = False,
+    force: bool = False,
 ) -> dict:
     """Every stage in order, without Prefect (``jamrec etl``); see ``flows/build_warehouse.py``.
 
-    ``fresh`` builds without reading the published file (a damaged one): it is set aside
-    under ``.versions/`` first. A failure or an interruption (SIGINT, SIGTERM) at any
-    stage is recorded in ``builds`` and leaves the published warehouse as it was.
+    When the inputs' content, the parameters and the code match the published build,
+    nothing is built: a ``skipped`` row is recorded and the summary names the published
+    build that holds them (``skipped: True``). ``force`` builds anyway. ``fresh`` builds
+    without reading the published file (a damaged one): it is set aside under
+    ``.versions/`` first. A failure or an interruption (SIGINT, SIGTERM) at any stage is
+    recorded in ``builds`` and leaves the published warehouse as it was.
     """
+    if not force and not fresh:
+        decision = incremental.build_decision(timj, spotify, warehouse, params)
+        if not decision["rebuild"]:
+            recorded = incremental.record_skipped(decision, warehouse)
+            log.info("%s", incremental.skip_message(decision))
+            return incremental.skipped_summary(decision, warehouse, recorded)
     start = time.perf_counter()
     build = start_build(timj, spotify, warehouse, params, fresh=fresh)
     try:

@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from jamrec import files
-from jamrec.config import PROJECT_ROOT
+from jamrec.build import quality_pages
+from jamrec.config import PROJECT_ROOT, get_settings
 from jamrec.errors import JamrecError, StorageError
-from jamrec.log import log
+from jamrec.log import log, progress
 from jamrec.warehouse import sqltext
 from jamrec.warehouse.store import one_row, warehouse_at
 
@@ -102,6 +103,10 @@ class ValidationReport:
     docs_path: Path | None
     seconds: float
     results_path: Path | None = None
+    # Every expectation's outcome (quality_pages.expectation_rows), and jamrec's own
+    # offline pages of this run (reports/quality/, see jamrec.build.quality_pages).
+    expectations: list[dict] = field(default_factory=list)
+    pages_path: Path | None = None
 
     def message(self, what: str = "validation") -> str:
         """Multi-line: each failed expectation with its table and row count, then the report."""
@@ -116,8 +121,10 @@ class ValidationReport:
             f"{len({f.table for f in self.failures})} table(s)"
         ]
         lines += [f"  {failure.line()}" for failure in self.failures]
-        if self.docs_path:
-            lines.append(f"  report: {self.docs_path}")
+        if self.pages_path and self.docs_path:
+            lines.append(f"  report: {self.pages_path} (Great Expectations: {self.docs_path})")
+        elif self.pages_path or self.docs_path:
+            lines.append(f"  report: {self.pages_path or self.docs_path}")
         return "\n".join(lines)
 
     def summary(self) -> dict:
@@ -129,6 +136,7 @@ class ValidationReport:
             "failures": [f.line() for f in self.failures],
             "report": str(self.docs_path) if self.docs_path else None,
             "results": str(self.results_path) if self.results_path else None,
+            "pages": str(self.pages_path) if self.pages_path else None,
         }
 
 
@@ -291,9 +299,12 @@ def validate(
     variables: dict | None = None,
     folder: Path = EXPECTATIONS_DIR,
     tables: list[str] | None = None,
-    run_name: str = "validation",
+    run_name: str | None = None,
 ) -> ValidationReport:
     """Run every suite against the tables of ``con``; write Data Docs under ``reports_dir``.
+
+    ``run_name`` names the validation run in the Data Docs and in jamrec's offline pages
+    (:mod:`jamrec.build.quality_pages`): the build id, or ``validate-...`` for a re-check.
 
     A required table that is missing fails validation; a suite whose table is absent and
     not required (``truth_*`` on real data) is skipped. An expectation that raises is a
@@ -303,6 +314,7 @@ def validate(
     or not at all.
     """
     start = time.perf_counter()
+    run_name = run_name or f"validate-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
     for key, value in (variables or {}).items():
         con.execute(f"set variable {sqltext.identifier(key)} = $v", {"v": value})
     present = {
@@ -316,13 +328,17 @@ def validate(
     heal_store(reports_dir)
     staging = reports_dir / f".data_docs.{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        report, raw = _validate_into(con, staging, parameters, folder, tables, present)
+        report, raw = _validate_into(con, staging, parameters, folder, tables, present, run_name)
         docs = reports_dir / "data_docs"
         if (staging / "index.html").exists():
             files.replace_dir(staging, docs)
             report.docs_path = _relative(docs / "index.html")
         report.seconds = time.perf_counter() - start
         report.results_path = _relative(save_results(reports_dir, run_name, report.summary(), raw))
+        pages = quality_pages.write(
+            report, reports_dir, run_name, folder, get_settings().quality_runs_kept
+        )
+        report.pages_path = _relative(pages)
     except OSError as exc:
         raise StorageError(files.describe_os_error(exc)) from None
     finally:
@@ -331,7 +347,15 @@ def validate(
     return report
 
 
-def _validate_into(con, staging: Path, parameters: dict, folder: Path, tables, present):
+def _validate_into(
+    con: duckdb.DuckDBPyConnection,
+    staging: Path,
+    parameters: dict,
+    folder: Path,
+    tables: list[str] | None,
+    present: set[str],
+    run_name: str,
+) -> tuple[ValidationReport, dict[str, dict]]:
     """Validate every suite with a fresh context whose Data Docs go to ``staging``:
     the report (no paths yet) and GX's result per table as JSON."""
     context = _context(staging)
@@ -340,10 +364,15 @@ def _validate_into(con, staging: Path, parameters: dict, folder: Path, tables, p
     failures = [_missing(table) for table in names if table not in present and table in REQUIRED]
     results: dict[str, dict] = {}
     raw: dict[str, dict] = {}
+    expectations: list[dict] = []
     todo = [(t, load_suite(t, folder)) for t in names if t in present]
     with ThreadPoolExecutor(max_workers=1) as pool, closing(con.cursor()) as cursor:
-        for table, spec, frame, table_start in _prefetched(pool, cursor, folder, todo):
-            validation = _run_suite(context, source, table, spec, frame, parameters)
+        prefetched = _prefetched(pool, cursor, folder, todo)
+        for table, spec, frame, table_start in progress(
+            prefetched, "validate", total=len(todo), name=lambda item: item[0]
+        ):
+            validation = _run_suite(context, source, table, spec, frame, parameters, run_name)
+            expectations += quality_pages.expectation_rows(validation, table)
             found = _failures(validation, table, folder)
             failures += found
             raw[table] = validation.to_json_dict()
@@ -366,7 +395,12 @@ def _validate_into(con, staging: Path, parameters: dict, folder: Path, tables, p
     context.build_data_docs(site_names=["jamrec"])
     log.debug("data docs built in %.1f s", time.perf_counter() - with_docs_start)
     report = ValidationReport(
-        success=not failures, tables=results, failures=failures, docs_path=None, seconds=0.0
+        success=not failures,
+        tables=results,
+        failures=failures,
+        docs_path=None,
+        seconds=0.0,
+        expectations=expectations,
     )
     return report, raw
 
@@ -385,9 +419,11 @@ def _run_suite(
     spec: dict,
     frame: pd.DataFrame,
     parameters: dict,
+    run_name: str | None = None,
 ) -> ExpectationSuiteValidationResult:
     """Validate ``frame`` with the suite ``spec`` of ``table``: GX's validation result."""
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
 
     suite = context.suites.add_or_update(
         gx.ExpectationSuite(
@@ -403,7 +439,9 @@ def _run_suite(
         )
     )
     result = checkpoint.run(
-        batch_parameters={"dataframe": frame}, expectation_parameters=parameters
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=parameters,
+        run_id=RunIdentifier(run_name=run_name) if run_name else None,
     )
     (validation,) = result.run_results.values()
     return validation
@@ -519,9 +557,8 @@ def validate_published(warehouse: Path | None = None) -> ValidationReport:
         stage_counts, params = (json.loads(x) if x else {} for x in row)
         parameters = expectation_parameters(con, stage_counts, params)
         build_id = con.execute("select build_id from published_build").fetchone()[0]
-        return validate(
-            con, store.path.parent / "reports", parameters, run_name=f"published-{build_id}"
-        )
+        run_name = f"validate-{build_id}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        return validate(con, store.path.parent / "reports", parameters, run_name=run_name)
     finally:
         con.close()
 
@@ -542,6 +579,8 @@ def artifact_markdown(summary: dict) -> str:
     if summary["failures"]:
         lines += ["", "Failed expectations:", ""]
         lines += [f"- {line}" for line in summary["failures"]]
+    if summary.get("pages"):
+        lines += ["", f"Data-quality pages (offline): `{summary['pages']}`"]
     if summary.get("report"):
         lines += ["", f"Data Docs: `{summary['report']}`"]
     return "\n".join(lines)

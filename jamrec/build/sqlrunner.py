@@ -20,7 +20,7 @@ import duckdb
 import yaml
 
 from jamrec.errors import JamrecError
-from jamrec.log import log
+from jamrec.log import log, progress
 from jamrec.warehouse import sqltext
 from jamrec.warehouse.store import one_row, storage_error
 
@@ -131,7 +131,7 @@ def run_models(
         for dep in model.deps:
             last_use[dep] = max(last_use[dep], i)
     counts = {}
-    for i, model in enumerate(models):
+    for i, model in enumerate(progress(models, "sql", name=lambda m: m.name)):
         start = time.perf_counter()
         temporary = published is not None and model.name not in published
         kind = "temp table" if temporary else "table"

@@ -547,7 +547,7 @@ def validate_build(build: Build) -> dict:
                 con, meta["stage_counts"], build.params.model_dump()
             )
             report = quality.validate(
-                con, reports_dir(build.warehouse), parameters, run_name=f"build-{build.build_id}"
+                con, reports_dir(build.warehouse), parameters, run_name=build.build_id
             )
             info.update(tables=len(report.tables), failed=len(report.failures))
         put_meta(con, "validation", report.summary())
@@ -556,6 +556,8 @@ def validate_build(build: Build) -> dict:
     if not report.success:
         raise quality.ValidationFailed(report, f"validation of build {build.build_id}")
     log.info("%s", report.message())
+    if report.pages_path:
+        log.info("data-quality pages: %s", report.pages_path)
     if report.docs_path:
         log.info("data docs: %s", report.docs_path)
     return report.summary()

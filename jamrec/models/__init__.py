@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jamrec.errors import JamrecError
 from jamrec.models.base import (
@@ -36,6 +36,10 @@ MODELS: dict[str, str] = {
     "feature_knn": "jamrec.models.coldstart_baselines:FeatureKNN",
     "spotify_popularity": "jamrec.models.coldstart_baselines:SpotifyPopularity",
 }
+
+# A model's name as a type: flow parameters take it, so Prefect offers the names as choices
+# and refuses any other when a run is created (built from MODELS: one list of names).
+ModelName = Literal[tuple(MODELS)]  # type: ignore[valid-type]
 
 # What a plain `jamrec train` (and the weekly retrain) trains: the study's three models,
 # the baselines (item-kNN among them: cheap at TIMJ scale, a similarity matrix of 50
@@ -122,6 +126,7 @@ __all__ = [
     "FoldsIn",
     "ItemVectors",
     "ModelConfig",
+    "ModelName",
     "Recommender",
     "Runtime",
     "check_names",

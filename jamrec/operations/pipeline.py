@@ -29,7 +29,7 @@ from jamrec.evaluation import coldstart
 from jamrec.evaluation.protocols import EvaluationSettings
 from jamrec.evaluation.protocols import evaluate as evaluate_protocols
 from jamrec.files import check_writable
-from jamrec.log import log
+from jamrec.log import log, progress
 from jamrec.models import COLD_START_MODELS, check_names, create, default_models
 from jamrec.models.base import Runtime
 from jamrec.models.dataset import Dataset, open_dataset
@@ -56,6 +56,7 @@ class ModelsOutcome:
     recommendations: dict[str, int] = field(default_factory=dict)
     comparison: str = ""
     paired: str = ""  # the paired comparison of every pair of models (plain text)
+    pending: str | None = None  # what to run when the served lists could not be refreshed
 
 
 def evaluation_settings(
@@ -205,7 +206,6 @@ def run_models(
     retraining); by default every model asked for is trained.
     """
     from jamrec.operations.promotion import promote_runs
-    from jamrec.operations.recommendations import refresh
 
     store = warehouse_at(warehouse)
     # Refuse a read-only folder before any training, not after it.
@@ -224,23 +224,24 @@ def run_models(
     )
     promote = evaluate and protocol == "leave_k_out"
     group: list[str] = []  # the runs of one model (one per training seed)
-    for position, (name, overrides, run_seed) in enumerate(todo, start=1):
-        label = f"model {position} of {len(todo)}: {name} (seed {run_seed}, {protocol})"
-        run_id = _one_run(
-            name, overrides, data, run_seed, runtime, evaluate, evaluation, warehouse, label
-        )
+    steps = progress(todo, "model", name=lambda item: f"{item[0]} (seed {item[2]}, {protocol})")
+    for position, (name, overrides, run_seed) in enumerate(steps, start=1):
+        run_id = _one_run(name, overrides, data, run_seed, runtime, evaluate, evaluation, warehouse)
         outcome.runs.append(run_id)
         group.append(run_id)
         last_of_model = position == len(todo) or todo[position][0] != name
         if promote and last_of_model:
-            # Decided as soon as a model's seeds are done (its best seed challenges): an
-            # interruption later leaves every recorded model decided.
-            decisions = promote_runs(group, data, warehouse, tolerance, evaluation)
+            # Decided (and the new champion's lists served, in the same write) as soon as
+            # a model's seeds are done, its best seed challenging: an interruption later
+            # leaves every recorded model decided.
+            decisions = promote_runs(group, data, warehouse, tolerance, evaluation, top_n=top_n)
             outcome.promoted += [d.challenger for d in decisions if d.promoted]
+            outcome.recommendations.update(
+                {d.model: d.recommendations for d in decisions if d.recommendations is not None}
+            )
+            outcome.pending = next((d.pending for d in decisions if d.pending), outcome.pending)
         if last_of_model:
             group = []
-    if outcome.promoted:
-        outcome.recommendations = refresh(data, warehouse, top_n)
     if evaluate and outcome.runs:
         outcome.paired = compare_after_training(data, warehouse, evaluation)
     outcome.comparison = comparison_text(warehouse, purpose=runs.purpose_of(data))
@@ -256,14 +257,12 @@ def _one_run(
     evaluate: bool,
     evaluation: EvaluationSettings,
     warehouse: Path | None,
-    label: str = "model",
 ) -> str:
     """Train, save, evaluate and record one run. A run that fails or is interrupted
     (SIGINT, SIGTERM) at any point is recorded as ``failed`` / ``interrupted`` with its
     saved model removed, then the error goes on."""
     run = None
     try:
-        log.info("%s", label)
         run = runs.train(name, data, seed, overrides, runtime, evaluation)
         runs.save(run, data, warehouse)
         result = runs.evaluate(run, data, evaluation) if evaluate else None
@@ -367,8 +366,7 @@ def cold_start_study(
             coldstart.withheld_rows(cold),
         )
     recorded = []
-    for position, name in enumerate(names, start=1):
-        log.info("cold start, model %d of %d: %s", position, len(names), name)
+    for name in progress(names, "cold start, model"):
         run = runs.train(
             name, cold.train_view, seed, (settings or {}).get(name), runtime, evaluation
         )

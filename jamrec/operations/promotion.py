@@ -51,6 +51,10 @@ class Decision:
     promoted: bool
     note: str
     paired: PairedResult | None = None  # challenger minus champion, per validation user
+    # Rows of `recommendations` written with the decision (None: the lists were not
+    # refreshed; `pending` then says what to run).
+    recommendations: int | None = None
+    pending: str | None = None
 
 
 def selection_value(con: duckdb.DuckDBPyConnection, run_id: str) -> float | None:
@@ -312,8 +316,12 @@ def promote_runs(
     tolerance: float = 0.0,
     settings: EvaluationSettings | None = None,
     alpha: float = ALPHA,
+    serve: bool = True,
+    top_n: int = 20,
 ) -> list[Decision]:
-    """Decide and record each challenger in ``run_ids`` (one warehouse write).
+    """Decide and record each challenger in ``run_ids``; with ``serve``, the promoted
+    models' ``recommendations`` rows are recomputed first and written in the same
+    warehouse write as the decisions, so the served lists always follow the champions.
 
     ``data`` (the published build) is read when not given; ``settings`` are the
     evaluation settings a champion from an older build is re-scored with.
@@ -336,17 +344,82 @@ def promote_runs(
             decisions += [decide(con, r, data, tolerance, settings, alpha) for r in todo]
     finally:
         con.close()
+    promoted = {d.model: d.challenger for d in decisions if d.promoted}
+    served = _serve(promoted, data, store, top_n) if serve and promoted else None
     with store.update("record promotions") as con:
         for decision in decisions:
             apply(con, decision)
             log.info("%s: %s", decision.model, decision.note)
+        _record_served(con, decisions, served, serve)
     return decisions
 
 
-def promote_by_hand(run_id: str, note: str, warehouse: Path | None = None) -> Decision:
-    """Make ``run_id`` its model's champion (promotion or rollback), with a note."""
-    warehouse_at(warehouse).check_writable("jamrec promote")
-    with warehouse_at(warehouse).update(f"promote {run_id} by hand") as con:
+def _serve(promoted: dict[str, str], data: Dataset, store, top_n: int):
+    """(rows, counts, models, generated_at) of the lists the new champions serve, computed
+    before the write; None (with a warning) when they cannot be computed."""
+    from jamrec.models import model_class
+    from jamrec.operations import recommendations
+
+    # Reference points (random, the oracle) are never served: nothing to compute for them.
+    promoted = {m: r for m, r in promoted.items() if not model_class(m).reference}
+    if not promoted:
+        return None, {}, set(), now()
+    con = store.connect_readonly()
+    try:
+        champions = recommendations.champions(con, promoted)
+    finally:
+        con.close()
+    models = recommendations.affected(champions, set(promoted))
+    generated_at = now()
+    try:
+        rows, counts = recommendations.compute(data, champions, top_n, only=models)
+    except JamrecError as exc:
+        log.warning("recommendations of %s not refreshed: %s", ", ".join(sorted(models)), exc)
+        return None
+    return rows, counts, models, generated_at
+
+
+def _record_served(con, decisions: list[Decision], served, serve: bool) -> None:
+    """Write the served lists with the decisions, or mark the promoted ones pending."""
+    from jamrec.operations import recommendations
+
+    promoted = [d for d in decisions if d.promoted]
+    if served is None:
+        if promoted:
+            names = ", ".join(sorted({d.model for d in promoted}))
+            pending = recommendations.PENDING.format(models=names)
+            for decision in promoted:
+                decision.pending = pending
+            log.warning("%s", pending)
+        return
+    rows, counts, models, generated_at = served
+    if not models:
+        return
+    recommendations.write(con, rows, models, generated_at)
+    for decision in promoted:
+        if decision.model in models:
+            decision.recommendations = counts.get(decision.model, 0)
+    log.info(
+        "recommendations refreshed with the promotion: %s",
+        ", ".join(f"{m} {counts.get(m, 0):,} rows" for m in sorted(models)),
+    )
+
+
+def promote_by_hand(
+    run_id: str,
+    note: str,
+    warehouse: Path | None = None,
+    serve: bool = True,
+    top_n: int = 20,
+) -> Decision:
+    """Make ``run_id`` its model's champion (promotion or rollback), with a note; with
+    ``serve``, its ``recommendations`` rows are recomputed and written in the same
+    warehouse write (else, or when they cannot be computed, ``Decision.pending`` says
+    which command refreshes them)."""
+    store = warehouse_at(warehouse)
+    store.check_writable("jamrec promote")
+    con = store.connect_readonly()
+    try:
         row = con.execute(
             "select model, build_id, status, model_path from model_runs where run_id = $r",
             {"r": run_id},
@@ -357,6 +430,10 @@ def promote_by_hand(run_id: str, note: str, warehouse: Path | None = None) -> De
         path = model_path(con, stored)
         if status in ("failed", "interrupted") or path is None or not path.exists():
             raise JamrecError(f"run {run_id} cannot serve: status {status}, saved model {path}")
+    finally:
+        con.close()
+    served = _serve({model: run_id}, open_dataset(store.path), store, top_n) if serve else None
+    with store.update(f"promote {run_id} by hand") as con:
         previous = con.execute(
             "select run_id from champions where model = $m", {"m": model}
         ).fetchone()
@@ -372,6 +449,7 @@ def promote_by_hand(run_id: str, note: str, warehouse: Path | None = None) -> De
             f"promoted by hand: {note}",
         )
         apply(con, decision)
+        _record_served(con, [decision], served, serve)
     return decision
 
 

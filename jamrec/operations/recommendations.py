@@ -28,16 +28,36 @@ RERANK_DEPTH = 200
 BATCH = 1024
 
 
-def _champions(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str]]:
+Champion = tuple[str, str, str, str | None]  # (model, run_id, build_id, model_path)
+
+
+def champions(
+    con: duckdb.DuckDBPyConnection, promoted: dict[str, str] | None = None
+) -> list[Champion]:
     """(model, run_id, build_id, model_path) of every serving champion, best first:
-    reference points (random, the oracle) are reported, never served."""
-    rows = con.execute(
-        "select model, run_id, build_id, model_path from champions "
-        "order by val_ndcg_at_10 desc nulls last"
-    ).fetchall()
+    reference points (random, the oracle) are reported, never served. ``promoted``
+    (``{model: run_id}``) gives the champions as they will be once those runs are promoted
+    (the lists are computed before the decisions and the rows are written together)."""
+
+    rows = {
+        model: (model, run_id, build_id, path, value)
+        for model, run_id, build_id, path, value in con.execute(
+            "select model, run_id, build_id, model_path, val_ndcg_at_10 from champions"
+        ).fetchall()
+    }
+    for model, run_id in (promoted or {}).items():
+        row = con.execute(
+            "select r.model, r.run_id, r.build_id, r.model_path, s.val_ndcg_at_10 "
+            "from model_runs r left join run_selection s using (run_id) where r.run_id = $r",
+            {"r": run_id},
+        ).fetchone()
+        if row is not None:
+            rows[model] = row
+    ordered = sorted(rows.values(), key=lambda r: (r[4] is None, -(r[4] or 0.0), r[0]))
+    # model paths are stored relative to the warehouse folder
     return [
         (model, run_id, build_id, str(model_path(con, path)) if path else None)
-        for model, run_id, build_id, path in rows
+        for model, run_id, build_id, path, _ in ordered
         if not model_class(model).reference
     ]
 
@@ -84,19 +104,27 @@ def top_n_for_all(
     return ids, scores
 
 
-def refresh(data: Dataset, warehouse: Path | None = None, top_n: int = 20) -> dict[str, int]:
-    """Recompute the top-``top_n`` of every champion and replace the table (one write)."""
-    store = warehouse_at(warehouse)
-    con = store.connect_readonly()
-    try:
-        champions = _champions(con)
-    finally:
-        con.close()
-    generated_at = now()
+def compute(
+    data: Dataset, champions: list[Champion], top_n: int = 20, only: set[str] | None = None
+) -> tuple[pa.Table | None, dict[str, int]]:
+    """The top-``top_n`` lists of ``champions`` (best first), as rows of the
+    ``recommendations`` table without ``generated_at``; ``only`` limits the rows to some
+    models (the best dot-product champion is still scored when a re-ranker needs its pool).
+    Returns the rows (None when there are none) and the row count per model."""
     parts, counts, pools = [], {}, None
-    # dot-product champions first (best first): the best of them feeds the re-rankers
-    champions.sort(key=lambda c: model_class(c[0]).pairwise)
+    # Dot-product champions first (best first): the best of them is the re-rankers' pool.
+    champions = [c for c in champions if not _pairwise(c[0])] + [
+        c for c in champions if _pairwise(c[0])
+    ]
+    todo = [c for c in champions if only is None or c[0] in only]
     for model_name, run_id, build_id, path in champions:
+        wanted = only is None or model_name in only
+        needed_for_pool = pools is None and model_name != "popularity"
+        if not wanted and not (needed_for_pool and any(_pairwise(c[0]) for c in todo)):
+            continue
+        position = todo.index((model_name, run_id, build_id, path)) + 1 if wanted else 0
+        if wanted:
+            log.info("recommendations %d of %d: %s", position, len(todo), model_name)
         start = time.perf_counter()
         model = _model_for(data, build_id, path)
         if model.pairwise:
@@ -110,6 +138,8 @@ def refresh(data: Dataset, warehouse: Path | None = None, top_n: int = 20) -> di
             if pools is None and model_name != "popularity":
                 pools = ids  # the best dot-product champion feeds the re-rankers
             ids, scores = ids[:, :top_n], scores[:, :top_n]
+        if not wanted:
+            continue
         rows, cols = np.nonzero(ids >= 0)
         parts.append(
             pa.table(
@@ -131,13 +161,67 @@ def refresh(data: Dataset, warehouse: Path | None = None, top_n: int = 20) -> di
             f"{len(rows):,}",
             time.perf_counter() - start,
         )
-    new_rows = pa.concat_tables(parts) if parts else None  # noqa: F841 - read by DuckDB
-    with store.update("refresh recommendations") as con:
+    return (pa.concat_tables(parts) if parts else None), counts
+
+
+def _pairwise(name: str) -> bool:
+
+    return bool(model_class(name).pairwise)
+
+
+def affected(champions: list[Champion], promoted: set[str]) -> set[str]:
+    """The models whose lists change when ``promoted`` get new champions: those models,
+    and the re-rankers when the best dot-product champion (their pool) is among them."""
+    pool_source = next(
+        (c[0] for c in champions if not _pairwise(c[0]) and c[0] != "popularity"), None
+    )
+    changed = set(promoted)
+    if pool_source in promoted:
+        changed |= {c[0] for c in champions if _pairwise(c[0])}
+    return changed
+
+
+def write(con, rows: pa.Table | None, models: set[str] | None, generated_at) -> None:
+    """Replace the served lists of ``models`` (all when None) by ``rows``, inside the
+    caller's warehouse write (one transaction with the decision that changed them)."""
+    if models is None:
         con.execute("delete from recommendations")
-        if parts:
-            con.execute(
-                "insert into recommendations select run_id, model, user_id, rank, track_id, "
-                "score, $t from new_rows",
-                {"t": generated_at},
-            )
+    else:
+        con.execute(
+            "delete from recommendations where model in (select unnest($m))", {"m": sorted(models)}
+        )
+    if rows is not None:
+        new_rows = rows  # noqa: F841 - read by DuckDB
+        con.execute(
+            "insert into recommendations select run_id, model, user_id, rank, track_id, "
+            "score, $t from new_rows",
+            {"t": generated_at},
+        )
+
+
+def refresh(data: Dataset, warehouse: Path | None = None, top_n: int = 20) -> dict[str, int]:
+    """Recompute the top-``top_n`` of every champion and replace the table (one write)."""
+    store = warehouse_at(warehouse)
+    con = store.connect_readonly()
+    try:
+        serving = champions(con)
+    finally:
+        con.close()
+    generated_at = now()
+    rows, counts = compute(data, serving, top_n)
+    with store.update("refresh recommendations") as con:
+        write(con, rows, None, generated_at)
     return counts
+
+
+def refresh_published(warehouse: Path | None = None, top_n: int = 20) -> dict[str, int]:
+    """:func:`refresh` on the published build (``jamrec refresh-recommendations``)."""
+    from jamrec.models.dataset import open_dataset
+
+    return refresh(open_dataset(warehouse), warehouse, top_n)
+
+
+PENDING = (
+    "the recommendations table still holds the previous champion's lists for {models}: "
+    "run `jamrec refresh-recommendations` to refresh them"
+)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from jamrec.errors import JamrecError
-from jamrec.log import log
+from jamrec.log import log, progress
 from jamrec.models.dataset import Dataset
 from jamrec.provenance import new_id, now
 from jamrec.warehouse import history
@@ -43,12 +43,15 @@ class Trial:
     seconds: float
 
 
-def default_grid(model: str) -> dict[str, list]:
-    """The default grid of ``model`` (a clear error for a model that has none: pass a grid)."""
+def grid_for(model: str, grid: dict[str, list] | None = None) -> dict[str, list]:
+    """``grid``, or the default sweep of ``model`` (:data:`DEFAULT_GRIDS`); a clear error
+    for a model that has none."""
+    if grid:
+        return grid
     if model not in DEFAULT_GRIDS:
         raise JamrecError(
-            f"no default sweep grid for {model!r} (defaults: {', '.join(sorted(DEFAULT_GRIDS))});"
-            " pass one, e.g. grid={'epochs': [10, 20]}"
+            f"no default grid for {model!r} (defaults: {', '.join(sorted(DEFAULT_GRIDS))}); "
+            "give one (--grid, or the flow's grid parameter)"
         )
     return DEFAULT_GRIDS[model]
 
@@ -132,3 +135,54 @@ def record(
                 for t in trials
             ],
         )
+
+
+@dataclass
+class SweepOutcome:
+    """What :func:`run_sweep` did: the sweep, the trials, the chosen one and its run."""
+
+    sweep_id: str
+    model: str
+    trials: list[Trial]
+    chosen: Trial
+    run_id: str
+
+
+def run_sweep(
+    model: str = "als",
+    grid: dict[str, list] | None = None,
+    n_random: int | None = None,
+    seed: int = 0,
+    warehouse: Path | None = None,
+    user_sample: int = 5000,
+    evaluation_seed: int | None = None,
+) -> SweepOutcome:
+    """``jamrec sweep`` without Prefect: every configuration of ``grid`` (default: the
+    study's sweep for ``model``, :data:`DEFAULT_GRIDS`) or ``n_random`` of them, one after
+    the other; the best on validation NDCG@10 is trained, tested and recorded as a run,
+    every trial in ``sweeps``. Every trial and the chosen run are evaluated with one
+    evaluation seed (default: the ``evaluation_seed`` setting), never the training seed.
+    The ``sweep`` flow runs the same functions as tasks, with the
+    trials concurrent (threads or a Dask cluster)."""
+    from jamrec.models import check_names
+    from jamrec.models.dataset import open_dataset
+    from jamrec.operations import runs
+    from jamrec.operations.pipeline import evaluation_settings
+
+    check_names([model])
+    grid = grid_for(model, grid)
+    data = open_dataset(warehouse)
+    evaluation = evaluation_settings(evaluation_seed, user_sample)
+    configs = configurations(grid, n_random, seed)
+    trials = [
+        try_config(model, config, data, seed, user_sample, evaluation.seed)
+        for config in progress(configs, f"sweep {model}, configuration", name=str)
+    ]
+    chosen = choose(trials)
+    log.info("sweep %s: chose %s (val NDCG@10 %.4f)", model, chosen.config, chosen.val_ndcg_at_10)
+    run = runs.train(model, data, seed, chosen.config, None, evaluation)
+    runs.save(run, data, warehouse)
+    run_id = runs.record(run, runs.evaluate(run, data, evaluation), warehouse)
+    sweep_id = new_sweep_id(model)
+    record(sweep_id, model, data.build_id, trials, chosen, run_id, warehouse)
+    return SweepOutcome(sweep_id, model, trials, chosen, run_id)

@@ -81,6 +81,11 @@ def overview_section(con: duckdb.DuckDBPyConnection, warehouse: Path, builds: Bu
 def quality_section(warehouse: Path, out_dir: Path, builds: Builds) -> str:
     """A relative link to the Great Expectations Data Docs and the last validation result."""
     out = [h.heading(2, "quality", "Data quality")]
+    pages = _quality_pages(warehouse, builds)
+    if pages is not None:
+        href = os.path.relpath(pages, out_dir.resolve()).replace(os.sep, "/")
+        text = "Data-quality pages (open offline; every suite and validation run, pass or fail): "
+        out.append(f"<p>{h.esc(text)}{h.link(href, href)}</p>\n")
     docs = _data_docs(warehouse, builds)
     if docs is not None:
         href = os.path.relpath(docs, out_dir.resolve()).replace(os.sep, "/")
@@ -136,6 +141,21 @@ def _data_docs(warehouse: Path, builds: Builds) -> Path | None:
         report = (b.get("validation") or {}).get("report")
         if report:
             candidates.append(Path(report))
+    for path in candidates:
+        if path.is_file():
+            return path.resolve()
+    return None
+
+
+def _quality_pages(warehouse: Path, builds: Builds) -> Path | None:
+    """jamrec's offline data-quality index beside the warehouse, else the one a
+    validation result names."""
+    candidates = [warehouse.parent / "reports" / "quality" / "index.html"]
+    candidates += [
+        Path(b["validation"]["pages"])
+        for b in builds.recent
+        if (b.get("validation") or {}).get("pages")
+    ]
     for path in candidates:
         if path.is_file():
             return path.resolve()

@@ -459,6 +459,33 @@ COMPARISONS = Table(
     ),
 )
 
+
+ALERTS = Table(
+    "alerts",
+    "Every alert raised about jamrec's flow runs (a failed or crashed run, an overdue weekly "
+    "retrain), written by the record-alert flow that the jamrec-alerts automation runs.",
+    (
+        C("raised_at", "timestamptz not null", "When the alert was recorded (UTC)."),
+        C(
+            "kind",
+            "varchar not null",
+            "'flow-run-failed' (a run ended Failed or Crashed) or 'retrain-overdue' "
+            "(retrain/weekly has not completed for 8 days).",
+        ),
+        C("flow_name", "varchar", "The flow of the run (build-warehouse, retrain, ...)."),
+        C("flow_run_id", "varchar", "The Prefect flow run, when the alert is about one."),
+        C("flow_run_name", "varchar", "Its name as the Prefect UI shows it."),
+        C("deployment", "varchar", "Its deployment (flow/deployment), when it had one."),
+        C("state", "varchar", "The run's final state: Failed, Crashed, ..."),
+        C("message", "varchar", "The state message: which step failed and why."),
+        C(
+            "webhook",
+            "varchar",
+            "The webhook block the automation also called, or null when none is configured.",
+        ),
+    ),
+)
+
 SCHEMA_MIGRATIONS = Table(
     "schema_migrations",
     "Which migrations of jamrec's history tables this warehouse has had, and when.",
@@ -482,6 +509,7 @@ TABLES: dict[str, Table] = {
         COLDSTART_TRACKS,
         USER_METRICS,
         COMPARISONS,
+        ALERTS,
         SCHEMA_MIGRATIONS,
     )
 }
@@ -576,6 +604,11 @@ def _statuses_and_relative_paths(con: duckdb.DuckDBPyConnection) -> None:
     'rollback') and relative model paths are described by the refreshed comments."""
 
 
+def _alerts(con: duckdb.DuckDBPyConnection) -> None:
+    """The ``alerts`` table (failure and overdue-retrain alerts of the flow runs)."""
+    con.execute(ALERTS.create_sql())
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "history tables of jamrec 0.1, with every column added since", _baseline),
     Migration(
@@ -589,19 +622,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         "statuses interrupted, rolled_back, rollback; model paths relative to the warehouse",
         _statuses_and_relative_paths,
     ),
+    Migration(4, "alerts: failed or crashed flow runs, overdue weekly retrains", _alerts),
 )
 CURRENT = max(step.version for step in MIGRATIONS)
 
 
-def version(con: duckdb.DuckDBPyConnection) -> int:
-    """The warehouse's history version: 0 before any migration (or no table at all)."""
+def applied_versions(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """The migrations this warehouse has had (empty before any, or with no table at all)."""
     found = con.execute(
         "select count(*) from duckdb_tables() where database_name = current_database() "
         "and schema_name = 'main' and table_name = 'schema_migrations'"
     ).fetchall()[0][0]
     if not found:
-        return 0
-    return con.execute("select coalesce(max(version), 0) from schema_migrations").fetchall()[0][0]
+        return set()
+    return {v for (v,) in con.execute("select version from schema_migrations").fetchall()}
+
+
+def version(con: duckdb.DuckDBPyConnection) -> int:
+    """The warehouse's history version: 0 before any migration (or no table at all)."""
+    return max(applied_versions(con), default=0)
+
+
+def is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether every migration of :data:`MIGRATIONS` has been applied to ``con``."""
+    return {step.version for step in MIGRATIONS} <= applied_versions(con)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
@@ -613,10 +657,13 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     """
     from jamrec.provenance import now
 
-    have = version(con)
+    done = applied_versions(con)
+    have = max(done, default=0)
     applied = []
+    # Every step not yet recorded, in number order: steps are independent and idempotent,
+    # so a number added later below an applied one (parallel work merged) still runs.
     for step in sorted(MIGRATIONS, key=lambda m: m.version):
-        if step.version <= have:
+        if step.version in done:
             continue
         step.apply(con)
         con.execute(SCHEMA_MIGRATIONS.create_sql())
@@ -637,7 +684,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
             con.execute(f"create or replace view {view.name} as {view.sql}")
         apply_comments(con)
     if applied and have:
-        log.info("warehouse history migrated from version %d to %d", have, CURRENT)
+        log.info("warehouse history migrated from version %d: applied %s", have, applied)
     return applied
 
 

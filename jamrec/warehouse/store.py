@@ -106,7 +106,7 @@ class Warehouse:
                 f"{self.path}: no warehouse here yet; build one with `jamrec etl` (or `make demo`)"
             )
         con = self._open_readonly()
-        if history.version(con) >= history.CURRENT:
+        if history.is_current(con):
             return con
         con.close()
         with self.update("migrate the history tables"):
