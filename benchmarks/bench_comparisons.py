@@ -135,12 +135,19 @@ def main() -> None:
     parser.add_argument("--temporal-models", default=None, help="default: --models")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE")
     parser.add_argument("--user-sample", type=int, default=5000)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in the working copy; train only what is missing "
+        "(e.g. more models or seeds), then compare everything again",
+    )
     args = parser.parse_args()
     setup_cli_logging()
     work = args.warehouse.with_name(f"{args.warehouse.stem}-comparisons.duckdb")
-    for stale in work.parent.glob(f"{work.name}*"):
-        stale.unlink() if stale.is_file() else shutil.rmtree(stale)
-    shutil.copyfile(args.warehouse, work)
+    if not (args.resume and work.exists()):
+        for stale in work.parent.glob(f"{work.name}*"):
+            stale.unlink() if stale.is_file() else shutil.rmtree(stale)
+        shutil.copyfile(args.warehouse, work)
     settings = _overrides(args.set)
     data = open_dataset(work)
     models = [m for m in args.models.split(",") if m]
@@ -152,8 +159,9 @@ def main() -> None:
     timings = {}
 
     start = time.perf_counter()
-    run_models(once, warehouse=work, settings=settings, user_sample=args.user_sample)
-    run_models(seeded, seeds=seeds, warehouse=work, settings=settings, user_sample=args.user_sample)
+    common = {"warehouse": work, "settings": settings, "user_sample": args.user_sample}
+    run_models(once, skip_trained=args.resume, **common)
+    run_models(seeded, seeds=seeds, skip_trained=args.resume, **common)
     timings["leave-k-out: train, evaluate, record, promote"] = time.perf_counter() - start
     start = time.perf_counter()
     standard = run_comparisons(COMPARED["leave_k_out"], work, data.build_id)
@@ -161,13 +169,7 @@ def main() -> None:
 
     temporal_models = (args.temporal_models or ",".join(models)).split(",")
     start = time.perf_counter()
-    run_models(
-        temporal_models,
-        warehouse=work,
-        settings=settings,
-        user_sample=args.user_sample,
-        protocol="temporal",
-    )
+    run_models(temporal_models, protocol="temporal", skip_trained=args.resume, **common)
     timings["temporal: train, evaluate, record"] = time.perf_counter() - start
     start = time.perf_counter()
     temporal = run_comparisons(COMPARED["temporal"], work, data.build_id)
@@ -181,7 +183,13 @@ def main() -> None:
         f"`{work}`. Default settings"
         + (f", overrides {settings}" if settings else "")
         + f"; {', '.join(seeded)} trained with seeds {args.seeds}, the others with seed 0; "
-        "every run evaluated with evaluation seed 0. Test NDCG@10.",
+        "every run evaluated with evaluation seed 0. Test NDCG@10."
+        + (
+            " Resumed: runs already in the working copy were kept; the timings below are"
+            " this invocation's only."
+            if args.resume
+            else ""
+        ),
         "",
         table(
             [{"step": k, "seconds": v} for k, v in timings.items()],
