@@ -15,7 +15,8 @@ def _brute_force(rows: np.ndarray, k: int, shrinkage: float) -> np.ndarray:
     """Dense (n, n): each row's k best other rows by shrunk cosine, ties by index."""
     norms = np.sqrt((rows**2).sum(axis=1))
     dots = rows @ rows.T
-    sim = dots / (norms[:, None] * norms[None, :] + shrinkage)
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty rows: never neighbours
+        sim = dots / (norms[:, None] * norms[None, :] + shrinkage)
     out = np.zeros_like(sim)
     for i in range(len(rows)):
         others = [j for j in range(len(rows)) if j != i and dots[i, j] != 0]
@@ -37,6 +38,8 @@ def test_similarity_is_the_exact_top_k_whatever_the_blocks(monkeypatch, k, shrin
     assert np.array_equal(knn_similarity(sp.csr_matrix(rows), k, shrinkage).toarray(), got)
 
 
+# implicit's CosineRecommender converts its own normalised matrix to CSR and warns about it
+@pytest.mark.filterwarnings("ignore:Method expects CSR input:implicit.utils.ParameterWarning")
 def test_without_shrinkage_item_knn_has_implicits_cosine_neighbours():
     from implicit.nearest_neighbours import CosineRecommender
 
