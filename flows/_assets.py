@@ -10,7 +10,9 @@ with its upstream assets (the event feed, and the asset graph where the UI draws
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from prefect import Task
 from prefect.assets import add_asset_metadata, materialize
@@ -21,6 +23,9 @@ from flows._retry import BACKOFF, locked
 from jamrec.build import lineage
 from jamrec.config import get_settings
 from jamrec.warehouse.store import warehouse_at
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _published(key: str, table: str, build_id: str, rows: int | None) -> str:
@@ -50,7 +55,7 @@ def declare_build(
     return len(futures)
 
 
-def save_task(save_fn, warehouse: Path | None, model: str) -> Task:
+def save_task(save_fn: Callable[P, R], warehouse: Path | None, model: str) -> Task[P, R]:
     """``save_fn`` (``runs.save``) as the materialization of ``model``'s artefacts, from
     the tables models train on."""
     path = warehouse_at(warehouse).path
@@ -63,7 +68,7 @@ def save_task(save_fn, warehouse: Path | None, model: str) -> Task:
     )(save_fn)
 
 
-def record_task(record_fn, warehouse: Path | None, model: str) -> Task:
+def record_task(record_fn: Callable[P, R], warehouse: Path | None, model: str) -> Task[P, R]:
     """``record_fn`` (``runs.record``) as the materialization of ``metrics`` and
     ``model_runs`` from ``model``'s artefacts; retried while the warehouse is held."""
     path = warehouse_at(warehouse).path

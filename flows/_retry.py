@@ -27,8 +27,10 @@ from jamrec.errors import WarehouseLockedError
 from jamrec.log import log, setup_flow_logging
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from prefect import State, Task
-    from prefect.client.schemas.objects import TaskRun
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder, TaskRun
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -135,7 +137,7 @@ def _limit_exists() -> bool:
     return True
 
 
-def _holder():
+def _holder() -> ConcurrencyLeaseHolder | None:
     """The lease holder: this flow run (kept with the lease by the server)."""
     from prefect.client.schemas.objects import ConcurrencyLeaseHolder
     from prefect.context import FlowRunContext
@@ -146,7 +148,7 @@ def _holder():
     return ConcurrencyLeaseHolder(type="flow_run", id=ctx.flow_run.id)
 
 
-def _other_writers(holder) -> str:
+def _other_writers(holder: ConcurrencyLeaseHolder | None) -> str:
     """The other writer flow runs that are running now (one of them holds the slot)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -177,7 +179,7 @@ def _other_writers(holder) -> str:
     return ", ".join(others) or "no other run (a run that died holds it until its lease ends)"
 
 
-def write_report(warehouse) -> str:
+def write_report(warehouse: Path | None) -> str:
     """Rewrite the report at the end of a flow that changed what it shows; its path."""
     from jamrec.report import build_report
 

@@ -21,8 +21,14 @@ from __future__ import annotations
 
 import argparse
 from datetime import timedelta
+from typing import TYPE_CHECKING
+from uuid import UUID
 
 from flows._retry import WRITERS
+
+if TYPE_CHECKING:
+    from prefect.automations import Automation
+    from prefect.events.schemas.automations import EventTrigger
 
 BLOCK = "jamrec-alerts"  # a Webhook block (prefect.blocks.webhook.Webhook)
 NOTIFY_BLOCK = "jamrec-alerts-notify"  # any Prefect notification block (optional)
@@ -145,7 +151,7 @@ def configure(webhook_url: str | None = None) -> list[str]:
     return lines
 
 
-def _block_id(block_type: str | None, name: str):
+def _block_id(block_type: str | None, name: str) -> UUID | None:
     """The id of the block document ``name`` (of ``block_type`` when given), or None."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
@@ -160,7 +166,9 @@ def _block_id(block_type: str | None, name: str):
     return found[0].id if found else None
 
 
-def _replace(automation_cls, name: str, trigger, actions: list) -> None:
+def _replace(
+    automation_cls: type[Automation], name: str, trigger: EventTrigger, actions: list
+) -> None:
     """Delete the automations called ``name``, then create it afresh (idempotent)."""
     from prefect.client.orchestration import get_client
 

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,7 +70,7 @@ class Steps:
     def __init__(self, total: int):
         self.total, self.done = total, 0
 
-    def __call__(self, what: str):
+    def __call__(self, what: str) -> Steps:
         self.done += 1
         print(f"[{self.done}/{self.total}] {what} ...", flush=True)
         self.start = time.monotonic()
@@ -220,7 +221,7 @@ def start(port: int, cron: str, webhook: str | None = None, timeout_s: float = 1
 
 
 @contextmanager
-def _api(port: int):
+def _api(port: int) -> Iterator[None]:
     """Point this process's Prefect client at the service's server."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -277,15 +278,16 @@ def _schedule(cron: str) -> str:
 def set_schedule(cron: str) -> None:
     """Replace retrain/weekly's schedules by one cron schedule (UTC)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.client.schemas.schedules import SCHEDULE_TYPES, CronSchedule
 
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(WEEKLY)
         for schedule in deployment.schedules:
             client.delete_deployment_schedule(deployment.id, schedule.id)
-        client.create_deployment_schedules(
-            deployment.id, [(CronSchedule(cron=cron, timezone="UTC"), True)]
-        )
+        schedules: list[tuple[SCHEDULE_TYPES, bool]] = [
+            (CronSchedule(cron=cron, timezone="UTC"), True)
+        ]
+        client.create_deployment_schedules(deployment.id, schedules)
 
 
 def release_leftovers(reason: str) -> str:

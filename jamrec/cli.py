@@ -315,6 +315,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_etl(args: argparse.Namespace) -> int:
     """``jamrec etl``: build, check and publish the warehouse."""
+    from pydantic import ValidationError
+
     from jamrec.build.pipeline import run_build
     from jamrec.config import BuildParams
 
@@ -327,7 +329,7 @@ def cmd_etl(args: argparse.Namespace) -> int:
             temporal_cut=args.temporal_cut,
             temporal_share=args.temporal_share,
         )
-    except ValueError as exc:  # pydantic's ValidationError: one line per bad setting
+    except ValidationError as exc:  # one line per bad setting
         problems = "; ".join(
             f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors()
         )

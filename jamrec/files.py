@@ -104,7 +104,7 @@ def pid_alive(pid: int) -> bool:
 
 def remove_dead_leftovers(folder: Path, pattern: str) -> list[Path]:
     """Remove ``folder``'s entries matching ``pattern`` whose writer PID no longer runs."""
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for leftover in folder.glob(pattern):

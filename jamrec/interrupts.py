@@ -12,15 +12,16 @@ the process.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 from jamrec.errors import Interrupted
 
 _received: list[str] = []
 
 
-def _raise(signum, _frame) -> None:
+def _raise(signum: int, _frame: FrameType | None) -> None:
     name = signal.Signals(signum).name
     _received.append(name)
     raise Interrupted(name)
@@ -31,7 +32,10 @@ def installed() -> Iterator[None]:
     """While inside: SIGINT and SIGTERM raise :class:`Interrupted`, SIGXFSZ is ignored;
     the previous handlers come back on the way out (a caller such as a test process
     keeps its own)."""
-    wanted = {signal.SIGINT: _raise, signal.SIGTERM: _raise}
+    wanted: dict[signal.Signals, Callable[[int, FrameType | None], None] | signal.Handlers] = {
+        signal.SIGINT: _raise,
+        signal.SIGTERM: _raise,
+    }
     if hasattr(signal, "SIGXFSZ"):
         wanted[signal.SIGXFSZ] = signal.SIG_IGN
     try:
@@ -73,7 +77,7 @@ def deferred() -> Iterator[None]:
     interrupted); a signal that arrives meanwhile is re-raised at the end."""
     pending: list[str] = []
 
-    def hold(signum, _frame) -> None:
+    def hold(signum: int, _frame: FrameType | None) -> None:
         pending.append(signal.Signals(signum).name)
 
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TextIO, TypeVar
 
@@ -116,7 +116,7 @@ def progress(
     items: Iterable[T],
     what: str,
     total: int | None = None,
-    name=None,
+    name: Callable[[T], str] | None = None,
     logger: logging.Logger = log,
 ) -> Iterator[T]:
     """Yield ``items``, saying how far the loop is: ``what 3 of 7: name (ETA 40 s)``.

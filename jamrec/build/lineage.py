@@ -179,6 +179,7 @@ def build_materializations(
     staging and intermediate layers of the graph)."""
     files = input_files(timj, spotify)
     out = []
+    upstream: tuple[str, ...]
     for node in graph(sql_dir).values():
         if node.layer == "raw":
             upstream = (file_asset_key(files[node.name]),) if node.name in files else ()

@@ -556,7 +556,7 @@ def validate_published(warehouse: Path | None = None) -> ValidationReport:
             raise JamrecError(f"{store.path}: no published build to validate")
         stage_counts, params = (json.loads(x) if x else {} for x in row)
         parameters = expectation_parameters(con, stage_counts, params)
-        build_id = con.execute("select build_id from published_build").fetchone()[0]
+        build_id = one_row(con, "select build_id from published_build")[0]
         run_name = f"validate-{build_id}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
         return validate(con, store.path.parent / "reports", parameters, run_name=run_name)
     finally:

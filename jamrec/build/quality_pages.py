@@ -24,8 +24,16 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jamrec.log import log
+
+if TYPE_CHECKING:
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
+
+    from jamrec.build.quality import ValidationReport
 
 # Keys of an expectation's kwargs that say what it checks (the rest is GX plumbing).
 _SHOWN_KWARGS = ("value", "min_value", "max_value", "regex", "value_set", "type_", "column_list")
@@ -47,13 +55,14 @@ code { font-size: .92em; }
 """
 
 
-def expectation_rows(validation, table: str) -> list[dict]:
+def expectation_rows(validation: ExpectationSuiteValidationResult, table: str) -> list[dict]:
     """Every expectation of one suite's GX validation result, as plain data: the table
     (the data asset), the expectation and its column and settings, whether it passed, and
     how many rows broke it of how many."""
     rows = []
     for item in validation.results:
         config = item.expectation_config
+        assert config is not None, "a suite's results carry their expectation"
         result = item.result or {}
         kwargs = config.kwargs or {}
         rows.append(
@@ -74,7 +83,7 @@ def expectation_rows(validation, table: str) -> list[dict]:
 
 
 def write(
-    report,
+    report: ValidationReport,
     reports_dir: Path,
     run_name: str,
     expectations_dir: Path,
@@ -150,7 +159,7 @@ def _suites(folder: Path) -> dict[str, dict]:
     return suites
 
 
-def _esc(value) -> str:
+def _esc(value: object) -> str:
     return html.escape("" if value is None else str(value))
 
 

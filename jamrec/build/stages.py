@@ -454,7 +454,8 @@ def stage_counts(con: duckdb.DuckDBPyConnection, meta: dict) -> dict:
 def temporal_counts(con: duckdb.DuckDBPyConnection) -> dict:
     """The temporal split: its cut, rows per split, evaluated users, users first seen after
     the cut, test positives on tracks new after the cut (not candidates), negatives."""
-    cut, *counts = con.execute(
+    cut, *counts = one_row(
+        con,
         """
         select max(cut_date)::varchar,
             count(*) filter (where split = 'train'),
@@ -464,8 +465,8 @@ def temporal_counts(con: duckdb.DuckDBPyConnection) -> dict:
             count(distinct user_id) filter (where split = 'new_user'),
             count(*) filter (where split = 'test' and new_track)
         from splits_temporal
-        """
-    ).fetchone()
+        """,
+    )
     names = (
         "train",
         "test",
@@ -475,7 +476,7 @@ def temporal_counts(con: duckdb.DuckDBPyConnection) -> dict:
         "test_positives_on_new_tracks",
     )
     result = {"cut_date": cut, **dict(zip(names, counts))}
-    result["negatives"] = con.execute("select count(*) from negatives_temporal").fetchone()[0]
+    result["negatives"] = one_row(con, "select count(*) from negatives_temporal")[0]
     return result
 
 

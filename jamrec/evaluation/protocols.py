@@ -248,7 +248,8 @@ def evaluate(
         result.n_cold_items[split] = int(view.n_cold_items)
         full = None
         for protocol in protocols:
-            start, timing = time.perf_counter(), {}
+            start = time.perf_counter()
+            timing: dict[str, float] = {}
             ranking = RANKING[protocol]
             if ranking == "sampled_100":
                 per_user = _sampled_metrics(model, view, seed, timing)
@@ -313,11 +314,16 @@ def _scores(model: Recommender, users: np.ndarray, items: np.ndarray) -> np.ndar
 
 
 def _full_metrics(
-    model: Recommender, view: SplitView, users: np.ndarray, timing: dict, ks=KS
+    model: Recommender,
+    view: SplitView,
+    users: np.ndarray,
+    timing: dict[str, float],
+    ks: Sequence[int] = KS,
 ) -> PerUser:
     """Per-user metrics of ranking every candidate for ``users`` (sorted, evaluated)."""
     block = max(1, min(_MAX_BLOCK_USERS, _BLOCK_ELEMS // max(len(view.candidates), 1)))
-    ranks, n_relevant = [], []
+    rank_parts: list[np.ndarray] = []
+    relevant_parts: list[np.ndarray] = []
     timing.setdefault("score_s", 0.0)
     timing.setdefault("rank_s", 0.0)
     for lo in range(0, len(users), block):
@@ -326,12 +332,12 @@ def _full_metrics(
         scores = _scores(model, batch, view.candidates)
         scored = time.perf_counter()
         relevant, excluded = view.relevant[batch], view.excluded[batch]
-        ranks.append(ranks_full(scores, *_entries(relevant), exclude=_entries(excluded)))
-        n_relevant.append(np.diff(relevant.indptr))
+        rank_parts.append(ranks_full(scores, *_entries(relevant), exclude=_entries(excluded)))
+        relevant_parts.append(np.diff(relevant.indptr))
         timing["score_s"] += scored - start
         timing["rank_s"] += time.perf_counter() - scored
     start = time.perf_counter()
-    ranks, n_relevant = _cat(ranks), _cat(n_relevant)
+    ranks, n_relevant = _cat(rank_parts), _cat(relevant_parts)
     per_user = per_user_metrics(ranks, n_relevant, ks)
     best = _segment_min(ranks, n_relevant)
     timing["rank_s"] += time.perf_counter() - start

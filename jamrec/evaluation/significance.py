@@ -84,6 +84,8 @@ def permutation_p(
     observed = d.sum() / n
     gamma = abs(_EPS * observed)
     m = len(d)
+    less: int | np.intp
+    greater: int | np.intp
     if m < 63 and 2**m <= n_permutations:
         # Exact: all 2**m patterns of the nonzero differences (each with 2**(n - m) equal
         # copies for the zero ones, which leave the proportions unchanged).

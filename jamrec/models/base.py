@@ -35,7 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -93,7 +93,7 @@ class TrainData:
         return np.asarray(self.train.getnnz(axis=0) > 0)
 
     @classmethod
-    def from_dataset(cls, data: Dataset, **extra) -> TrainData:
+    def from_dataset(cls, data: Dataset, **extra: Any) -> TrainData:
         """The train-side view of a dataset (val and test stay with the evaluation).
 
         Raises :class:`LeakError` when the train matrix holds a val or test pair: what a

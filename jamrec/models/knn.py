@@ -166,6 +166,7 @@ class ItemKNN(Recommender):
 
     name = "item_knn"
     Config = KNNConfig
+    config: KNNConfig
 
     def _fit(self, data: TrainData) -> None:
         rows = weighted_rows(data.train.T.tocsr(), self.config)
@@ -182,6 +183,8 @@ class ItemKNN(Recommender):
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """(len(users), len(items)) float32: summed similarities of the users' train tracks."""
         users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        if self.seen is None:
+            raise ValueError(f"{self.name}: not fitted (fit or load it first)")
         return self._scores_of(self.seen[users], items)
 
     def fold_in_scores(self, tracks: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
@@ -203,6 +206,7 @@ class UserKNN(Recommender):
 
     name = "user_knn"
     Config = KNNConfig
+    config: KNNConfig
 
     def _fit(self, data: TrainData) -> None:
         rows = weighted_rows(data.train.tocsr(), self.config)

@@ -14,9 +14,11 @@ deviation of its per-seed means) shows the other source of noise. Rows go to the
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 
 from jamrec.config import get_settings
@@ -130,7 +132,9 @@ def check_request(protocol: str, split: str, metric: str, k: int | None) -> int 
     return k
 
 
-def _runs(con, build_id: str, purpose: str, evaluation_seed: int) -> dict[str, list[tuple]]:
+def _runs(
+    con: duckdb.DuckDBPyConnection, build_id: str, purpose: str, evaluation_seed: int
+) -> dict[str, list[tuple]]:
     """``{model: [(seed, run_id), ...]}``: the latest evaluated run of each training seed."""
     found = con.execute(
         """
@@ -149,7 +153,14 @@ def _runs(con, build_id: str, purpose: str, evaluation_seed: int) -> dict[str, l
 
 
 def _model_seeds(
-    con, model: str, runs: list[tuple], protocol: str, split: str, column: str, metric, k
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    runs: list[tuple],
+    protocol: str,
+    split: str,
+    column: str,
+    metric: str,
+    k: int | None,
 ) -> ModelSeeds | None:
     """A model's seed-averaged per-user values (None when its runs have none here)."""
     run_ids = [r for _, r in runs]
@@ -183,7 +194,7 @@ def _model_seeds(
 
 
 def compare_models(
-    con,
+    con: duckdb.DuckDBPyConnection,
     build_id: str | None = None,
     protocol: str = "full_sample",
     split: str = "test",
@@ -255,7 +266,7 @@ def _pairs(comparison: Comparison, code: list[int]) -> None:
         pair.significant = bool(np.isfinite(p_holm) and p_holm < comparison.alpha)
 
 
-def record_comparison(con, comparison: Comparison) -> int:
+def record_comparison(con: duckdb.DuckDBPyConnection, comparison: Comparison) -> int:
     """Write a comparison's pairs to ``comparisons`` (a writable connection); returns rows."""
     by_model = {m.model: m for m in comparison.models}
     stamp = now()
@@ -301,7 +312,7 @@ def record_comparison(con, comparison: Comparison) -> int:
 
 
 def run_comparisons(
-    requests: list[tuple[str, str, str, int | None]],
+    requests: Sequence[tuple[str, str, str, int | None]],
     warehouse: Path | None = None,
     build_id: str | None = None,
     evaluation_seed: int | None = None,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+
 from jamrec.warehouse.store import warehouse_at
 
 COMPARISON_COLUMNS = (
@@ -26,7 +28,10 @@ PURPOSES = ("standard", "temporal")
 
 
 def comparison(
-    con, split: str = "test", build_id: str | None = None, purpose: str = "standard"
+    con: duckdb.DuckDBPyConnection,
+    split: str = "test",
+    build_id: str | None = None,
+    purpose: str = "standard",
 ) -> list[dict]:
     """The latest evaluated run of each model on a build (default: the published one),
     with the headline metrics of every protocol: one dict per model, best first.

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
+
 from jamrec import interrupts
 from jamrec.config import get_settings
 from jamrec.errors import JamrecError
@@ -79,7 +81,7 @@ def choose_models(names: list[str] | None, data: Dataset) -> list[str]:
 
 
 def trained_already(
-    con,
+    con: duckdb.DuckDBPyConnection,
     model: str,
     build_id: str,
     config: dict,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -34,7 +35,15 @@ from jamrec.models.dataset import Dataset, open_dataset
 from jamrec.operations.remap import Remapped, saved_model
 from jamrec.provenance import now
 from jamrec.warehouse.history import SELECTION
-from jamrec.warehouse.store import model_path, warehouse_at
+from jamrec.warehouse.store import Warehouse, model_path, warehouse_at
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    import pyarrow as pa
+
+    # What _serve computes before the write: (rows, counts, models, generated_at).
+    Served = tuple[pa.Table | None, dict[str, int], set[str], datetime]
 
 
 @dataclass
@@ -65,7 +74,9 @@ def selection_value(con: duckdb.DuckDBPyConnection, run_id: str) -> float | None
     return None if row is None else float(row[0])
 
 
-def selection_per_user(con, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+def selection_per_user(
+    con: duckdb.DuckDBPyConnection, run_id: str
+) -> tuple[np.ndarray, np.ndarray] | None:
     """``(user ids, values)`` behind a run's selection score (sorted by user), or None
     when the run has no per-user results (recorded before they existed)."""
     protocol, split, _, _ = SELECTION
@@ -102,6 +113,8 @@ def rescore(
         log.warning("champion %s cannot be re-scored: %s", champion_id, exc)
         return None, None
     (block,) = result.per_user
+    if block.user_ids is None:
+        raise ValueError(f"{block.protocol}/{block.split}: per-user results without user ids")
     values = block.metrics.values[:, block.metrics.columns.index(("ndcg", 10))]
     return result.value(*SELECTION), (block.user_ids.astype(object), values)
 
@@ -165,7 +178,13 @@ def decide(
     champion_id = champion[0] if champion else None
     value = selection_value(con, challenger_id) if status == "evaluated" else None
 
-    def outcome(champion_value, rescored, promoted, note, paired=None) -> Decision:
+    def outcome(
+        champion_value: float | None,
+        rescored: bool,
+        promoted: bool,
+        note: str,
+        paired: PairedResult | None = None,
+    ) -> Decision:
         return Decision(
             model, build_id, challenger_id, value, champion_id, champion_value, rescored,
             promoted, note, paired,
@@ -277,7 +296,9 @@ def apply(con: duckdb.DuckDBPyConnection, decision: Decision) -> None:
         )
 
 
-def challengers(con, run_ids: list[str]) -> tuple[list[str], list[Decision]]:
+def challengers(
+    con: duckdb.DuckDBPyConnection, run_ids: list[str]
+) -> tuple[list[str], list[Decision]]:
     """The runs that challenge (per model, the best validation NDCG@10 among ``run_ids``:
     several training seeds give one challenger), and a not-promoted decision for the rest."""
     best: dict[str, tuple[float, str]] = {}
@@ -354,7 +375,7 @@ def promote_runs(
     return decisions
 
 
-def _serve(promoted: dict[str, str], data: Dataset, store, top_n: int):
+def _serve(promoted: dict[str, str], data: Dataset, store: Warehouse, top_n: int) -> Served | None:
     """(rows, counts, models, generated_at) of the lists the new champions serve, computed
     before the write; None (with a warning) when they cannot be computed."""
     from jamrec.models import model_class
@@ -379,7 +400,9 @@ def _serve(promoted: dict[str, str], data: Dataset, store, top_n: int):
     return rows, counts, models, generated_at
 
 
-def _record_served(con, decisions: list[Decision], served, serve: bool) -> None:
+def _record_served(
+    con: duckdb.DuckDBPyConnection, decisions: list[Decision], served: Served | None, serve: bool
+) -> None:
     """Write the served lists with the decisions, or mark the promoted ones pending."""
     from jamrec.operations import recommendations
 

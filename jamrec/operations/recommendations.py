@@ -10,6 +10,7 @@ on an older build are read through :class:`jamrec.operations.remap.Remapped`.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -62,7 +63,7 @@ def champions(
     ]
 
 
-def _model_for(data: Dataset, build_id: str, path: str) -> Recommender:
+def _model_for(data: Dataset, build_id: str, path: str | None) -> Recommender:
     model, users, tracks = saved_model(path)
     if build_id == data.build_id:
         return model
@@ -181,7 +182,12 @@ def affected(champions: list[Champion], promoted: set[str]) -> set[str]:
     return changed
 
 
-def write(con, rows: pa.Table | None, models: set[str] | None, generated_at) -> None:
+def write(
+    con: duckdb.DuckDBPyConnection,
+    rows: pa.Table | None,
+    models: set[str] | None,
+    generated_at: datetime,
+) -> None:
     """Replace the served lists of ``models`` (all when None) by ``rows``, inside the
     caller's warehouse write (one transaction with the decision that changed them)."""
     if models is None:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -307,7 +308,7 @@ def _settings_params(result: EvaluationResult | None) -> dict:
     }
 
 
-def _insert_metrics(con, run_id: str, result: EvaluationResult) -> None:
+def _insert_metrics(con: duckdb.DuckDBPyConnection, run_id: str, result: EvaluationResult) -> None:
     """The metrics rows (with the evaluation settings) and the per-user results."""
     s = result.settings
     con.executemany(
@@ -352,7 +353,9 @@ def user_metrics_table(run_id: str, per_user: list[PerUser]) -> pa.Table:
     return pa.concat_tables(parts).select(names)
 
 
-def insert_user_metrics(con, run_id: str, per_user: list[PerUser]) -> int:
+def insert_user_metrics(
+    con: duckdb.DuckDBPyConnection, run_id: str, per_user: list[PerUser]
+) -> int:
     """Append one run's per-user results to ``user_metrics``; returns the rows written."""
     table = user_metrics_table(run_id, per_user)
     if not table.num_rows:

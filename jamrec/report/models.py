@@ -202,7 +202,7 @@ def seed_spread(
     )
 
 
-def withheld(con: duckdb.DuckDBPyConnection, build_id: str) -> dict | None:
+def withheld(con: duckdb.DuckDBPyConnection, build_id: str | None) -> dict | None:
     """The cold-start draw on ``build_id`` (tracks, share, seed), or None when there is none."""
     found = rows(
         con,

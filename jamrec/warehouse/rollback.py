@@ -30,6 +30,7 @@ from jamrec.warehouse.store import (
     connect_new,
     copy_tables,
     first_line,
+    one_row,
     table_names,
     warehouse_at,
 )
@@ -98,7 +99,7 @@ def _choose(store: Warehouse, build_id: str | None, current: str | None) -> Vers
     if build_id is not None:
         found = [v for v in readable if v.build_id == build_id]
         if not found:
-            kept = ", ".join(v.build_id for v in readable) or "none"
+            kept = ", ".join(v.build_id for v in readable if v.build_id is not None) or "none"
             raise JamrecError(
                 f"no kept version of build {build_id!r} in {store.versions_dir} (kept: {kept})"
             )
@@ -147,9 +148,9 @@ def _restore(store: Warehouse, target: Path, version: Version, current: str | No
             copy_tables(con, "cur", sorted(have & set(history.TABLES)))
             con.execute("detach cur")
         history.migrate(con)
-        started = con.execute(
-            "select started_at from builds where build_id = $b", {"b": version.build_id}
-        ).fetchone()[0]
+        started = one_row(
+            con, "select started_at from builds where build_id = $b", {"b": version.build_id}
+        )[0]
         t = now()
         con.execute(
             "update builds set status = 'rolled_back', note = coalesce(note || '; ', '') || $n "
