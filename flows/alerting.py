@@ -9,10 +9,11 @@ Two automations, each with two kinds of action:
 
 Actions: run the ``record-alert/on-event`` deployment (one row in the ``alerts`` table,
 with the run's flow, name, state and message), and call the ``jamrec-alerts`` webhook
-block when one exists (Slack's incoming webhooks take its JSON as is; see the README for
-e-mail). A Prefect notification block named ``jamrec-alerts-notify`` (e-mail through
-SendGrid, Teams, ...) gets a notification too. The server runs the webhook and
-notification actions itself, so they fire even when no worker is up.
+block when one exists (Slack's incoming webhooks take its JSON as is; for e-mail see
+docs/operations.md, "Alerts"). A Prefect notification block named
+``jamrec-alerts-notify`` (e-mail through SendGrid, Teams, ...) gets a notification too.
+The server runs the webhook and notification actions itself, so they fire even when no
+worker is up.
 
     .venv/bin/python -m flows.alerting [--webhook URL]   # what `make service` runs
 """

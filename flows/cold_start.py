@@ -29,6 +29,7 @@ def cold_start(
     settings: dict[ModelName, dict[str, Any]] | None = None,
     warehouse: Path | None = None,
     report: bool = True,
+    evaluation_seed: int | None = None,
 ) -> list[str]:
     """The cold-start study: rank tracks withheld, with all their interactions, from
     training; returns the recorded runs.
@@ -42,9 +43,11 @@ def cold_start(
         warehouse: The DuckDB file (default: $JAMREC_WAREHOUSE, else
             warehouse/jamrec.duckdb).
         report: Rewrite the report (reports/index.html) at the end.
+        evaluation_seed: Seeds the evaluation's bootstrap (default: the evaluation_seed
+            setting); never a model.
     """
     with warehouse_slot():
-        run_ids = study(models, share, seed, settings, warehouse)
+        run_ids = study(models, share, seed, settings, warehouse, None, evaluation_seed)
         if report:
             rewrite_report(warehouse)
     return run_ids

@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--n-random", type=int, default=None, help="try this many, drawn at random")
     sw.add_argument("--seed", type=int, default=0)
     sw.add_argument("--user-sample", type=int, default=5000)
+    _evaluation_seed_arg(sw)
     _warehouse_arg(sw)
     sw.set_defaults(func=cmd_sweep)
 
@@ -574,7 +575,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not isinstance(grid, dict) or not all(isinstance(v, list) for v in grid.values()):
             raise InputError("--grid", 'expected {"setting": [value, ...], ...}')
     outcome = run_sweep(
-        args.model, grid, args.n_random, args.seed, args.warehouse, args.user_sample
+        args.model,
+        grid,
+        args.n_random,
+        args.seed,
+        args.warehouse,
+        args.user_sample,
+        args.evaluation_seed,
     )
     print(f"\nsweep {outcome.sweep_id}: {len(outcome.trials)} configurations of {args.model}")
     for trial in outcome.trials:

@@ -29,6 +29,7 @@ from jamrec.log import log, stage
 from jamrec.provenance import file_sha256, new_build_id, now, relative
 from jamrec.textfix import repair_text
 from jamrec.warehouse import sqltext
+from jamrec.warehouse.query import REJECT_REASON
 from jamrec.warehouse.store import Warehouse, connect_new, one_row
 
 # Tables a build produces but does not publish stay in its file only until publishing.
@@ -148,10 +149,11 @@ def _set_aside(store: Warehouse, build_id: str) -> None:
         store.path.unlink()
         Path(str(store.path) + ".wal").unlink(missing_ok=True)
     log.warning(
-        "%s set aside as %s for a fresh build (`jamrec rollback %s` puts it back)",
+        "%s set aside as %s for a fresh build (kept for inspection; to undo, copy it back "
+        "over %s while no jamrec command runs)",
         store.path,
         kept,
-        kept.stem,
+        store.path,
     )
 
 
@@ -416,7 +418,7 @@ def stage_counts(con: duckdb.DuckDBPyConnection, meta: dict) -> dict:
     }
     by_reason: dict[str, dict[str, int]] = {}
     for source_file, reason, n in con.execute(
-        r"select source_file, regexp_replace(reason, ' \(.*\)$', ''), count(*) "
+        f"select source_file, {REJECT_REASON}, count(*) "
         "from rejects group by all order by 1, 3 desc, 2"
     ).fetchall():
         by_reason.setdefault(source_file, {})[reason] = n

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from jamrec.warehouse import sqltext
+from jamrec.warehouse.query import REJECT_REASON
 from jamrec.warehouse.store import one_row, table_names
 
 BUILD_COLUMNS = (
@@ -112,7 +113,7 @@ def rejects_by_reason(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, in
     if "rejects" not in table_names(con):
         return []
     return con.execute(
-        r"select source_file, regexp_replace(reason, ' \(.*\)$', '') as reason, count(*) as n "
+        f"select source_file, {REJECT_REASON} as reason, count(*) as n "
         "from rejects group by all order by n desc, source_file, reason"
     ).fetchall()
 

@@ -188,7 +188,7 @@ MODEL_RUNS = Table(
             "model_path",
             "varchar",
             "Where the trained model is saved (its library's own format), relative to the "
-            "warehouse's folder (absolute in runs recorded before jamrec 0.2).",
+            "warehouse's folder (absolute in runs recorded before schema migration 3).",
         ),
         C("code_version", "varchar", "jamrec version plus a hash of its code."),
         C(

@@ -22,6 +22,14 @@ from jamrec.warehouse import sqltext
 from jamrec.warehouse.store import Warehouse, one_row
 
 
+# A reject's reason without its details, for counting by reason: the parenthesised detail
+# goes, and so does the value of a range reject ('danceability 1.7 outside 0..1' ->
+# 'danceability outside 0..1'). A fixed SQL expression over the column ``reason``.
+REJECT_REASON = (
+    r"regexp_replace(regexp_replace(reason, ' \(.*\)$', ''), '^(\S+) \S+ outside ', "
+    r"'\1 outside ')"
+)
+
 REFUSAL = (
     "jamrec sql is read-only and sandboxed: it reads the warehouse's tables and nothing "
     "else (no copy ... to, no other files, no install/load, no attach, no set); to export "
