@@ -324,3 +324,18 @@ def test_the_served_lists_follow_every_promotion(warehouse, capsys):
     assert _served(warehouse, "als") == {other}
     assert main(["refresh-recommendations", "--warehouse", str(warehouse)]) == 0
     assert _served(warehouse, "als") == {champion}
+
+
+def test_evaluating_later_records_what_a_trained_and_evaluated_run_records(warehouse):
+    _train(warehouse, "item_knn")
+    _train(warehouse, "item_knn", "--no-evaluate")
+    evaluated, later = _runs(warehouse, "item_knn")
+    assert main(["evaluate", "--run", later, "--warehouse", str(warehouse)]) == 0
+
+    def recorded(run_id):
+        sql = "select protocol, split, metric, k, value from metrics where run_id = $r order by all"
+        return _q(warehouse, sql, {"r": run_id})
+
+    # every protocol, beyond-accuracy and fold-in rows too; the same model gives the same values
+    assert recorded(later) == recorded(evaluated)
+    assert {p for p, *_ in recorded(later)} >= {"full", "beyond", "fold_in"}

@@ -21,6 +21,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -29,7 +30,6 @@ from jamrec.config import get_settings
 from jamrec.errors import JamrecError
 from jamrec.evaluation import coldstart
 from jamrec.evaluation.protocols import EvaluationSettings
-from jamrec.evaluation.protocols import evaluate as evaluate_protocols
 from jamrec.files import check_writable
 from jamrec.log import log, progress
 from jamrec.models import COLD_START_MODELS, check_names, create, default_models
@@ -319,16 +319,9 @@ def evaluate_runs(
                 f"run {run_id} was trained on build {row['build_id']}, not the published "
                 f"{data.build_id}; retrain it with `jamrec train --models {row['model']}`"
             )
-        start = time.perf_counter()
-        result = evaluate_protocols(
-            model,
-            data,
-            splits=("test",) if protocol == "temporal" else ("val", "test"),
-            seed=settings.seed,
-            user_sample=settings.user_sample,
-            n_boot=settings.n_boot,
-        )
-        timings = {"evaluate_s": round(time.perf_counter() - start, 3), "evaluate": result.timings}
+        # the same evaluation as a fresh run's: protocols, beyond-accuracy, fold-in
+        timings: dict[str, Any] = {}
+        result = runs.evaluate_model(model, data, settings, timings)
         runs.record_evaluation(run_id, result, timings, warehouse)
     return run_ids
 

@@ -16,6 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -218,42 +219,56 @@ def evaluate(
     """Every applicable protocol (:mod:`jamrec.evaluation.protocols`) with the evaluation
     ``settings`` (never the run's training seed): val and test, beyond-accuracy, and
     fold-in agreement for models that fold listeners in; the test split only for a temporal
-    dataset (it has no val)."""
+    dataset (it has no val). The seconds go to ``run.timings``."""
+    result = evaluate_model(run.model, data, settings, run.timings)
+    if data.protocol == "temporal":
+        run.data_snapshot["n_cold_items"] = result.n_cold_items
+    return result
+
+
+def evaluate_model(
+    model: Recommender,
+    data: Dataset,
+    settings: EvaluationSettings | None = None,
+    timings: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """:func:`evaluate` of a model (a fresh one or one loaded from a saved run, as
+    ``jamrec evaluate`` does); the seconds of each part go to ``timings``."""
     from jamrec.evaluation import protocols
     from jamrec.evaluation.beyond import beyond_accuracy
 
     settings = settings or EvaluationSettings()
+    timings = timings if timings is not None else {}
     temporal = data.protocol == "temporal"
     start = time.perf_counter()
     result = protocols.evaluate(
-        run.model,
+        model,
         data,
         splits=("test",) if temporal else ("val", "test"),
         seed=settings.seed,
         user_sample=settings.user_sample,
         n_boot=settings.n_boot,
     )
-    run.timings["evaluate_s"] = round(time.perf_counter() - start, 3)
-    run.timings["evaluate"] = result.timings
+    timings["evaluate_s"] = round(time.perf_counter() - start, 3)
+    timings["evaluate"] = result.timings
     if temporal:
-        run.data_snapshot["n_cold_items"] = result.n_cold_items
         return result
     start = time.perf_counter()
     result.rows += beyond_accuracy(
-        run.model,
+        model,
         data,
         k=10,
         n_users=settings.user_sample,
         seed=settings.seed,
         n_boot=settings.n_boot,
     )
-    run.timings["beyond_accuracy_s"] = round(time.perf_counter() - start, 3)
-    if isinstance(run.model, FoldsIn):
+    timings["beyond_accuracy_s"] = round(time.perf_counter() - start, 3)
+    if isinstance(model, FoldsIn):
         from jamrec.evaluation.foldin import fold_in_agreement
 
         start = time.perf_counter()
-        result.rows += list(fold_in_agreement(run.model, data, seed=settings.seed).values())
-        run.timings["fold_in_s"] = round(time.perf_counter() - start, 3)
+        result.rows += list(fold_in_agreement(model, data, seed=settings.seed).values())
+        timings["fold_in_s"] = round(time.perf_counter() - start, 3)
     return result
 
 
