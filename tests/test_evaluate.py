@@ -264,15 +264,31 @@ def test_sampled_random_scorer_hr10_is_about_10_in_101():
     assert abs(mrr - sum(1 / r for r in range(1, 102)) / 101) < 0.01, mrr
 
 
+def test_by_default_only_the_test_split_is_fully_ranked_for_every_user(data):
+    model = fitted(Popularity(), data)
+    default = evaluate(model, data, n_boot=10)
+    assert {(r.protocol, r.split) for r in default.rows} == {
+        ("full", "test"),
+        *((p, s) for p in ("full_sample", "sampled_100") for s in ("val", "test")),
+    }
+    # val's full_sample computed alone equals the one read off a full ranking of val
+    both = evaluate(model, data, n_boot=10, full_splits=("val", "test"))
+    assert [r for r in both.rows if r.protocol != "full" or r.split == "test"] == default.rows
+    # asked for by name, a protocol runs on every split
+    named = evaluate(model, data, ("val",), ("full",), n_boot=10)
+    assert {(r.protocol, r.split) for r in named.rows} == {("full", "val")}
+
+
 def test_expected_orderings_and_determinism(data):
-    random = evaluate(fitted(Random(), data), data, n_boot=100)
-    popular = evaluate(fitted(Popularity(), data), data, n_boot=100)
-    oracle = evaluate(Indicator(data, {"val": 1.0, "test": 1.0}), data, n_boot=100)
+    every = {"n_boot": 100, "full_splits": ("val", "test")}
+    random = evaluate(fitted(Random(), data), data, **every)
+    popular = evaluate(fitted(Popularity(), data), data, **every)
+    oracle = evaluate(Indicator(data, {"val": 1.0, "test": 1.0}), data, **every)
     for protocol in ("full", "full_sample", "sampled_100"):
         for split in ("val", "test"):
             r, p, o = (x.value(protocol, split, "hr", 10) for x in (random, popular, oracle))
             assert r < p < o == 1.0, (protocol, split, r, p, o)
-    again = evaluate(fitted(Popularity(), data), data, n_boot=100)
+    again = evaluate(fitted(Popularity(), data), data, **every)
     assert again.rows == popular.rows
     assert set(popular.timings) == {
         f"{p}/{s}" for p in ("full", "full_sample", "sampled_100") for s in ("val", "test")

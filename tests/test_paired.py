@@ -57,7 +57,12 @@ def _evaluate_run(model_seed: int, data, evaluation_seed: int, monkeypatch):
     run.model.fit(TrainData.from_dataset(data))
     settings = protocols.EvaluationSettings(evaluation_seed, user_sample=60, n_boot=50)
     result = protocols.evaluate(
-        run.model, data, seed=settings.seed, user_sample=60, n_boot=settings.n_boot
+        run.model,
+        data,
+        seed=settings.seed,
+        user_sample=60,
+        n_boot=settings.n_boot,
+        full_splits=("val", "test"),
     )
     monkeypatch.undo()
     return result, seen
@@ -105,7 +110,7 @@ def test_the_training_seed_never_reaches_the_evaluation(data):
 
 def test_per_user_results_average_to_the_metrics_rows(data):
     model = Popularity().fit(TrainData.from_dataset(data))
-    result = evaluate(model, data, user_sample=80, n_boot=20)
+    result = evaluate(model, data, user_sample=80, n_boot=20, full_splits=("val", "test"))
     assert {(b.protocol, b.split) for b in result.per_user} == {
         (p, s) for p in ("full", "full_sample", "sampled_100") for s in ("val", "test")
     }

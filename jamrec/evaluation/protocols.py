@@ -222,8 +222,15 @@ def evaluate(
     seed: int = 0,
     user_sample: int = 5000,
     n_boot: int = 1000,
+    full_splits: Sequence[str] = ("test",),
 ) -> EvaluationResult:
     """Measure ``model`` on ``data`` under each protocol and split (module docstring).
+
+    With the default protocols, the full ranking of *every* user runs on ``full_splits``
+    only (default the test split): validation serves model selection (champions, sweeps,
+    early stopping), which reads ``full_sample``, so ranking every validation user would
+    cost a second full pass for numbers nothing uses. Protocols asked for by name run on
+    every split.
 
     ``seed``, ``user_sample`` and ``n_boot`` are the evaluation settings
     (:class:`EvaluationSettings`), never the model's training seed. ``protocols=None``
@@ -234,6 +241,7 @@ def evaluate(
     reuses the per-user results (a user's ranks do not depend on the batch), so its timing
     shows no scoring.
     """
+    chosen = protocols is not None
     if protocols is None:
         protocols = default_protocols(model, data)
     unknown = set(protocols) - set(RANKING)
@@ -248,6 +256,8 @@ def evaluate(
         result.n_cold_items[split] = int(view.n_cold_items)
         full = None
         for protocol in protocols:
+            if not chosen and RANKING[protocol] == "full" and split not in full_splits:
+                continue
             start = time.perf_counter()
             timing: dict[str, float] = {}
             ranking = RANKING[protocol]

@@ -193,6 +193,7 @@ def run_models(
     protocol: str = "leave_k_out",
     evaluation_seed: int | None = None,
     n_boot: int = 1000,
+    serve: bool = True,
 ) -> ModelsOutcome:
     """Train, save, evaluate, record and promote ``names`` (module docstring).
 
@@ -205,7 +206,9 @@ def run_models(
     ``evaluate=False`` only trains and saves (``jamrec evaluate`` later; nothing is
     promoted). ``skip_trained`` leaves out models that already have an evaluated run with
     this build, config, seed, evaluation settings and code (the flows' incremental
-    retraining); by default every model asked for is trained.
+    retraining); by default every model asked for is trained. ``serve=False`` records the
+    promotions without recomputing the served ``recommendations`` (they are then reported
+    as pending, with the command that refreshes them).
     """
     from jamrec.operations.promotion import promote_runs
 
@@ -236,7 +239,9 @@ def run_models(
             # Decided (and the new champion's lists served, in the same write) as soon as
             # a model's seeds are done, its best seed challenging: an interruption later
             # leaves every recorded model decided.
-            decisions = promote_runs(group, data, warehouse, tolerance, evaluation, top_n=top_n)
+            decisions = promote_runs(
+                group, data, warehouse, tolerance, evaluation, serve=serve, top_n=top_n
+            )
             outcome.promoted += [d.challenger for d in decisions if d.promoted]
             outcome.recommendations.update(
                 {d.model: d.recommendations for d in decisions if d.recommendations is not None}
