@@ -347,6 +347,7 @@ def test_a_killed_build_leaves_the_warehouse_intact(tiny_dump, tmp_path):
             str(tiny_dump),
             "--spotify",
             str(tiny_dump / "tracks.csv"),
+            "--force",  # the same inputs: without it the build is skipped
         ],
         env=_env(path),
         stderr=subprocess.PIPE,

@@ -88,7 +88,8 @@ def test_validate_killed_at_random_points_then_etl_publishes(tiny_warehouse, tin
     (legacy / "negatives.json").write_bytes(b"")
     before = faults.published_build(path)
     result = faults.jamrec(
-        ["etl", "--timj", str(tiny_dump), "--spotify", str(tiny_dump / "tracks.csv")], path
+        ["etl", "--timj", str(tiny_dump), "--spotify", str(tiny_dump / "tracks.csv"), "--force"],
+        path,
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -169,7 +170,7 @@ def test_free_space_is_checked_before_writing(tmp_path):
 def test_disk_full_during_etl(tiny_warehouse, tiny_dump, tmp_path):
     path = _copy(tiny_warehouse, tmp_path)
     before = faults.digests(path)
-    args = ["etl", "--timj", str(tiny_dump), "--spotify", str(tiny_dump / "tracks.csv")]
+    args = ["etl", "--timj", str(tiny_dump), "--spotify", str(tiny_dump / "tracks.csv"), "--force"]
     result = faults.jamrec(args, path, fsize=2_000_000)
     assert result.returncode == 1, result.stderr
     line = _one_error(result.stderr)
@@ -185,7 +186,7 @@ def test_read_only_folder_is_refused_before_any_work(tiny_warehouse, tiny_dump, 
     path = _copy(tiny_warehouse, tmp_path)
     before = faults.digests(path)
     cases = [
-        ["etl", "--timj", str(tiny_dump), "--spotify", str(tiny_dump / "tracks.csv")],
+        ["etl", "--timj", str(tiny_dump), "--spotify", str(tiny_dump / "tracks.csv"), "--force"],
         ["train", "--models", "popularity"],
         ["validate"],
         ["promote", "popularity-x", "--note", "n"],
@@ -272,7 +273,7 @@ def test_a_signal_at_any_stage_is_recorded_and_cleaned(
 ):
     path = _copy(tiny_warehouse, tmp_path)
     before = faults.digests(path)
-    args = ["etl", "--timj", str(tiny_dump), "--spotify", str(tiny_dump / "tracks.csv")]
+    args = ["etl", "--timj", str(tiny_dump), "--spotify", str(tiny_dump / "tracks.csv"), "--force"]
     code, err, seen = faults.signal_at(args, path, marker, sig)
     assert seen, err
     assert code == 1, err
