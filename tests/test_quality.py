@@ -42,6 +42,15 @@ def test_the_tiny_warehouse_passes_every_suite(tiny_warehouse, tmp_path):
 
 BREAKAGES = [
     (
+        "timings",
+        "insert into timings values (now(), 'b1', 'r1', null, 'fit', null, -1.0, 0.5, 3)",
+        [
+            ("expect_column_values_to_match_regex", "stage", 1),
+            ("expect_column_values_to_be_between", "seconds", 1),
+            ("expect_column_values_to_be_in_set", "check_run_stage_names_its_model", 1),
+        ],
+    ),
+    (
         "jams",
         "insert into jams select * from jams limit 1",
         [
