@@ -35,9 +35,10 @@ SCALE ?= small
 TIMJ ?=
 SPOTIFY ?=
 
+DEMO_ARGS = --scale $(SCALE) $(if $(TIMJ),--timj "$(TIMJ)") $(if $(SPOTIFY),--spotify "$(SPOTIFY)")
+
 demo: install
-	$(BIN)/python -m flows.demo --scale $(SCALE) $(if $(TIMJ),--timj "$(TIMJ)") \
-	  $(if $(SPOTIFY),--spotify "$(SPOTIFY)")
+	$(BIN)/python -m flows.demo $(strip $(DEMO_ARGS))
 
 # The report test opens the page in a real headless browser: Debian's Chromium.
 browser:

@@ -91,7 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             # result: the summary dict either way. The report is written once, below.
             summary = cast(dict, build_warehouse(timj=timj, spotify=spotify, report=False))
             print_build_summary(summary)
-            print("\ntraining and evaluating every model (a minute or two) ...", flush=True)
+            took = (
+                "the time depends on the dump's size"
+                if args.timj is not None
+                else "tens of minutes at full scale"
+                if args.scale == "full"
+                else "a minute or two"
+            )
+            print(f"\ntraining and evaluating every model ({took}) ...", flush=True)
             trained = train_and_evaluate(report=False)
             start = time.perf_counter()
             page = write_report(None)
