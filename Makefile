@@ -29,8 +29,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+# `make demo SCALE=tiny|small|full` (default small) generates data/<SCALE>/; with TIMJ=... and
+# SPOTIFY=... it takes a real dump instead.
+SCALE ?= small
+TIMJ ?=
+SPOTIFY ?=
+
+DEMO_ARGS = --scale $(SCALE) $(if $(TIMJ),--timj "$(TIMJ)") $(if $(SPOTIFY),--spotify "$(SPOTIFY)")
+
 demo: install
-	$(BIN)/python -m flows.demo
+	$(BIN)/python -m flows.demo $(strip $(DEMO_ARGS))
 
 # The report test opens the page in a real headless browser: Debian's Chromium.
 browser:
@@ -71,4 +79,5 @@ format: install
 	$(BIN)/sqlfluff fix sql expectations --disable-progress-bar
 
 clean:
-	rm -rf warehouse/jamrec.duckdb* warehouse/.work warehouse/reports warehouse/models data/small
+	rm -rf warehouse/jamrec.duckdb* warehouse/.work warehouse/reports warehouse/models \
+	  data/tiny data/small data/full

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from prefect.tasks import exponential_backoff
 
+from jamrec import timing
 from jamrec.errors import WarehouseLockedError
 from jamrec.log import log, setup_flow_logging
 
@@ -81,9 +82,24 @@ def warehouse_slot() -> Iterator[None]:
 
     Re-entrant: the retrain flow's subflows do not wait for their parent. Without a
     Prefect server that has the limit (local mode), nothing is limited (the warehouse's
-    own file locks still keep writes whole).
+    own file locks still keep writes whole). The stages measured inside are labelled
+    with the flow's name (``timings.flow``).
     """
     setup_flow_logging()
+    with timing.job(_flow_name()), _slot():
+        yield
+
+
+def _flow_name() -> str | None:
+    """The name of the flow running now (None outside a flow run)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return ctx.flow.name if ctx is not None and ctx.flow is not None else None
+
+
+@contextmanager
+def _slot() -> Iterator[None]:
     if _holding.get() or not _limit_exists():
         yield
         return

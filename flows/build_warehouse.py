@@ -87,7 +87,7 @@ def build_warehouse(
             recorded = record_skipped(decision, warehouse)
             summary = incremental.skipped_summary(decision, warehouse, recorded)
             return Completed(message=summary["message"], data=summary)
-        build = start_build(timj, spotify, warehouse, params)
+        build = start_build(timj, spotify, warehouse, params, decision=decision)
         try:
             load_timj(build)
             load_spotify(build)

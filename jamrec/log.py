@@ -87,7 +87,7 @@ def stage(name: str, logger: logging.Logger = log) -> Iterator[dict]:
     start = time.perf_counter()
     yield info
     elapsed = time.perf_counter() - start
-    info["seconds"] = round(elapsed, 3)
+    info["seconds"] = elapsed
     counts = "  ".join(
         f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}"
         for k, v in info.items()

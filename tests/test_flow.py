@@ -31,6 +31,14 @@ def test_build_warehouse_flow(prefect_harness, tiny_dump, tmp_path):
     assert f"build {summary['build_id']} published: {path}" in logs
     assert "validation passed:" in logs and "sql interactions:" in logs
     assert (path.parent / "reports" / "index.html").is_file()  # the report is rewritten
+    # every stage's time is in timings, labelled with the flow
+    stages = _rows(
+        path,
+        "select stage, flow from timings where build_id = $b order by recorded_at",
+        {"b": summary["build_id"]},
+    )
+    assert [s for s, _ in stages][:3] == ["check inputs", "start", "load jams.tsv"]
+    assert stages[-1][0] == "publish" and {f for _, f in stages} == {"build-warehouse"}
 
     # the same inputs again: nothing is built, and the run says which build holds them
     again = build_warehouse(
@@ -38,6 +46,10 @@ def test_build_warehouse_flow(prefect_harness, tiny_dump, tmp_path):
     )
     assert again.is_completed() and summary["build_id"] in again.message
     assert again.result()["skipped"]
+    skipped = {"b": again.result()["recorded_as"]}
+    assert _rows(path, "select stage, flow from timings where build_id = $b", skipped) == [
+        ("check inputs", "build-warehouse")
+    ]
     con = duckdb.connect(str(path), read_only=True)
     assert con.execute("select status from builds order by started_at").fetchall() == [
         ("published",),
@@ -53,6 +65,38 @@ def test_build_warehouse_flow(prefect_harness, tiny_dump, tmp_path):
     assert _materialized_from(asset_key(path, "raw_jams")) == {
         file_asset_key(tiny_dump / "archive" / "jams.tsv")
     }
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_flow_records_each_run_s_timings(
+    tiny_warehouse, prefect_harness, tmp_path
+):
+    import shutil
+
+    from flows.train_and_evaluate import train_and_evaluate
+
+    path = tmp_path / "w.duckdb"
+    shutil.copyfile(tiny_warehouse, path)
+    done = train_and_evaluate(models=["popularity"], warehouse=path, user_sample=200, report=False)
+    (run_id,) = done["runs"]
+    stages = _rows(
+        path,
+        "select stage, flow, model from timings where run_id = $r order by recorded_at",
+        {"r": run_id},
+    )
+    assert stages == [
+        (stage, "train-and-evaluate", "popularity")
+        for stage in ("train", "save", "evaluate", "record", "promote")
+    ]
+
+
+def _rows(path, sql: str, params: dict) -> list[tuple]:
+    """The rows of a read-only query of the warehouse at ``path``."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
 
 
 def _logs(flow_run_id) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from jamrec.config import BuildParams, get_settings
 from jamrec.errors import JamrecError, WarehouseLockedError
 from jamrec.log import log
 from jamrec.provenance import code_version, file_sha256, new_build_id, now
+from jamrec.timing import Timing
+from jamrec.warehouse import timings
 from jamrec.warehouse.store import Warehouse
 
 
@@ -51,7 +54,14 @@ def fingerprint_inputs(timj: Path, spotify: Path) -> dict[str, dict]:
 def build_decision(
     timj: Path, spotify: Path, warehouse: Path | None = None, params: BuildParams | None = None
 ) -> dict:
-    """Whether the warehouse must be rebuilt, and why (``{"rebuild": bool, "reason": ...}``)."""
+    """Whether the warehouse must be rebuilt, and why (``{"rebuild": bool, "reason": ...}``),
+    with how long the check took (``timing``: recorded with the build, or the skipped row)."""
+    start = time.perf_counter()
+    decision = _decide(timj, spotify, warehouse, params)
+    return {**decision, "timing": Timing.since("check inputs", start).as_json()}
+
+
+def _decide(timj: Path, spotify: Path, warehouse: Path | None, params: BuildParams | None) -> dict:
     params = params or BuildParams()
     settings = get_settings()
     try:
@@ -126,6 +136,8 @@ def record_skipped(decision: dict, warehouse: Path | None = None) -> str:
                 "id": build_id,
             },
         )
+        if "timing" in decision:
+            timings.insert(con, [Timing.from_json(decision["timing"])], build_id)
     log.info("build skipped: %s (recorded as %s)", decision["reason"], build_id)
     return build_id
 

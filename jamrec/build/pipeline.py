@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from jamrec import interrupts
+from jamrec import interrupts, timing
 from jamrec.build import incremental
 from jamrec.build.publish import fail_build, publish
 from jamrec.build.stages import (
@@ -24,6 +24,7 @@ from jamrec.log import log
 from jamrec.warehouse.store import storage_error
 
 
+@timing.job_of("jamrec etl")
 def run_build(
     timj: Path,
     spotify: Path,
@@ -41,6 +42,7 @@ def run_build(
     ``.versions/`` first. A failure or an interruption (SIGINT, SIGTERM) at any stage is
     recorded in ``builds`` and leaves the published warehouse as it was.
     """
+    decision = None
     if not force and not fresh:
         decision = incremental.build_decision(timj, spotify, warehouse, params)
         if not decision["rebuild"]:
@@ -48,7 +50,7 @@ def run_build(
             log.info("%s", incremental.skip_message(decision))
             return incremental.skipped_summary(decision, warehouse, recorded)
     start = time.perf_counter()
-    build = start_build(timj, spotify, warehouse, params, fresh=fresh)
+    build = start_build(timj, spotify, warehouse, params, fresh=fresh, decision=decision)
     try:
         load_timj(build)
         load_spotify(build)

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import duckdb
 
 from jamrec import interrupts
 from jamrec.build import records, sqlrunner
-from jamrec.build.stages import META_TABLE, Build, get_meta, raw_dir, release_build_lock
+from jamrec.build.stages import (
+    META_TABLE,
+    Build,
+    get_meta,
+    meta_timings,
+    raw_dir,
+    release_build_lock,
+)
 from jamrec.config import get_settings
 from jamrec.errors import WarehouseDamaged
 from jamrec.log import log, stage
-from jamrec.warehouse import history, sqltext
+from jamrec.timing import Timing
+from jamrec.warehouse import history, sqltext, timings
 from jamrec.warehouse.store import copy_tables, first_line, one_row, retry_locked, storage_error
 
 
@@ -24,8 +33,10 @@ def publish(build: Build) -> dict:
 
     Model results (``model_runs``, ``metrics``, ...) and the ``builds`` history are
     copied from the currently published file, then the build file atomically replaces
-    it. Returns a summary: the warehouse path, the build id and published row counts.
+    it. The build's ``timings`` rows go into the same file. Returns a summary: the warehouse
+    path, the build id and published row counts.
     """
+    start = time.perf_counter()
     store = build.store
     with stage("publish") as info:
         con = build.connect()
@@ -64,6 +75,11 @@ def publish(build: Build) -> dict:
                     t: one_row(con, f"select count(*) from {sqltext.identifier(t)}")[0]
                     for t in _tables(con)
                 }
+                # Publishing is timed up to here: the checkpoint and the rename follow.
+                done = Timing.since("publish", start, rows=sum(rows.values()))
+                rows["timings"] = rows.get("timings", 0) + timings.insert(
+                    con, [*meta_timings(meta), done], build.build_id
+                )
                 con.execute("checkpoint")
                 con.close()
                 store.replace_with(build.file, keep_version=previous)
@@ -166,6 +182,7 @@ def _record_failure(build: Build, error: BaseException) -> None:
                 validation=meta.get("validation"),
                 error=message,
             )
+            timings.insert(con, meta_timings(meta), build.build_id)
     except Exception as exc:
         log.error("could not record the %s build %s: %s", status, build.build_id, exc)
     finally:

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from jamrec.errors import JamrecError
 from jamrec.log import log, stage
 from jamrec.provenance import file_sha256, new_build_id, now, relative
 from jamrec.textfix import repair_text
+from jamrec.timing import Timing
 from jamrec.warehouse import sqltext
 from jamrec.warehouse.query import REJECT_REASON
 from jamrec.warehouse.store import Warehouse, connect_new, one_row
@@ -85,9 +87,13 @@ def start_build(
     warehouse: Path | None = None,
     params: BuildParams | None = None,
     fresh: bool = False,
+    decision: dict | None = None,
 ) -> Build:
     """Check the inputs and the warehouse folder, take the build lock, register a
     ``running`` row in ``builds``, create the build file.
+
+    ``decision`` is the incremental check that came first
+    (:func:`jamrec.build.incremental.build_decision`): its timing is kept with the build's.
 
     Only one build runs at a time per warehouse: a second one fails at once, naming the
     process that holds the lock. Nothing starts when an input path cannot be read (a
@@ -95,6 +101,7 @@ def start_build(
     damaged (unless ``fresh``: it is then set aside under ``.versions/``, where
     ``jamrec rollback`` finds it, and the build starts a new history).
     """
+    start = time.perf_counter()
     settings = get_settings()
     warehouse = Path(warehouse or settings.warehouse)
     params = params or BuildParams()
@@ -131,7 +138,14 @@ def start_build(
             settings.lock_timeout_s,
         )
         shutil.rmtree(raw_dir(build), ignore_errors=True)
-        build.connect().close()
+        checked = (
+            [Timing.from_json(decision["timing"])] if decision and "timing" in decision else []
+        )
+        con = build.connect()
+        try:
+            add_timings(con, [*checked, Timing.since("start", start)])
+        finally:
+            con.close()
     except BaseException:
         release_build_lock(build_id)
         raise
@@ -183,15 +197,31 @@ def release_build_lock(build_id: str) -> None:
 
 
 def put_meta(con: duckdb.DuckDBPyConnection, key: str, value: object) -> None:
-    con.execute(f"create table if not exists {META_TABLE} (key varchar primary key, value json)")
+    _meta_table(con)
     con.execute(
         f"insert or replace into {META_TABLE} values ($k, $v)", {"k": key, "v": json.dumps(value)}
     )
 
 
+def _meta_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"create table if not exists {META_TABLE} (key varchar primary key, value json)")
+
+
 def get_meta(con: duckdb.DuckDBPyConnection) -> dict:
     rows = con.execute(f"select key, value from {META_TABLE}").fetchall()
     return {key: json.loads(value) for key, value in rows}
+
+
+def add_timings(con: duckdb.DuckDBPyConnection, timings: list[Timing]) -> None:
+    """Keep measured stages in the build's own file until the build is published or
+    fails (:func:`meta_timings` reads them back)."""
+    _meta_table(con)
+    put_meta(con, "timings", [*get_meta(con).get("timings", []), *(t.as_json() for t in timings)])
+
+
+def meta_timings(meta: dict) -> list[Timing]:
+    """The stages a build measured so far, from its :func:`get_meta`."""
+    return [Timing.from_json(t) for t in meta.get("timings", [])]
 
 
 def load_timj(build: Build) -> dict:
@@ -203,6 +233,7 @@ def load_timj(build: Build) -> dict:
     """
     sources = ingest.locate_timj(build.timj)
     info = {}
+    timings = []
     for name, source in sources.items():
         with stage(f"load {name}") as counts:
             data = source.read_bytes()
@@ -216,7 +247,8 @@ def load_timj(build: Build) -> dict:
                 log.warning("%s: %s", source.display, note)
             counts.update(lines=raw.n_lines - 1)
             info[name] = {**raw.fingerprint(), "data_lines": raw.n_lines - 1, "notes": raw.notes}
-    _with_meta(build, "timj", info)
+        timings.append(Timing.of_stage(f"load {name}", counts, rows=counts["lines"]))
+    _with_meta(build, "timj", info, timings)
     return info
 
 
@@ -263,10 +295,11 @@ def _register_raw(build: Build, con: duckdb.DuckDBPyConnection) -> list[str]:
     return names
 
 
-def _with_meta(build: Build, key: str, value: object) -> None:
+def _with_meta(build: Build, key: str, value: object, timings: list[Timing]) -> None:
     con = build.connect()
     try:
         put_meta(con, key, value)
+        add_timings(con, timings)
     finally:
         con.close()
 
@@ -305,7 +338,8 @@ def load_spotify(build: Build) -> dict:
             }
     finally:
         con.close()
-    _with_meta(build, "spotify", info)
+    timing = Timing.of_stage(f"load {build.spotify.name}", counts, rows=counts["records"])
+    _with_meta(build, "spotify", info, [timing])
     return info
 
 
@@ -358,6 +392,8 @@ def load_truth(build: Build) -> dict:
                 )
                 info["truth_params"] = {"file": str(params), "sha256": file_sha256(params)}
         put_meta(con, "truth", info)
+        rows = sum(n for n in counts.values() if isinstance(n, int))
+        add_timings(con, [Timing.of_stage("load truth", counts, rows=rows)])
     finally:
         con.close()
     return info
@@ -370,6 +406,7 @@ def transform(build: Build) -> dict:
     loaded and rejected rows per input file, rejects per reason, jams per URI status,
     positives with and without audio features, negatives, and the splits.
     """
+    start = time.perf_counter()
     settings = get_settings()
     con = build.connect()
     try:
@@ -385,6 +422,8 @@ def transform(build: Build) -> dict:
         sqlrunner.apply_comments(con, schema)
         put_meta(con, "stage_counts", counts)
         _log_counts(counts)
+        # The whole stage: the SQL models, then counting and checking what they built.
+        add_timings(con, [Timing.since("sql transforms", start, rows=sum(rows.values()))])
     finally:
         con.close()
     return counts
@@ -554,6 +593,8 @@ def validate_build(build: Build) -> dict:
             )
             info.update(tables=len(report.tables), failed=len(report.failures))
         put_meta(con, "validation", report.summary())
+        validated = sum(t["rows"] for t in report.tables.values())
+        add_timings(con, [Timing.of_stage("validate", info, rows=validated)])
     finally:
         con.close()
     if not report.success:

@@ -14,6 +14,7 @@ deviation of its per-seed means) shows the other source of noise. Rows go to the
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from jamrec.evaluation.protocols import PROTOCOLS, TEMPORAL_PROTOCOLS, bootstrap
 from jamrec.evaluation.significance import ALPHA, N_PERMUTATIONS, compare_paired, holm
 from jamrec.log import log
 from jamrec.provenance import new_id, now
-from jamrec.warehouse import history
+from jamrec.timing import Timing
+from jamrec.warehouse import history, timings
 from jamrec.warehouse.store import warehouse_at
 
 COMPARABLE = (*PROTOCOLS, *TEMPORAL_PROTOCOLS)
@@ -321,7 +323,9 @@ def run_comparisons(
     models: list[str] | None = None,
 ) -> list[Comparison]:
     """Compare every pair of models (or of ``models``) for each ``(protocol, split,
-    metric, k)`` request and record the pairs (one warehouse write)."""
+    metric, k)`` request and record the pairs, with the time it took (a ``compare`` row in
+    ``timings``), in one warehouse write."""
+    start = time.perf_counter()
     store = warehouse_at(warehouse)
     con = store.connect_readonly()
     try:
@@ -343,8 +347,10 @@ def run_comparisons(
         con.close()
     if record and any(c.pairs for c in done):
         with store.update("record comparisons") as con:
+            pairs = 0
             for comparison in done:
                 n = record_comparison(con, comparison)
+                pairs += n
                 if n:
                     log.info(
                         "compared %d models (%d pairs) under %s/%s %s",
@@ -354,6 +360,7 @@ def run_comparisons(
                         comparison.split,
                         metric_label(comparison.metric, comparison.k),
                     )
+            timings.insert(con, [Timing.since("compare", start, rows=pairs)], done[0].build_id)
     return done
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import duckdb
 
-from jamrec import interrupts
+from jamrec import interrupts, timing
 from jamrec.config import get_settings
 from jamrec.errors import JamrecError
 from jamrec.evaluation import coldstart
@@ -178,6 +178,7 @@ def compare_after_training(
     return format_comparison(done[0]) if done else ""
 
 
+@timing.job_of("jamrec train")
 def run_models(
     names: list[str] | None = None,
     seed: int = 0,
@@ -331,6 +332,7 @@ def evaluate_runs(
     return run_ids
 
 
+@timing.job_of("jamrec coldstart")
 def cold_start_study(
     names: list[str] | None = None,
     share: float = 0.1,
@@ -380,6 +382,8 @@ def cold_start_study(
             run.model, cold, seed=evaluation.seed, n_boot=evaluation.n_boot, per_user=per_user
         )
         run.timings["evaluate_s"] = round(time.perf_counter() - start, 3)
+        users = sum(len(block.users) for block in per_user)
+        run.stages.append(timing.Timing.since("evaluate", start, rows=users, model=name))
         result = runs.evaluation_result(name, rows, evaluation)
         result.per_user = per_user
         recorded.append(runs.record(run, result, warehouse))

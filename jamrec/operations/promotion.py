@@ -20,6 +20,7 @@ and ``promotion_note`` show the outcome.
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,8 @@ from jamrec.log import log
 from jamrec.models.dataset import Dataset, open_dataset
 from jamrec.operations.remap import Remapped, saved_model
 from jamrec.provenance import now
+from jamrec.timing import Timing
+from jamrec.warehouse import timings
 from jamrec.warehouse.history import SELECTION
 from jamrec.warehouse.store import Warehouse, model_path, warehouse_at
 
@@ -345,13 +348,16 @@ def promote_runs(
     warehouse write as the decisions, so the served lists always follow the champions.
 
     ``data`` (the published build) is read when not given; ``settings`` are the
-    evaluation settings a champion from an older build is re-scored with.
+    evaluation settings a champion from an older build is re-scored with. The decision's
+    time is a ``promote`` row in ``timings``, written with it.
     """
     if not run_ids:
         return []
+    start = time.perf_counter()
     store = warehouse_at(warehouse)
     if data is None:
         data = open_dataset(store.path)
+    todo: list[str] = list(run_ids)
     con = store.connect_readonly()
     try:
         published = con.execute("select build_id from published_build").fetchall()
@@ -372,7 +378,19 @@ def promote_runs(
             apply(con, decision)
             log.info("%s: %s", decision.model, decision.note)
         _record_served(con, decisions, served, serve)
+        # Keyed by the one run that challenged, when there was one.
+        challenger = todo[0] if len(todo) == 1 else None
+        timings.insert(con, [_timing(decisions, start)], data.build_id, challenger)
     return decisions
+
+
+def _timing(decisions: list[Decision], start: float) -> Timing:
+    """The ``promote`` stage: its model when the decisions are one model's (as when
+    training promotes each model's seeds together), the recommendations it served."""
+    models = {d.model for d in decisions}
+    served = [d.recommendations for d in decisions if d.recommendations is not None]
+    model = models.pop() if len(models) == 1 else None
+    return Timing.since("promote", start, rows=sum(served) if served else None, model=model)
 
 
 def _serve(promoted: dict[str, str], data: Dataset, store: Warehouse, top_n: int) -> Served | None:

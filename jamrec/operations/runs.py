@@ -30,7 +30,8 @@ from jamrec.models import create, load
 from jamrec.models.base import FoldsIn, Recommender, Runtime, TrainData, check_no_leak
 from jamrec.models.dataset import Dataset
 from jamrec.provenance import code_version, new_id, now
-from jamrec.warehouse import history
+from jamrec.timing import Timing
+from jamrec.warehouse import history, timings
 from jamrec.warehouse.store import warehouse_at
 
 
@@ -48,6 +49,8 @@ class TrainedRun:
     timings: dict = field(default_factory=dict)
     data_snapshot: dict = field(default_factory=dict)
     model_path: str | None = None
+    # Its stages so far (train, save, evaluate), written to `timings` with the run's row.
+    stages: list[Timing] = field(default_factory=list)
 
 
 def new_run_id(model: str) -> str:
@@ -100,6 +103,7 @@ def train(
     model.fit(train_data)
     check_no_leak(model.seen, data)
     run.timings["fit_s"] = round(time.perf_counter() - start, 3)
+    run.stages.append(Timing.since("train", start, rows=data.train.nnz, model=name))
     run.timings.update(getattr(model, "stats", {}) or {})
     run.timings["runtime"] = model.runtime.model_dump()
     run.data_snapshot = {
@@ -120,6 +124,7 @@ def models_dir(warehouse: Path | None = None) -> Path:
 
 def save(run: TrainedRun, data: Dataset, warehouse: Path | None = None) -> Path:
     """Save the model under ``<warehouse folder>/models/<run_id>/`` with the build's id maps."""
+    start = time.perf_counter()
     folder = models_dir(warehouse) / run.run_id
     folder.mkdir(parents=True, exist_ok=True)
     # Until the run is recorded, the folder says whose it is (see clean_orphans).
@@ -128,6 +133,7 @@ def save(run: TrainedRun, data: Dataset, warehouse: Path | None = None) -> Path:
     np.savez(folder / "ids.npz", users=data.users.astype(str), tracks=data.tracks.astype(str))
     # Stored relative to the warehouse's folder: a copied warehouse serves its own models.
     run.model_path = str(Path("models") / run.run_id)
+    run.stages.append(Timing.since("save", start, model=run.model.name))
     return folder
 
 
@@ -191,6 +197,8 @@ def record_unfinished(
     run_id = run.run_id if run is not None else new_run_id(name)
     shutil.rmtree(models_dir(warehouse) / run_id, ignore_errors=True)
     with warehouse_at(warehouse).update(f"record {status} run {run_id}") as con:
+        if run is not None:  # the stages it finished
+            timings.insert(con, run.stages, build_id, run_id)
         con.execute("delete from model_runs where run_id = $r", {"r": run_id})
         con.execute(
             "insert into model_runs (run_id, build_id, model, seed, started_at, finished_at, "
@@ -219,11 +227,13 @@ def evaluate(
     """Every applicable protocol (:mod:`jamrec.evaluation.protocols`) with the evaluation
     ``settings`` (never the run's training seed): val and test, beyond-accuracy, and
     fold-in agreement for models that fold listeners in; the test split only for a temporal
-    dataset (it has no val). The seconds go to ``run.timings``."""
+    dataset (it has no val). The seconds go to ``run.timings`` and, as the ``evaluate``
+    stage, to ``run.stages``."""
+    begun = time.perf_counter()
     result = evaluate_model(run.model, data, settings, run.timings)
     if data.protocol == "temporal":
         run.data_snapshot["n_cold_items"] = result.n_cold_items
-    return result
+    return _evaluated(run, result, begun)
 
 
 def evaluate_model(
@@ -272,8 +282,25 @@ def evaluate_model(
     return result
 
 
+def _evaluated(run: TrainedRun, result: EvaluationResult, start: float) -> EvaluationResult:
+    """Time the whole evaluation (every protocol) as the run's ``evaluate`` stage."""
+    users = sum(len(block.users) for block in result.per_user)
+    done = Timing.since("evaluate", start, rows=users, model=run.model.name)
+    run.stages.append(done)
+    log.info(
+        "evaluated %s in %.1f s: %s per-user results, %d metrics",
+        run.model.name,
+        done.seconds,
+        f"{users:,}",
+        len(result.rows),
+    )
+    return result
+
+
 def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | None = None) -> str:
-    """Write the run, its metrics and its training curve to the warehouse (one write)."""
+    """Write the run, its metrics, its training curve and its stages' timings to the
+    warehouse (one write)."""
+    start = time.perf_counter()
     store = warehouse_at(warehouse)
     with store.update(f"record run {run.run_id}") as con:
         con.execute(
@@ -301,13 +328,17 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
                 **_settings_params(result),
             },
         )
+        written = 1 + len(run.curve)
         if run.curve:
             con.executemany(
                 history.insert_sql("training_curves"),
                 [(run.run_id, s, loss, ndcg, secs) for s, loss, ndcg, secs in run.curve],
             )
         if result is not None:
-            _insert_metrics(con, run.run_id, result)
+            written += _insert_metrics(con, run.run_id, result)
+        # Recording is timed up to its last row: the commit follows.
+        done = Timing.since("record", start, rows=written, model=run.model.name)
+        timings.insert(con, [*run.stages, done], run.build_id, run.run_id)
     if run.model_path:
         (store.path.parent / run.model_path / WRITER_MARK).unlink(missing_ok=True)
     log.info("recorded run %s in %s", run.run_id, store.path)
@@ -323,14 +354,15 @@ def _settings_params(result: EvaluationResult | None) -> dict:
     }
 
 
-def _insert_metrics(con: duckdb.DuckDBPyConnection, run_id: str, result: EvaluationResult) -> None:
-    """The metrics rows (with the evaluation settings) and the per-user results."""
+def _insert_metrics(con: duckdb.DuckDBPyConnection, run_id: str, result: EvaluationResult) -> int:
+    """The metrics rows (with the evaluation settings) and the per-user results; returns
+    the rows written."""
     s = result.settings
     con.executemany(
         history.insert_sql("metrics"),
         [(run_id, *row, s.seed, s.user_sample, s.n_boot) for row in result.rows],
     )
-    insert_user_metrics(con, run_id, result.per_user)
+    return len(result.rows) + insert_user_metrics(con, run_id, result.per_user)
 
 
 USER_METRIC_COLUMNS = {  # user_metrics column -> per-user metric column (metric, k)

@@ -486,6 +486,59 @@ ALERTS = Table(
     ),
 )
 
+TIMINGS = Table(
+    "timings",
+    "Where the time went: wall seconds and peak memory of every stage of a build, of a model "
+    "run and of the demo, written with the build's or the run's own row; no other table or "
+    "result depends on them.",
+    (
+        C("recorded_at", "timestamptz not null", "When the stage ended (UTC)."),
+        C(
+            "build_id",
+            "varchar not null",
+            "The build: the one whose stage this is (a skipped build's own id for its input "
+            "check), or the build a run was trained on.",
+        ),
+        C(
+            "run_id",
+            "varchar",
+            "The model run (model_runs.run_id); null for a build's stages and a job's own "
+            "(generate, compare, report, total).",
+        ),
+        C(
+            "flow",
+            "varchar",
+            "What ran it: a Prefect flow (build-warehouse, train-and-evaluate, retrain, sweep, "
+            "cold-start), demo, or a command (jamrec etl, jamrec train, jamrec coldstart, "
+            "jamrec evaluate); null for a library call outside them.",
+        ),
+        C(
+            "stage",
+            "varchar not null",
+            "Build: check inputs, start, load <file>, load truth, sql transforms, validate, "
+            "publish; run: train, save, evaluate, record, promote; job: compare, generate, "
+            "report, total (the demo's wall time).",
+        ),
+        C("model", "varchar", "The model, for a run's stages."),
+        C("seconds", "double not null", "Wall-clock seconds the stage took."),
+        C(
+            "peak_rss_gb",
+            "double",
+            "The process's resident-memory high-water mark when the stage ended (GiB; "
+            "getrusage ru_maxrss): since the process started, not the stage's own.",
+        ),
+        C(
+            "rows",
+            "bigint",
+            "The stage's count, when it has one: lines or records read (load), rows of the "
+            "tables built (sql transforms), rows validated (validate), rows in the published "
+            "file (publish), train interactions (train), per-user results (evaluate), rows "
+            "written (record), recommendations served (promote), model pairs (compare), "
+            "jams.tsv lines (generate).",
+        ),
+    ),
+)
+
 SCHEMA_MIGRATIONS = Table(
     "schema_migrations",
     "Which migrations of jamrec's history tables this warehouse has had, and when.",
@@ -510,6 +563,7 @@ TABLES: dict[str, Table] = {
         USER_METRICS,
         COMPARISONS,
         ALERTS,
+        TIMINGS,
         SCHEMA_MIGRATIONS,
     )
 }
@@ -609,6 +663,11 @@ def _alerts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(ALERTS.create_sql())
 
 
+def _timings(con: duckdb.DuckDBPyConnection) -> None:
+    """The ``timings`` table (seconds and peak memory per stage of builds and runs)."""
+    con.execute(TIMINGS.create_sql())
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "history tables of jamrec 0.1, with every column added since", _baseline),
     Migration(
@@ -623,6 +682,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _statuses_and_relative_paths,
     ),
     Migration(4, "alerts: failed or crashed flow runs, overdue weekly retrains", _alerts),
+    Migration(5, "timings: wall seconds and peak memory per stage of builds and runs", _timings),
 )
 CURRENT = max(step.version for step in MIGRATIONS)
 
