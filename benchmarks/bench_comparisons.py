@@ -141,7 +141,14 @@ def main() -> None:
         help="keep the runs already in the working copy; train only what is missing "
         "(e.g. more models or seeds), then compare everything again",
     )
+    parser.add_argument(
+        "--compare-only",
+        action="store_true",
+        help="train nothing: compare the runs an earlier (e.g. interrupted) invocation left "
+        "in the working copy and write the section",
+    )
     args = parser.parse_args()
+    args.resume = args.resume or args.compare_only
     setup_cli_logging()
     work = args.warehouse.with_name(f"{args.warehouse.stem}-comparisons.duckdb")
     if not (args.resume and work.exists()):
@@ -166,19 +173,21 @@ def main() -> None:
         "user_sample": args.user_sample,
         "serve": False,
     }
-    run_models(once, skip_trained=args.resume, **common)
-    run_models(seeded, seeds=seeds, skip_trained=args.resume, **common)
-    timings["leave-k-out: train, evaluate, record, promote"] = time.perf_counter() - start
+    if not args.compare_only:
+        run_models(once, skip_trained=args.resume, **common)
+        run_models(seeded, seeds=seeds, skip_trained=args.resume, **common)
+        timings["leave-k-out: train, evaluate, record, promote"] = time.perf_counter() - start
     start = time.perf_counter()
     standard = run_comparisons(COMPARED["leave_k_out"], work, data.build_id)
     timings["leave-k-out: compare (full_sample and full)"] = time.perf_counter() - start
 
     temporal_models = (args.temporal_models or ",".join(models)).split(",")
     start = time.perf_counter()
-    run_models(temporal_models, protocol="temporal", skip_trained=args.resume, **common)
-    timings["temporal: train, evaluate, record"] = time.perf_counter() - start
+    if not args.compare_only:
+        run_models(temporal_models, protocol="temporal", skip_trained=args.resume, **common)
+        timings["temporal: train, evaluate, record"] = time.perf_counter() - start
     start = time.perf_counter()
-    temporal = run_comparisons(COMPARED["temporal"], work, data.build_id)
+    temporal = [c for c in run_comparisons(COMPARED["temporal"], work, data.build_id) if c.pairs]
     timings["temporal: compare"] = time.perf_counter() - start
     cut = open_dataset(work, "temporal")
     n_cold = int(cut.test.nnz - cut.test[:, cut.candidates].nnz)
@@ -191,7 +200,11 @@ def main() -> None:
         + f"; {', '.join(seeded)} trained with seeds {args.seeds}, the others with seed 0; "
         "every run evaluated with evaluation seed 0. Test NDCG@10."
         + (
-            " Resumed: runs already in the working copy were kept; the timings below are"
+            " Compared only: the runs an earlier invocation trained before it was stopped"
+            " (each model's training seeds are in the tables); the timings below are the"
+            " comparisons' only."
+            if args.compare_only
+            else " Resumed: runs already in the working copy were kept; the timings below are"
             " this invocation's only."
             if args.resume
             else ""
@@ -205,12 +218,15 @@ def main() -> None:
     ]
     for comparison in standard:
         body += comparison_block(f"Leave-k-out, `{comparison.protocol}`", comparison)
-    body += [
-        f"Temporal protocol: trained before the build's time cut, tested on what the "
-        f"{len(set(cut.test.nonzero()[0])):,} users active before it jammed after it; "
-        f"{n_cold:,} test positives on tracks new after the cut are not candidates.",
-        "",
-    ]
+    if temporal:
+        body += [
+            f"Temporal protocol: trained before the build's time cut, tested on what the "
+            f"{len(set(cut.test.nonzero()[0])):,} users active before it jammed after it; "
+            f"{n_cold:,} test positives on tracks new after the cut are not candidates.",
+            "",
+        ]
+    else:
+        body += ["Temporal protocol: no temporal runs in this working copy.", ""]
     for comparison in temporal:
         body += comparison_block(f"Temporal, `{comparison.protocol}`", comparison)
     write_section(f"Comparisons ({args.label})", "\n".join(body))
