@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from jamrec.log import log
 from jamrec.models import create, load
 from jamrec.models.base import FoldsIn, Recommender, Runtime, TrainData, check_no_leak
 from jamrec.models.dataset import Dataset
+from jamrec.models.early_stopping import PROBE_USERS, StopOutcome
 from jamrec.provenance import code_version, new_id, now
 from jamrec.warehouse import history
 from jamrec.warehouse.store import warehouse_at
@@ -46,6 +48,7 @@ class TrainedRun:
     timings: dict = field(default_factory=dict)
     data_snapshot: dict = field(default_factory=dict)
     model_path: str | None = None
+    stopping: StopOutcome | None = None  # iterative models: the step kept and why it ended
 
 
 def new_run_id(model: str) -> str:
@@ -71,14 +74,14 @@ def train(
 
     ``seed`` is the training seed; ``config`` overrides the model's hyperparameters;
     ``runtime`` says how it runs (device, threads: recorded in the run's timings, not its
-    config). Validation NDCG@10 is probed after each step on a fixed sample of val users,
-    drawn with the evaluation seed (``evaluation``), so curves of different training seeds
-    share their users. The data the model was fitted on is checked for held-out pairs
-    (:func:`jamrec.models.base.check_no_leak`).
+    config). Validation NDCG@10 is probed after each step on a fixed sample of val users
+    (the model's ``probe_users``, every val user when there are fewer), drawn with the
+    training seed: iterative models stop on it (:mod:`jamrec.models.early_stopping`), so
+    it is a training decision, never the evaluation's; the test split is never probed.
+    ``evaluation`` (the job's evaluation settings) decides nothing here since the probe
+    follows the training seed; callers still pass it. The data the model was fitted on is
+    checked for held-out pairs (:func:`jamrec.models.base.check_no_leak`).
     """
-    from jamrec.evaluation.protocols import val_probe
-
-    evaluation = evaluation or EvaluationSettings()
     model = create(name, runtime=runtime, seed=seed, **(config or {}))
     run = TrainedRun(new_run_id(name), model, data.build_id, seed, now(), purpose=purpose_of(data))
     start = time.perf_counter()
@@ -93,10 +96,10 @@ def train(
             shown.append(f"val NDCG@10 {ndcg:.4f}")
         log.info("train %s: %s (%.1f s)", name, ", ".join(shown), elapsed)
 
-    probe = val_probe(data, seed=evaluation.seed)
-    train_data = TrainData.from_dataset(data, probe=probe, on_step=on_step)
+    train_data = TrainData.from_dataset(data, probe=training_probe(model, data), on_step=on_step)
     model.fit(train_data)
     check_no_leak(model.seen, data)
+    run.stopping = model.stopping
     run.timings["fit_s"] = round(time.perf_counter() - start, 3)
     run.timings.update(getattr(model, "stats", {}) or {})
     run.timings["runtime"] = model.runtime.model_dump()
@@ -107,8 +110,24 @@ def train(
         "tracks": data.n_tracks,
         "train_rows": int(data.train.nnz),
     }
-    log.info("trained %s in %.1f s (run %s)", name, run.timings["fit_s"], run.run_id)
+    kept = ""
+    if run.stopping is not None:
+        kept = (
+            f", kept step {run.stopping.best_step} of {run.stopping.stopped_step} "
+            f"({run.stopping.stop_reason})"
+        )
+    log.info("trained %s in %.1f s%s (run %s)", name, run.timings["fit_s"], kept, run.run_id)
     return run
+
+
+def training_probe(model: Recommender, data: Dataset) -> Callable[[Recommender], np.ndarray]:
+    """The validation probe ``model`` trains with: per-user NDCG@10 of its ``probe_users``
+    (:data:`jamrec.models.early_stopping.PROBE_USERS` for models without the setting) val
+    users of ``data``, drawn with its training seed (:func:`.protocols.val_probe`)."""
+    from jamrec.evaluation.protocols import val_probe
+
+    n_users = getattr(model.config, "probe_users", PROBE_USERS)
+    return val_probe(data, n_users=n_users, seed=model.config.seed)
 
 
 def models_dir(warehouse: Path | None = None) -> Path:
