@@ -255,3 +255,86 @@ def test_probing_does_not_change_what_is_learnt(name):
     plain = _fit(name, probe=False, **{steps: 3})
     assert plain.stopping.stop_reason == NO_PROBE
     assert np.array_equal(probed.score(ALL_USERS), plain.score(ALL_USERS))
+
+
+# --- what a run records -------------------------------------------------------------------
+
+
+def test_a_run_records_the_step_it_kept(tiny_warehouse, tmp_path):
+    import shutil
+
+    import duckdb
+
+    from jamrec.build.quality import validate
+    from jamrec.models.dataset import open_dataset
+    from jamrec.operations import runs
+    from jamrec.warehouse.store import Warehouse
+
+    path = tmp_path / "w.duckdb"
+    shutil.copyfile(tiny_warehouse, path)
+    data = open_dataset(path)
+    run = runs.train("als", data, seed=0, config={"factors": 8, "iterations": 40})
+    again = runs.train("als", data, seed=0, config={"factors": 8, "iterations": 40})
+    assert run.stopping is not None and run.stopping == again.stopping
+    assert [c[:3] for c in run.curve] == [c[:3] for c in again.curve]
+    assert run.stopping.stop_reason in (NO_IMPROVEMENT, MAX_STEPS)
+    for trained in (run, runs.train("popularity", data)):
+        runs.save(trained, data, path)
+        runs.record(trained, None, path)
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = dict(
+            (model, rest)
+            for model, *rest in con.execute(
+                "select model, best_step, stopped_step, stop_reason from model_runs"
+            ).fetchall()
+        )
+        steps = con.execute(
+            "select step from training_curves where run_id = $r order by step",
+            {"r": run.run_id},
+        ).fetchall()
+    finally:
+        con.close()
+    outcome = run.stopping
+    assert rows["als"] == [outcome.best_step, outcome.stopped_step, outcome.stop_reason]
+    assert rows["popularity"] == [None, None, None]
+    assert [s for (s,) in steps] == list(range(1, outcome.stopped_step + 1))
+    con = Warehouse(path).connect_readonly()
+    try:
+        report = validate(con, tmp_path / "reports", {}, tables=["model_runs"])
+    finally:
+        con.close()
+    assert report.success, report.message()
+
+
+def test_migration_6_adds_the_stop_columns_to_older_warehouses(tmp_path):
+    import duckdb
+
+    from jamrec.warehouse import history
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        history.migrate(con)
+        # the shape before version 6, with a run recorded then
+        for column in history.EARLY_STOPPING:
+            con.execute(f"alter table model_runs drop column {column.name}")
+        con.execute("delete from schema_migrations where version = 6")
+        con.execute(
+            "insert into model_runs (run_id, build_id, model, status) "
+            "values ('old', 'b-1', 'als', 'evaluated')"
+        )
+        assert not history.is_current(con)
+        assert history.migrate(con) == [6] and history.migrate(con) == []
+        found = con.execute(
+            "select column_name, comment from duckdb_columns() "
+            "where table_name = 'model_runs' and column_name in "
+            "('best_step', 'stopped_step', 'stop_reason')"
+        ).fetchall()
+        assert {name for name, _ in found} == {c.name for c in history.EARLY_STOPPING}
+        assert all(comment for _, comment in found)
+        old = con.execute("select best_step, stopped_step, stop_reason from model_runs")
+        assert old.fetchall() == [(None, None, None)]
+        next(m for m in history.MIGRATIONS if m.version == 6).apply(con)  # idempotent
+        assert history.is_current(con)
+    finally:
+        con.close()

@@ -79,7 +79,17 @@ def test_runs_metrics_and_curves_are_recorded(trained):
             "group by 1"
         ).fetchall()
     )
-    assert curves["als"] >= 20 and curves["mbcf"] >= 2 and curves["hybrid"] >= 2
+    assert curves["als"] >= 2 and curves["mbcf"] >= 2 and curves["hybrid"] >= 2
+    # one curve row per step trained; the step kept is one of them (early stopping)
+    stops = con.execute(
+        "select r.model, r.best_step, r.stopped_step, r.stop_reason, count(c.step), "
+        "max(c.step) from model_runs r join training_curves c using (run_id) "
+        "where r.model in ('als', 'mbcf', 'hybrid', 'two_tower') group by all"
+    ).fetchall()
+    assert {m for m, *_ in stops} == {"als", "mbcf", "hybrid", "two_tower"}
+    for _, best, stopped, reason, n_steps, last in stops:
+        assert 1 <= best <= stopped == n_steps == last
+        assert reason in ("no_improvement", "max_steps")
     assert (
         con.execute(
             "select count(*) from metrics where not (ci_low <= value and value <= ci_high)"

@@ -283,9 +283,10 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
             """
             insert into model_runs (run_id, build_id, model, config, seed, data_snapshot,
                 started_at, finished_at, status, timings, model_path, code_version, purpose,
-                evaluation_seed, user_sample, n_boot)
+                evaluation_seed, user_sample, n_boot, best_step, stopped_step, stop_reason)
             values ($run, $build, $model, $config, $seed, $snapshot, $started, $finished,
-                $status, $timings, $path, $code, $purpose, $eval_seed, $user_sample, $n_boot)
+                $status, $timings, $path, $code, $purpose, $eval_seed, $user_sample, $n_boot,
+                $best_step, $stopped_step, $stop_reason)
             """,
             {
                 "run": run.run_id,
@@ -302,6 +303,9 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
                 "code": code_version(),
                 "purpose": run.purpose,
                 **_settings_params(result),
+                "best_step": run.stopping.best_step if run.stopping else None,
+                "stopped_step": run.stopping.stopped_step if run.stopping else None,
+                "stop_reason": run.stopping.stop_reason if run.stopping else None,
             },
         )
         if run.curve:
