@@ -36,12 +36,16 @@ from pydantic import Field
 
 from jamrec.models.base import ModelConfig
 
-# Probe users by default. Sized from the paired noise measured on the generated small dump
-# (docs/protocols.md, "Early stopping"): the per-user NDCG@10 difference between two
-# consecutive epochs has a standard deviation of about 0.06-0.09 once training has
-# settled, so 10,000 users give a standard error of 0.0006-0.0009 and the 2-SE rule sees a
-# gain of ~0.0015 (3-5% of the models' NDCG@10 there); 1,000 users (the old curve probe)
-# only saw ~0.005, as large as the whole climb of a model after its first few epochs.
+# Probe users by default, sized from the paired noise measured on the generated small dump
+# (benchmarks/bench_early_stopping.py; docs/protocols.md, "Early stopping"): once training
+# has settled, the per-user NDCG@10 difference between two consecutive steps has a
+# standard deviation of 0.020 (MBCF), 0.024 (ALS) and 0.045 (two_tower), up to 0.11 in
+# the first steps. Over n users the standard error of the mean paired gain is sd/sqrt(n):
+# with 10,000 users the 2-SE bar is 0.0004-0.0009 NDCG@10, about one late step's change
+# there (median 0.0003-0.0013) and 1-2% of the models' NDCG@10 (0.034-0.056); with 1,000
+# (the old curve probe) it is 0.0013-0.0028, several late steps' worth. Past 10,000 the
+# bar shrinks only with the square root while the probe's cost grows linearly (it ranks
+# every candidate for every probed user, each step).
 PROBE_USERS = 10_000
 SE_MULTIPLE = 2.0  # standard errors a paired gain must exceed to count (one-sided ~2.3%)
 
@@ -58,9 +62,13 @@ class EarlyStoppingConfig(ModelConfig):
 
     ``patience = 3``: a gain spread over several steps, each below 2 standard errors,
     still counts once it adds up to 2 standard errors over the kept step within 3 steps;
-    a flat stretch costs 3 steps at most. ``min_gain = 0``: any gain the 2-SE rule can
-    tell from noise is worth a step (raise it to demand a practical size, in NDCG@10).
-    ``probe_users``: see :data:`PROBE_USERS`; every validation user when there are fewer.
+    a flat stretch costs 3 steps at most. The price is that a gain slower than that is
+    not waited for: on the small dump (3,867 validation users, so a larger standard
+    error than 10,000 would give) ALS and MBCF still gain ~0.0003 a step late in training,
+    below the bar, and stop at 9 and 8 steps (docs/protocols.md has what other patiences
+    do there). ``min_gain = 0``: any gain the 2-SE rule can tell from noise is worth a
+    step (raise it to demand a practical size, in NDCG@10). ``probe_users``: see
+    :data:`PROBE_USERS`; every validation user when there are fewer.
     """
 
     early_stopping: bool = Field(
