@@ -72,8 +72,9 @@ def test_paired_gain_is_the_mean_and_standard_error_of_the_differences():
     assert gain == pytest.approx(diff.mean())
     assert se == pytest.approx(diff.std(ddof=1) / math.sqrt(50))
     assert paired_gain(np.array([0.5]), np.array([0.2]))[1] == math.inf
-    with pytest.raises(ValueError):
-        paired_gain(np.zeros(3), np.zeros(4))
+    for other in (np.zeros(4), np.zeros(1), np.zeros((3, 1))):
+        with pytest.raises(ValueError, match="different users"):
+            paired_gain(np.zeros(3), other)
 
 
 def test_patience_counts_steps_without_a_significant_gain_then_restores_the_best():

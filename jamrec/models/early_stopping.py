@@ -110,9 +110,11 @@ def paired_gain(values: np.ndarray, best: np.ndarray) -> tuple[float, float]:
     error is ``sd / sqrt(n)`` with the sample standard deviation (``ddof=1``); infinite
     below two users, where no gain can be told from noise.
     """
+    if np.ndim(values) != 1 or np.shape(values) != np.shape(best):
+        raise ValueError(
+            f"paired values of different users: {np.shape(values)} vs {np.shape(best)}"
+        )
     diff = np.asarray(values, np.float64) - np.asarray(best, np.float64)
-    if diff.shape != np.shape(best) or diff.ndim != 1:
-        raise ValueError(f"paired values of different users: {np.shape(values)} vs {best.shape}")
     if len(diff) < 2:
         return (float(diff.mean()) if len(diff) else 0.0), math.inf
     return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
