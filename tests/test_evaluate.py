@@ -304,9 +304,14 @@ def test_val_probe_is_full_ndcg10_on_val(data):
     model = fitted(Popularity(), data)
     probe = val_probe(data, n_users=10_000)
     full = evaluate(model, data, ("val",), ("full",), n_boot=10)
-    assert probe(model) == pytest.approx(full.value("full", "val", "ndcg", 10))
+    values = probe(model)
+    (per_user,) = full.per_user
+    assert values.dtype == np.float64 and values.shape == per_user.users.shape
+    ndcg10 = per_user.metrics.values[:, per_user.metrics.columns.index(("ndcg", 10))]
+    np.testing.assert_allclose(values, ndcg10)  # user by user: the probe pairs across calls
+    assert values.mean() == pytest.approx(full.value("full", "val", "ndcg", 10))
     small = val_probe(data, n_users=20, seed=1)
-    assert small(model) == small(model)
+    assert len(small(model)) == 20 and np.array_equal(small(model), small(model))
 
 
 def test_minus_inf_and_nan_scores_gain_nothing(data):
@@ -326,4 +331,4 @@ def test_a_split_without_evaluated_users(data):
     model = fitted(Popularity(), empty)
     result = evaluate(model, empty, n_boot=10)
     assert {r.split for r in result.rows} == {"test"}  # a mean over nobody is no result
-    assert math.isnan(val_probe(empty)(model))
+    assert val_probe(empty)(model).shape == (0,)

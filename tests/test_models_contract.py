@@ -118,16 +118,26 @@ class TestContract:
         name, _ = fitted
         rows, probed = [], []
         data = planted()[0]
-        data.probe = lambda model: probed.append(model.score(ALL_USERS[:2]).shape) or 0.5
+        # the same per-user values every step: early stopping sees no gain and stops
+        # after its patience, keeping the first step
+        data.probe = lambda model: (
+            probed.append(model.score(ALL_USERS[:2]).shape) or np.array([0.25, 0.75])
+        )
         data.on_step = lambda step, loss, ndcg: rows.append((step, loss, ndcg))
         model = make(name).fit(data)
         steps = [step for step, _, _ in rows]
-        expected = getattr(model.config, "iterations", getattr(model.config, "epochs", 1))
+        maximum = getattr(model.config, "iterations", getattr(model.config, "epochs", 1))
+        patience = getattr(model.config, "patience", None)
+        expected = maximum if patience is None else min(maximum, 1 + patience)
         assert len(rows) == expected and probed == [(2, N_TRACKS)] * expected
         assert steps == sorted(steps) and all(ndcg == 0.5 for _, _, ndcg in rows)
         if name in LEARNERS:
             assert steps == list(range(1, expected + 1))
             assert all(np.isfinite(loss) for _, loss, _ in rows)
+            assert model.stopping is not None and model.stopping.best_step == 1
+            assert model.stopping.stopped_step == expected
+        else:
+            assert model.stopping is None
 
 
 @pytest.mark.parametrize("name", [*LEARNERS, "item_knn", "user_knn", "oracle"])

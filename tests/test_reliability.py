@@ -413,6 +413,7 @@ def test_an_interrupted_train_records_the_run_and_decides_the_earlier_ones(
 ):
     path = _copy(tiny_warehouse, tmp_path)
     args = ["train", "--models", "popularity,mbcf", "--set", "mbcf.epochs=200"]
+    args += ["--set", "mbcf.early_stopping=false"]  # a long training, to be interrupted
     code, err, seen = faults.signal_at(args, path, "model 2 of 2", signal.SIGTERM)
     assert seen and code == 1, err
     assert "interrupted by SIGTERM" in _one_error(err)

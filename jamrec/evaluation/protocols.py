@@ -48,6 +48,7 @@ from jamrec.evaluation.metrics import (
 from jamrec.log import log
 from jamrec.models.base import Recommender, tie_rank
 from jamrec.models.dataset import Dataset
+from jamrec.models.early_stopping import PROBE_USERS
 
 PROTOCOLS = ("full", "full_sample", "sampled_100")
 TEMPORAL_PROTOCOLS = ("temporal", "temporal_sample")
@@ -295,20 +296,25 @@ def evaluate(
     return result
 
 
-def val_probe(data: Dataset, n_users: int = 1000, seed: int = 0) -> Callable[[Recommender], float]:
-    """A cheap training-curve probe: full-ranking NDCG@10 on a fixed sample of val users.
+def val_probe(
+    data: Dataset, n_users: int = PROBE_USERS, seed: int = 0
+) -> Callable[[Recommender], np.ndarray]:
+    """The training probe: full-ranking NDCG@10 of each user in a fixed sample of val users.
 
-    The sample, candidates and exclusions are built once; each call scores
-    ``min(n_users, n_evaluated)`` users against every candidate. NaN without val users.
+    The sample (``min(n_users, n_evaluated)`` users, drawn with ``seed``), candidates and
+    exclusions are built once; each call scores those users against every candidate and
+    returns their NDCG@10, ``(n,)`` float64 in sorted user order: the same users every
+    call, so calls pair (early stopping, :mod:`jamrec.models.early_stopping`; the training
+    curve records the mean). Empty without val users.
     """
     view = split_view(data, "val")
     users = sample_users(view, n_users, seed)
 
-    def probe(model: Recommender) -> float:
+    def probe(model: Recommender) -> np.ndarray:
         if not len(users):
-            return float("nan")
+            return np.zeros(0, np.float64)
         per_user = _full_metrics(model, view, users, {}, ks=(10,)).metrics
-        return float(per_user.values[:, per_user.columns.index(("ndcg", 10))].mean())
+        return per_user.values[:, per_user.columns.index(("ndcg", 10))].astype(np.float64)
 
     return probe
 

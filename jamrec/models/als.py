@@ -19,7 +19,8 @@ from implicit.cpu.als import AlternatingLeastSquares
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from jamrec.models.base import ModelConfig, Recommender, TrainData
+from jamrec.models.base import Recommender, TrainData
+from jamrec.models.early_stopping import EarlyStopping, EarlyStoppingConfig
 
 _blas_lock = threading.Lock()
 _blas_users = 0
@@ -49,13 +50,20 @@ def one_blas_thread() -> Iterator[None]:
                 _blas_limit = None
 
 
-class ALSConfig(ModelConfig):
-    """The study's ALS settings (docs/architecture.md, "The models")."""
+class ALSConfig(EarlyStoppingConfig):
+    """The study's ALS settings (docs/architecture.md, "The models"), with early stopping
+    (:mod:`jamrec.models.early_stopping`): ``iterations`` is the maximum."""
 
     factors: int = Field(40, description="The study's setting.")
     regularization: float = Field(0.01, description="implicit's default; the study kept it.")
     alpha: float = Field(40.0, description="The study's setting (Hu et al.'s): c = 1 + alpha*r.")
-    iterations: int = Field(20, description="The study's setting.")
+    iterations: int = Field(
+        20, ge=1, description="The study's setting; the most iterations with early stopping."
+    )
+
+
+class _Stop(Exception):
+    """Raised from implicit's per-iteration callback to end its loop early."""
 
 
 class ALS(Recommender):
@@ -79,6 +87,20 @@ class ALS(Recommender):
 
     def _fit(self, data: TrainData) -> None:
         cfg = self.config
+        # Early stopping rides on implicit's callback: one fit, so with early stopping off
+        # the iterations are exactly those of a plain fit. (Calling fit once per iteration
+        # would also continue from the current factors, but transposes the matrix again
+        # each time.) The callback raises _Stop to leave implicit's loop.
+        stopper: EarlyStopping[tuple[np.ndarray, np.ndarray]] = EarlyStopping(cfg)
+
+        def after_iteration(iteration: int, _elapsed: float, loss: float) -> None:
+            # implicit initialises the factors before its first iteration, so the probe in
+            # data.step can score with the current factors; step = iterations completed.
+            step = iteration + 1
+            values = data.step(step, float(loss), self)
+            if stopper.observe(step, values, self._copy_factors):
+                raise _Stop
+
         # One BLAS thread (OpenBLAS's own pool fights implicit's: implicit warns) and
         # implicit's threads on every core: each half-step solves every user (or track)
         # independently from fixed factors, so the result does not depend on the threads.
@@ -93,13 +115,22 @@ class ALS(Recommender):
                 random_state=cfg.seed,
                 dtype=np.float32,
             )
-            # implicit initialises the factors before its first iteration, so a probe in
-            # data.step can score with the current factors; step = iterations completed.
-            self.model.fit(
-                self._confidence(data.train),
-                show_progress=False,
-                callback=lambda it, _elapsed, loss: data.step(it + 1, float(loss), self),
-            )
+            try:
+                self.model.fit(
+                    self._confidence(data.train), show_progress=False, callback=after_iteration
+                )
+            except _Stop:
+                # the check implicit makes after its last iteration (NaN or zero factors)
+                self.model._check_fit_errors()
+        best = stopper.restore_state()
+        if best is not None:
+            # fit's cached norms and Gram matrices were reset when it started and nothing
+            # in training computes them, so replacing the factors leaves nothing stale
+            self.model.user_factors, self.model.item_factors = best
+        self.stopping = stopper.outcome
+
+    def _copy_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.user_factors.copy(), self.model.item_factors.copy()
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """(len(users), len(items)) float32: ``user_factors[users] @ item_factors[items].T``."""

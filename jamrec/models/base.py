@@ -35,13 +35,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
 from jamrec.models.dataset import Dataset, Truth
+
+if TYPE_CHECKING:
+    from jamrec.models.early_stopping import StopOutcome
 
 TIE_SEED = 20150926  # TIMJ's last day: the tie order is part of the protocol, not a knob
 
@@ -64,8 +67,11 @@ def tie_rank(n_tracks: int) -> np.ndarray:
 class TrainData:
     """What a model may learn from: the train split and what goes with it.
 
-    ``probe`` (optional) returns validation NDCG@10 for a model mid-training; ``on_step``
-    (optional) receives ``(step, loss, val_ndcg_at_10)`` after each epoch or iteration.
+    ``probe`` (optional) returns a model's per-user validation NDCG@10 mid-training:
+    ``(n,)`` float64, the same ``n`` users in the same order at every call (a fixed sample,
+    so successive steps compare paired: :mod:`jamrec.models.early_stopping`). ``on_step``
+    (optional) receives ``(step, loss, val_ndcg_at_10)`` after each epoch or iteration, the
+    last being the probe's mean.
     """
 
     train: sp.csr_matrix  # (n_users, n_tracks) train positives
@@ -74,7 +80,7 @@ class TrainData:
     feature_names: tuple[str, ...]
     truth: Truth | None = None
     popularity: np.ndarray | None = None  # (n_tracks,) Spotify popularity, NaN if unknown
-    probe: Callable[[Recommender], float] | None = None
+    probe: Callable[[Recommender], np.ndarray] | None = None
     on_step: Callable[[int, float | None, float | None], None] | None = None
 
     @property
@@ -110,12 +116,20 @@ class TrainData:
             **extra,
         )
 
-    def step(self, step: int, loss: float | None, model: Recommender) -> float | None:
-        """Report one epoch/iteration: probes validation NDCG@10 and calls ``on_step``."""
-        ndcg = self.probe(model) if self.probe is not None else None
+    def step(self, step: int, loss: float | None, model: Recommender) -> np.ndarray | None:
+        """Report one epoch/iteration: probes validation NDCG@10 and calls ``on_step``.
+
+        Returns the probe's per-user values (``(n,)`` float64; empty without validation
+        users, ``None`` without a probe), what early stopping decides on.
+        """
+        values = None
+        ndcg = None
+        if self.probe is not None:
+            values = np.asarray(self.probe(model), dtype=np.float64).reshape(-1)
+            ndcg = float(values.mean()) if len(values) else float("nan")
         if self.on_step is not None:
             self.on_step(step, loss, ndcg)
-        return ndcg
+        return values
 
 
 class LeakError(ValueError):
@@ -202,6 +216,8 @@ class Recommender(ABC):
         self.n_users = 0
         self.n_tracks = 0
         self._tie_rank: np.ndarray | None = None
+        # how the last fit ended (iterative models: the step kept and why); None otherwise
+        self.stopping: StopOutcome | None = None
 
     # -- to implement --------------------------------------------------------------------
     @abstractmethod
@@ -238,6 +254,7 @@ class Recommender(ABC):
         self.n_users, self.n_tracks = data.train.shape
         self.seen = data.train
         self._tie_rank = None
+        self.stopping = None
         self._fit(data)
         return self
 

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from jamrec.log import log
 from jamrec.models import create, load
 from jamrec.models.base import FoldsIn, Recommender, Runtime, TrainData, check_no_leak
 from jamrec.models.dataset import Dataset
+from jamrec.models.early_stopping import PROBE_USERS, StopOutcome
 from jamrec.provenance import code_version, new_id, now
 from jamrec.timing import Timing
 from jamrec.warehouse import history, timings
@@ -51,6 +53,7 @@ class TrainedRun:
     model_path: str | None = None
     # Its stages so far (train, save, evaluate), written to `timings` with the run's row.
     stages: list[Timing] = field(default_factory=list)
+    stopping: StopOutcome | None = None  # iterative models: the step kept and why it ended
 
 
 def new_run_id(model: str) -> str:
@@ -76,14 +79,10 @@ def train(
 
     ``seed`` is the training seed; ``config`` overrides the model's hyperparameters;
     ``runtime`` says how it runs (device, threads: recorded in the run's timings, not its
-    config). Validation NDCG@10 is probed after each step on a fixed sample of val users,
-    drawn with the evaluation seed (``evaluation``), so curves of different training seeds
-    share their users. The data the model was fitted on is checked for held-out pairs
-    (:func:`jamrec.models.base.check_no_leak`).
+    config). Validation NDCG@10 is probed after each step (:func:`training_probe`); the
+    test split is never probed. The data the model was fitted on is checked for held-out
+    pairs (:func:`jamrec.models.base.check_no_leak`).
     """
-    from jamrec.evaluation.protocols import val_probe
-
-    evaluation = evaluation or EvaluationSettings()
     model = create(name, runtime=runtime, seed=seed, **(config or {}))
     run = TrainedRun(new_run_id(name), model, data.build_id, seed, now(), purpose=purpose_of(data))
     start = time.perf_counter()
@@ -98,10 +97,11 @@ def train(
             shown.append(f"val NDCG@10 {ndcg:.4f}")
         log.info("train %s: %s (%.1f s)", name, ", ".join(shown), elapsed)
 
-    probe = val_probe(data, seed=evaluation.seed)
+    probe = training_probe(model, data, evaluation)
     train_data = TrainData.from_dataset(data, probe=probe, on_step=on_step)
     model.fit(train_data)
     check_no_leak(model.seen, data)
+    run.stopping = model.stopping
     run.timings["fit_s"] = round(time.perf_counter() - start, 3)
     run.stages.append(Timing.since("train", start, rows=data.train.nnz, model=name))
     run.timings.update(getattr(model, "stats", {}) or {})
@@ -113,8 +113,33 @@ def train(
         "tracks": data.n_tracks,
         "train_rows": int(data.train.nnz),
     }
-    log.info("trained %s in %.1f s (run %s)", name, run.timings["fit_s"], run.run_id)
+    kept = ""
+    if run.stopping is not None:
+        kept = (
+            f", kept step {run.stopping.best_step} of {run.stopping.stopped_step} "
+            f"({run.stopping.stop_reason})"
+        )
+    log.info("trained %s in %.1f s%s (run %s)", name, run.timings["fit_s"], kept, run.run_id)
     return run
+
+
+def training_probe(
+    model: Recommender, data: Dataset, evaluation: EvaluationSettings | None = None
+) -> Callable[[Recommender], np.ndarray]:
+    """The validation probe ``model`` trains with (:func:`.protocols.val_probe`).
+
+    With early stopping on, it decides when training ends: per-user NDCG@10 of the
+    model's ``probe_users`` val users (:data:`jamrec.models.early_stopping.PROBE_USERS`),
+    drawn with its *training* seed, so it is a training decision, never the evaluation's.
+    Otherwise it only draws the training curve: the evaluation's small probe (drawn with
+    the evaluation seed, so curves of different training seeds share their users)."""
+    from jamrec.evaluation.protocols import val_probe
+
+    config = model.config
+    if getattr(config, "early_stopping", False):
+        n_users = getattr(config, "probe_users", PROBE_USERS)
+        return val_probe(data, n_users=n_users, seed=config.seed)
+    return val_probe(data, seed=(evaluation or EvaluationSettings()).seed)
 
 
 def models_dir(warehouse: Path | None = None) -> Path:
@@ -307,9 +332,10 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
             """
             insert into model_runs (run_id, build_id, model, config, seed, data_snapshot,
                 started_at, finished_at, status, timings, model_path, code_version, purpose,
-                evaluation_seed, user_sample, n_boot)
+                evaluation_seed, user_sample, n_boot, best_step, stopped_step, stop_reason)
             values ($run, $build, $model, $config, $seed, $snapshot, $started, $finished,
-                $status, $timings, $path, $code, $purpose, $eval_seed, $user_sample, $n_boot)
+                $status, $timings, $path, $code, $purpose, $eval_seed, $user_sample, $n_boot,
+                $best_step, $stopped_step, $stop_reason)
             """,
             {
                 "run": run.run_id,
@@ -326,6 +352,9 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
                 "code": code_version(),
                 "purpose": run.purpose,
                 **_settings_params(result),
+                "best_step": run.stopping.best_step if run.stopping else None,
+                "stopped_step": run.stopping.stopped_step if run.stopping else None,
+                "stop_reason": run.stopping.stop_reason if run.stopping else None,
             },
         )
         written = 1 + len(run.curve)

@@ -75,13 +75,20 @@ def try_config(
     evaluation_seed: int = 0,
 ) -> Trial:
     """Train one configuration (training ``seed``) and score it on validation (NDCG@10,
-    ``full_sample``, users drawn with ``evaluation_seed``: the same for every trial)."""
+    ``full_sample``, users drawn with ``evaluation_seed``: the same for every trial).
+
+    The trial trains with the validation probe of :func:`runs.train` (its early stopping
+    decides on it), so the chosen configuration, trained again as a run, is the same model.
+    """
     from jamrec.evaluation.protocols import evaluate
     from jamrec.models import create
     from jamrec.models.base import TrainData
+    from jamrec.operations import runs
 
     start = time.perf_counter()
-    fitted = create(model, seed=seed, **config).fit(TrainData.from_dataset(data))
+    untrained = create(model, seed=seed, **config)
+    probe = runs.training_probe(untrained, data)
+    fitted = untrained.fit(TrainData.from_dataset(data, probe=probe))
     result = evaluate(
         fitted,
         data,

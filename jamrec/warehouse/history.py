@@ -106,6 +106,26 @@ PROMOTION_PAIRED = (
     C("n_users_paired", "integer", "Users behind the paired difference."),
 )
 
+EARLY_STOPPING = (
+    C(
+        "best_step",
+        "integer",
+        "The epoch or iteration whose state the saved model holds: the best on the "
+        "validation probe when early stopping is on, else the last one trained (null for "
+        "models without training steps).",
+    ),
+    C("stopped_step", "integer", "The last epoch or iteration trained."),
+    C(
+        "stop_reason",
+        "varchar",
+        "Why training ended: 'no_improvement' (patience steps without a significant gain on "
+        "the validation probe; the best step restored), 'max_steps' (the epochs/iterations "
+        "maximum first; the best step kept), 'disabled' (early stopping off: the last step "
+        "kept) or 'no_probe' (no validation users to probe: the last step kept); null for "
+        "models without training steps.",
+    ),
+)
+
 BUILDS = Table(
     "builds",
     "One row per warehouse build, failed ones included; kept across rebuilds.",
@@ -207,6 +227,7 @@ MODEL_RUNS = Table(
         ),
         C("promoted_at", "timestamptz", "When it last became champion (UTC)."),
         *EVALUATION_COLUMNS,
+        *EARLY_STOPPING,
     ),
 )
 
@@ -256,7 +277,8 @@ TRAINING_CURVES = Table(
         C(
             "val_ndcg_at_10",
             "double",
-            "Full-ranking NDCG@10 on a fixed sample of validation users.",
+            "Full-ranking NDCG@10 on a fixed sample of validation users (the run's "
+            "probe_users, drawn with its training seed; early stopping decides on it).",
         ),
         C("seconds", "double", "Seconds since training started."),
     ),
@@ -668,6 +690,12 @@ def _timings(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(TIMINGS.create_sql())
 
 
+def _early_stopping(con: duckdb.DuckDBPyConnection) -> None:
+    """Which step each run kept and why its training ended: ``model_runs.best_step``,
+    ``stopped_step``, ``stop_reason`` (null in runs recorded before)."""
+    _add_columns(con, MODEL_RUNS, EARLY_STOPPING)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "history tables of jamrec 0.1, with every column added since", _baseline),
     Migration(
@@ -683,6 +711,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(4, "alerts: failed or crashed flow runs, overdue weekly retrains", _alerts),
     Migration(5, "timings: wall seconds and peak memory per stage of builds and runs", _timings),
+    Migration(
+        6,
+        "early stopping: model_runs.best_step, stopped_step, stop_reason",
+        _early_stopping,
+    ),
 )
 CURRENT = max(step.version for step in MIGRATIONS)
 

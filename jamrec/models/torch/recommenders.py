@@ -45,7 +45,10 @@ class HybridConfig(MBCFConfig):
 
     hidden: int = Field(128, ge=1, description="The study's setting.")
     epochs: int = Field(
-        3, ge=1, description="Val NDCG@10 peaks there on small with the published negatives."
+        3,
+        ge=1,
+        description="The most epochs (val NDCG@10 peaks there on small with the published "
+        "negatives).",
     )
 
 

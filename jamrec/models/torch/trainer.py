@@ -27,7 +27,8 @@ from pydantic import Field
 from torch import nn
 
 from jamrec.errors import JamrecError
-from jamrec.models.base import ModelConfig, TrainData
+from jamrec.models.base import TrainData
+from jamrec.models.early_stopping import EarlyStopping, EarlyStoppingConfig
 
 if TYPE_CHECKING:
     from torch.optim.optimizer import ParamsT
@@ -38,11 +39,15 @@ MAX_REDRAWS = 20  # rounds of re-drawing negatives that hit a positive; what is 
 _SHUFFLE, _NEGATIVES = 0, 1  # generator streams of one epoch
 
 
-class TrainConfig(ModelConfig):
-    """Settings of the BCE trainer, shared by every torch recommender."""
+class TrainConfig(EarlyStoppingConfig):
+    """Settings of the BCE trainer, shared by every torch recommender, with early stopping
+    (:mod:`jamrec.models.early_stopping`): ``epochs`` is the maximum."""
 
     epochs: int = Field(
-        20, ge=1, description="MBCF's validation NDCG@10 peaks there on the generated small dump."
+        20,
+        ge=1,
+        description="The most epochs (MBCF's validation NDCG@10 peaks there on the generated "
+        "small dump).",
     )
     batch_size: int = Field(4096, ge=1, description="The study's setting.")
     lr: float = Field(1e-3, gt=0, description="The study's setting (Adam's usual default).")
@@ -211,8 +216,12 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
     """Fit ``module`` (``forward(users, items) -> logits``) in place with BCE and Adam.
 
     After each epoch, ``data.step(epoch, mean_loss, owner)`` reports the epoch (1-based:
-    epochs completed) and may probe ``owner`` mid-training. Returns throughput statistics:
-    ``samples`` (pairs seen), ``train_s`` (seconds, probes excluded), ``samples_per_s``.
+    epochs completed) and may probe ``owner`` mid-training; early stopping
+    (:class:`.EarlyStopping`, ``config.early_stopping``) decides on the probe whether to go
+    on, and at the end ``module`` holds the best epoch's weights and buffers (a copy of its
+    ``state_dict`` taken when that epoch became the best). ``owner.stopping`` says which
+    epoch was kept and why training ended. Returns throughput statistics: ``samples``
+    (pairs seen), ``train_s`` (seconds, probes excluded), ``samples_per_s``.
     """
     device = resolve_device(owner.runtime.device)
     threads = torch.get_num_threads()
@@ -233,6 +242,7 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
                 module.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
             )
         loss_fn = nn.BCEWithLogitsLoss()
+        stopper: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(config)
         samples, seconds = 0, 0.0
         for epoch in range(config.epochs):
             start = time.perf_counter()
@@ -255,7 +265,13 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
             mean_loss = total.item() / max(len(users), 1)  # .item() also waits for the GPU
             seconds += time.perf_counter() - start
             samples += len(users)
-            data.step(epoch + 1, mean_loss, owner)
+            values = data.step(epoch + 1, mean_loss, owner)
+            if stopper.observe(epoch + 1, values, lambda: _copy_state(module)):
+                break
+        best = stopper.restore_state()
+        if best is not None:
+            module.load_state_dict(best)
+        owner.stopping = stopper.outcome
         return {
             "samples": samples,
             "train_s": round(seconds, 3),
@@ -265,3 +281,8 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
         for embedding in [m for m in module.modules() if isinstance(m, nn.Embedding)]:
             embedding.sparse = False
         torch.set_num_threads(threads)
+
+
+def _copy_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``module``'s ``state_dict`` (weights and saved buffers), on its device."""
+    return {name: value.detach().clone() for name, value in module.state_dict().items()}

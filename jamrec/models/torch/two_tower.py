@@ -56,7 +56,9 @@ class TwoTowerConfig(TrainConfig):
 
     dim: int = Field(64, ge=1, description="MBCF's width (not tuned here).")
     hidden: int = Field(64, ge=1, description="Not tuned: 11 features in, dim + 1 out.")
-    epochs: int = Field(20, ge=1, description="Val NDCG@10 flattens there on small (above).")
+    epochs: int = Field(
+        20, ge=1, description="The most epochs (val NDCG@10 flattens there on small, above)."
+    )
     id_dropout: float = Field(
         0.0, ge=0, lt=1, description="Off: on small it cost warm accuracy, gave cold none."
     )
