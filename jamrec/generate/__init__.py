@@ -34,7 +34,7 @@ from jamrec.errors import JamrecError
 from jamrec.generate import activity, names, spotify, taste, text, timj, truth
 
 BETA = 2.0  # taste vs popularity: beta * u.t has sd ~2.2, the log-popularity sd 1.6
-AUDIO_SHARE = 0.0  # the audio taste's share of the taste variance (see the module docstring)
+AUDIO_SHARE = 0.3  # the audio taste's share of the taste variance (see the module docstring)
 LURKER_SHARE = 0.05  # users who only like or follow, on top of those who jam
 DUPLICATE_SHARE = 0.006
 BROKEN_SHARE = 0.0002
