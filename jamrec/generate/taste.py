@@ -62,7 +62,7 @@ AUDIO_FEATURES = ("danceability", "energy", "valence", "acousticness", "tempo")
 # features, fitted per user, explains 36% of a user's bump at width 1.0, 47% at 1.25, 55%
 # at 1.5, 65% at 2.0, and the top track sits 9, 6.6, 5.5, 4.6 sd above the mean. A peaked
 # bump makes heavy users exhaust the few tracks near their point: at 1.25 and audio share
-# 0.5 the tiny scale loses 11% of its jams (repeats redrawn in vain), at 1.5 2%.
+# 0.5 the tiny scale loses 11% of its jams (repeats redrawn in vain), at 1.5 3%.
 AUDIO_WIDTH = 1.5
 AUDIO_CLUSTER_SD = 1.0  # taste clusters' points, in sd of each feature: the populated region
 AUDIO_USER_SD = 0.5  # a user's point around their cluster's (the proposal's residual stays small)
@@ -317,16 +317,6 @@ class Mix:
     def audio_weight(self) -> float:
         """The factor of the bump (0 when the share is 0)."""
         return self.beta * math.sqrt(self.share) * self.scale
-
-    def score(self, users: UserTaste, rows: np.ndarray, tracks: TrackTaste) -> np.ndarray:
-        """(len(rows), n_tracks) float64: the planted score of the users at `rows`."""
-        u = users.vectors[rows].astype(np.float64)
-        out = self.dot_weight * (u @ tracks.vectors.T.astype(np.float64)) + tracks.bias
-        if self.share > 0:
-            p = users.points[rows].astype(np.float64)
-            b = bump(p, tracks.audio.astype(np.float64), self.width)
-            out += self.beta * math.sqrt(self.share) * (self.scale * b + self.offset)
-        return out
 
 
 def mix(beta: float, share: float, users: UserTaste, pool: Pool) -> Mix:
