@@ -565,6 +565,20 @@ def test_bad_arguments_are_refused(tmp_path):
     assert set(SCALES) == {"tiny", "small", "full"}
 
 
+def test_the_command_line_takes_and_records_the_audio_share(tmp_path, capsys):
+    from jamrec.cli import main
+
+    out = tmp_path / "dump"
+    assert main(["generate", "--out", str(out), "--scale", "tiny", "--audio-share", "0.8"]) == 0
+    assert "audio share 0.8" in capsys.readouterr().out
+    assert json.loads((out / "truth/params.json").read_text())["audio_share"] == 0.8
+    for bad in ("1.5", "-0.1", "nan", "half"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["generate", "--out", str(out), "--audio-share", bad])
+        assert exit_.value.code == 2
+        assert "--audio-share" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_small_scale_truth_finds_held_out_jams_popularity_does_not(tmp_path):
     summary = generate(tmp_path, "small", seed=3, progress=lambda s: None)
