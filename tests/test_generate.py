@@ -1,7 +1,8 @@
 """The synthetic-data generator: formats, quirks, determinism and planted preferences.
 
 Everything runs at the tiny scale (well under a second per dump) except the tests marked
-``slow``, which generate the small scale once.
+``slow``: one generates the small scale, one builds a warehouse from a tiny dump for the
+oracle.
 """
 
 from __future__ import annotations
