@@ -173,9 +173,9 @@ def generate(
     `scale` is a key of SCALES; `broken_share` the share of jams.tsv lines to break (default
     0.0002, never fewer than 3 unless 0); `spotify_variants` file names of the Kaggle
     variants to write, or "all"; `audio_share` the share of the planted taste that is the
-    non-linear audio taste, in [0, 1] (0: the dumps made before it existed, byte for
-    byte). Counts refer to what the files hold: ``jams`` are the well-formed jam lines,
-    ``broken_lines`` the lines that are not, and so on.
+    non-linear audio taste, in [0, 1] (0: the TIMJ and Spotify files made before it
+    existed, byte for byte). Counts refer to what the files hold: ``jams`` are the
+    well-formed jam lines, ``broken_lines`` the lines that are not, and so on.
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")

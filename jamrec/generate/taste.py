@@ -22,7 +22,7 @@ within-user spread over the tracks TIMJ users know as ``u . t``, and the two ter
 nearly uncorrelated, so ``s`` (the audio share) is the share of the taste variance that
 the bump carries, and the taste's total spread, hence its balance with popularity
 (``beta``), does not depend on ``s``. ``s = 0`` is the planted score as it was before the
-share existed, with the same dumps, byte for byte.
+share existed: the same TIMJ and Spotify files, byte for byte (the truth gains columns).
 """
 
 from __future__ import annotations
