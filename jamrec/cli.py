@@ -55,6 +55,17 @@ def _model_name(value: str) -> str:
     return value
 
 
+def _share(value: str) -> float:
+    """A number in [0, 1], or argparse's one-line error."""
+    try:
+        share = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0.0 <= share <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
+    return share
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -75,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--spotify-variants",
         default="tracks.csv",
         help="'all', or a comma-separated list of Kaggle variants to write (default tracks.csv)",
+    )
+    gen.add_argument(
+        "--audio-share",
+        type=_share,
+        default=None,
+        metavar="S",
+        help="share of the planted taste that is a non-linear audio-feature taste, 0..1 "
+        "(default: the generator's, recorded in truth/params.json; 0 is the taste before "
+        "the setting existed)",
     )
     gen.set_defaults(func=cmd_generate)
 
@@ -298,16 +318,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """``jamrec generate``: write a synthetic dump and print what it holds."""
-    from jamrec.generate import generate
+    from jamrec.generate import AUDIO_SHARE, generate
 
+    share = AUDIO_SHARE if args.audio_share is None else args.audio_share
     summary = generate(
         args.out,
         scale=args.scale,
         seed=args.seed,
         broken_share=args.broken_share,
         spotify_variants=args.spotify_variants,
+        audio_share=share,
     )
-    print(f"wrote a {args.scale} synthetic dump (seed {args.seed}) to {args.out}")
+    print(
+        f"wrote a {args.scale} synthetic dump (seed {args.seed}, audio share {share:g}) "
+        f"to {args.out}"
+    )
     for key, value in summary.items():
         shown = f"{value:,}" if isinstance(value, int) else value
         print(f"  {key}: {shown}")

@@ -12,6 +12,7 @@ import pytest
 
 from jamrec.config import get_settings
 from jamrec.errors import JamrecError
+from jamrec.generate import AUDIO_SHARE
 from jamrec.report import build_report, report_markdown_summary
 from tests.browser import Browser, find_chromium
 
@@ -93,6 +94,7 @@ def test_report_has_every_section_and_figure(report, trained):
     assert 'class="ci"' in comparison
     assert 'href="data_docs/index.html"' in html
     assert "passed" in html and "No model runs yet" not in html
+    assert f"audio share {AUDIO_SHARE:g})" in html and "Generated data: each user picks" in html
     assert report.stat().st_size < 3_000_000
 
 

@@ -4,8 +4,27 @@
 ``archive/jams.tsv``, ``archive/likes.tsv``, ``archive/followers.tsv`` (the TIMJ dump,
 real format and quirks), ``tracks.csv`` and optionally the four other Kaggle variants,
 and ``truth/`` (users.parquet, tracks.parquet, params.json: the planted preferences).
-The same seed gives the same bytes; each part of the world draws from its own generator
-``default_rng([seed, part])``, so changing one part does not reshuffle the others.
+The same seed and settings give the same bytes; each part of the world draws from its own
+generator ``default_rng([seed, part])``, so changing one part does not reshuffle the others.
+
+The planted score (``taste.Mix``; docs/inputs.md) is
+
+    score(u, j) = beta * (sqrt(1 - s) * u . t_j + sqrt(s) * h_u(a_j)) + bias_j
+
+a latent dot product (track vectors ``t`` about half linear in the audio features), a
+non-linear audio taste ``h_u`` (a bump around the user's preferred point ``p_u`` in five
+standardised audio features ``a``, scaled to the spread of ``u . t``, so ``s`` is its
+share of the taste variance) and a log-popularity ``bias``; ``s`` is the audio share
+(``audio_share``, AUDIO_SHARE by default). A user picks a track with probability
+proportional to ``exp(score)``; the oracle ranks by the score.
+
+Why 0.3 by default: a middle value on the realistic side. In real listening data the
+audio features explain a minority of taste (content-based recommenders trail
+collaborative filtering by a wide margin), and the latent vectors ``t`` already follow
+the features linearly for about half their variance, so at 0.3 the features account for
+about two thirds of the taste variance, and about a seventh of it (the bump's non-linear part)
+lies beyond any model linear in them. 0 reproduces the dumps made before the share
+existed; 0.8 makes the audio taste dominate.
 """
 
 from __future__ import annotations
@@ -23,11 +42,12 @@ from jamrec.errors import JamrecError
 from jamrec.generate import activity, names, spotify, taste, text, timj, truth
 
 BETA = 2.0  # taste vs popularity: beta * u.t has sd ~2.2, the log-popularity sd 1.6
+AUDIO_SHARE = 0.3  # the audio taste's share of the taste variance (why 0.3: module docstring)
 LURKER_SHARE = 0.05  # users who only like or follow, on top of those who jam
 DUPLICATE_SHARE = 0.006
 BROKEN_SHARE = 0.0002
 # One generator per part of the world (the numbers are part of the output's identity).
-POOL, NAMES, IDS, USERS, COUNTS, JAMS, DAYS, LIKES, FOLLOWERS, TIMJ, SPOTIFY = range(1, 12)
+POOL, NAMES, IDS, USERS, COUNTS, JAMS, DAYS, LIKES, FOLLOWERS, TIMJ, SPOTIFY, AUDIO = range(1, 13)
 
 
 @dataclass(frozen=True)
@@ -107,6 +127,7 @@ class _World:
     user_chars: np.ndarray
     user_ids: pl.Series
     users_taste: taste.UserTaste
+    mix: taste.Mix
 
     @property
     def n_all(self) -> int:
@@ -145,19 +166,24 @@ def generate(
     broken_share: float | None = None,
     spotify_variants: Sequence[str] | str = ("tracks.csv",),
     progress: Callable[[str], None] | None = None,
+    audio_share: float = AUDIO_SHARE,
 ) -> dict:
     """Write a synthetic dump under `out`; return a summary dict of counts (printed by the CLI).
 
     `scale` is a key of SCALES; `broken_share` the share of jams.tsv lines to break (default
     0.0002, never fewer than 3 unless 0); `spotify_variants` file names of the Kaggle
-    variants to write, or "all". Counts refer to what the files hold: ``jams`` are the
+    variants to write, or "all"; `audio_share` the share of the planted taste that is the
+    non-linear audio taste, in [0, 1] (0: the TIMJ and Spotify files made before it
+    existed, byte for byte). Counts refer to what the files hold: ``jams`` are the
     well-formed jam lines, ``broken_lines`` the lines that are not, and so on.
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    if not 0.0 <= audio_share <= 1.0:
+        raise ValueError(f"the audio share must be in [0, 1], not {audio_share}")
     spec, variants, out = SCALES[scale], _variants(spotify_variants), Path(out)
     clock = _Clock(progress or logging.getLogger("jamrec.generate").info)
-    world = _draw_catalogue_and_users(spec, seed, clock)
+    world = _draw_catalogue_and_users(spec, seed, float(audio_share), clock)
     acts = _draw_activity(world, seed, clock)
     share = BROKEN_SHARE if broken_share is None else broken_share
     summary, uri_rows = _write_timj(world, acts, out, seed, share)
@@ -167,13 +193,15 @@ def generate(
     users, tracks = _write_truth(world, acts, out, seed, scale, summary, uri_rows)
     clock.done(f"truth: {users:,} users, {tracks:,} tracks")
     clock.say(
-        f"generated {scale} (seed {seed}) in {time.perf_counter() - clock.start:.1f} s under {out}"
+        f"generated {scale} (seed {seed}, audio share {world.mix.share:g}) in "
+        f"{time.perf_counter() - clock.start:.1f} s under {out}"
     )
     return summary
 
 
-def _draw_catalogue_and_users(spec: ScaleSpec, seed: int, clock: _Clock) -> _World:
-    """The track pool and its names, every id, and the users' taste (no activity yet)."""
+def _draw_catalogue_and_users(spec: ScaleSpec, seed: int, share: float, clock: _Clock) -> _World:
+    """The track pool and its names, every id, the users' taste and the planted score with
+    audio share `share` (no activity yet)."""
     pool = taste.build_pool(
         _rng(seed, POOL), spec.n_tracks, round(spec.known_per_song * spec.n_songs)
     )
@@ -186,10 +214,11 @@ def _draw_catalogue_and_users(spec: ScaleSpec, seed: int, clock: _Clock) -> _Wor
     album_ids = text.spotify_ids(rng, pool.n_catalogue)
     n_all = spec.n_users + round(LURKER_SHARE * spec.n_users)
     user_chars = text.hex_chars(rng, n_all)
+    users = taste.user_taste(_rng(seed, USERS), n_all, _rng(seed, AUDIO))
     return _World(
         spec, pool, artist_names, titles, timj_artist, albums, track_ids, artist_ids,
-        album_ids, user_chars, text.fixed_width_strings(user_chars),
-        taste.user_taste(_rng(seed, USERS), n_all),
+        album_ids, user_chars, text.fixed_width_strings(user_chars), users,
+        taste.mix(BETA, share, users, pool),
     )  # fmt: skip
 
 
@@ -198,9 +227,7 @@ def _draw_activity(world: _World, seed: int, clock: _Clock) -> _Activity:
     spec, pool, n_all = world.spec, world.pool, world.n_all
     n_dup = round(DUPLICATE_SHARE * spec.n_jams)
     counts = activity.jams_per_user(_rng(seed, COUNTS), spec.n_users, spec.n_jams - n_dup)
-    user, track = activity.draw_jams(
-        (seed, JAMS), counts, world.users_taste, pool.vectors, pool.bias, BETA
-    )
+    user, track = activity.draw_jams((seed, JAMS), counts, world.users_taste, pool.taste, world.mix)
     rng = _rng(seed, DAYS)
     day = activity.jam_days(rng, user, np.bincount(user, minlength=spec.n_users))
     jams = activity.add_duplicates(rng, user, track, day, n_dup)
@@ -211,7 +238,7 @@ def _draw_activity(world: _World, seed: int, clock: _Clock) -> _Activity:
     jam_count = np.bincount(jams.user, minlength=n_all)
     liker_w = (jam_count + 1.0) ** 0.8 * np.exp(rng.normal(0, 1, n_all))
     n_unknown = round(timj.UNKNOWN_LIKE_SHARE * spec.n_likes)
-    args = (world.users_taste, pool.vectors, pool.bias, BETA)
+    args = (world.users_taste, pool.taste, world.mix)
     liker, liked = activity.draw_likes(
         (seed, LIKES), rng, jams, liker_w, spec.n_likes - n_unknown, *args
     )
@@ -281,8 +308,14 @@ def _write_truth(
     users = np.flatnonzero(seen)
     tracks = np.union1d(np.arange(world.pool.n_catalogue), acts.jams.track[uri_rows])
     summary |= {"users": len(users), "truth_tracks": len(tracks)}
+    mix = world.mix
     params = {
-        "beta": BETA,
+        "beta": mix.beta,
+        "audio_share": mix.share,
+        "audio_width": mix.width,
+        "audio_scale": mix.scale,
+        "audio_offset": mix.offset,
+        "audio_features": list(taste.AUDIO_FEATURES),
         "seed": seed,
         "scale": scale,
         "candidates_per_jam": activity.M_JAMS,
@@ -294,11 +327,12 @@ def _write_truth(
             "clusters": taste.N_CLUSTERS,
             "m_jams": activity.M_JAMS,
             "m_likes": activity.M_LIKES,
+            "width": mix.width,
         },
     }
     truth.write_truth(
         out / "truth", world.user_ids.gather(users), world.users_taste.vectors[users],
-        world.track_ids.gather(tracks), world.pool.vectors[tracks], world.pool.bias[tracks],
-        params,
+        world.users_taste.points[users], world.track_ids.gather(tracks),
+        world.pool.vectors[tracks], world.pool.audio[tracks], world.pool.bias[tracks], params,
     )  # fmt: skip
     return len(users), len(tracks)

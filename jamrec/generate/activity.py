@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from jamrec.generate.choice import WeightedSampler, by_cluster, first_occurrence
-from jamrec.generate.taste import UserTaste
+from jamrec.generate.taste import Mix, TrackTaste, UserTaste
 
 N_DAYS = 1493  # 2011-08-26 .. 2015-09-26, both included
-M_JAMS = 48  # candidates per pick: enough for the pick to follow exp(bias + beta u.t)
+M_JAMS = 48  # candidates per pick: enough for the pick to follow exp(planted score)
 M_LIKES = 32
 SOFT_CAP = 900  # jams per user stay in the hundreds
 ROUNDS = 12  # redraws of repeated picks (user-track, liker-jam) before the rest are dropped
@@ -47,20 +47,20 @@ def draw_jams(
     key: tuple[int, ...],
     counts: np.ndarray,
     users: UserTaste,
-    tracks: np.ndarray,
-    bias: np.ndarray,
-    beta: float,
+    tracks: TrackTaste,
+    mix: Mix,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Creator and pool track per jam, for `counts` (n_users,) jams per user; `tracks`
-    (n_pool, d) and `bias` (n_pool,) are the pool's planted preferences. A user never
-    jams the same track twice here (repeats are redrawn, the few left after ROUNDS
-    rounds dropped)."""
+    are the pool's planted preferences, `mix` the planted score. A user never jams the
+    same track twice here (repeats are redrawn, the few left after ROUNDS rounds
+    dropped)."""
     user = np.repeat(np.arange(len(counts)), counts)
     track = np.full(len(user), -1)
-    for events, pick in by_cluster(user, users, tracks, bias, beta, M_JAMS):
+    n_tracks = len(tracks.bias)
+    for events, pick in by_cluster(user, users, tracks, mix, M_JAMS):
         track[events] = pick((*key, 0), events)
         for r in range(1, ROUNDS + 1):
-            again = events[~first_occurrence(user[events] * len(tracks) + track[events])]
+            again = events[~first_occurrence(user[events] * n_tracks + track[events])]
             if not len(again):
                 break
             track[again] = -1 if r == ROUNDS else pick((*key, r), again)
@@ -101,9 +101,8 @@ def draw_likes(
     liker_weight: np.ndarray,
     n_likes: int,
     users: UserTaste,
-    tracks: np.ndarray,
-    bias: np.ndarray,
-    beta: float,
+    tracks: TrackTaste,
+    mix: Mix,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(liker, jam row) pairs, unique, never a user's own jam.
 
@@ -119,7 +118,7 @@ def draw_likes(
     liker = liker[rng.permutation(len(liker))]
     jam = np.full(len(liker), -1)
     n_rows = len(jams.user)
-    for events, pick in by_cluster(liker, users, tracks[songs], bias[songs], beta, M_LIKES):
+    for events, pick in by_cluster(liker, users, tracks.subset(songs), mix, M_LIKES):
         for r in range(ROUNDS):
             todo = events[jam[events] < 0]
             if not len(todo):

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from jamrec.models.base import ModelConfig, Recommender, TrainData
+from jamrec.models.dataset import Truth
 from jamrec.rand import splitmix64
 
 
@@ -77,7 +78,8 @@ class OracleConfig(ModelConfig):
 
 
 class Oracle(Recommender):
-    """Ranks by the planted preference ``beta * u.t + bias`` (generated data only).
+    """Ranks by the generator's planted score (generated data only): the latent dot
+    product, the audio taste by its share, and the popularity bias (``Truth.score``).
 
     The best ranking any model can hope for on a generated dump; real data has no
     truth, and fitting this model there is an error.
@@ -90,19 +92,41 @@ class Oracle(Recommender):
     def _fit(self, data: TrainData) -> None:
         if data.truth is None:
             raise ValueError("the oracle needs the planted truth (truth_* tables, generated data)")
-        self.users = data.truth.users * data.truth.beta
-        self.tracks = data.truth.tracks
-        self.bias = data.truth.bias
+        self.truth = data.truth
         data.step(0, None, self)
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
-        tracks = self.tracks if items is None else self.tracks[np.asarray(items)]
-        bias = self.bias if items is None else self.bias[np.asarray(items)]
-        return (self.users[np.atleast_1d(users)] @ tracks.T + bias).astype(np.float32)
+        return self.truth.score(users, items)
 
     def _save(self, folder: Path) -> None:
-        np.savez(folder / "truth.npz", users=self.users, tracks=self.tracks, bias=self.bias)
+        t = self.truth
+        none = np.zeros((0, 0), np.float32)  # truth without the audio taste
+        np.savez(
+            folder / "truth.npz",
+            users=t.users,
+            tracks=t.tracks,
+            bias=t.bias,
+            points=none if t.points is None else t.points,
+            audio=none if t.audio is None else t.audio,
+            mix=np.array([t.beta, t.audio_share, t.audio_width, t.audio_scale, t.audio_offset]),
+        )
 
     def _load(self, folder: Path) -> None:
         saved = np.load(folder / "truth.npz")
-        self.users, self.tracks, self.bias = saved["users"], saved["tracks"], saved["bias"]
+        if "mix" not in saved:  # saved before the audio share: users already times beta
+            self.truth = Truth(saved["users"], saved["tracks"], saved["bias"], beta=1.0)
+            return
+        beta, share, width, scale, offset = (float(v) for v in saved["mix"])
+        audio = saved["points"].size > 0
+        self.truth = Truth(
+            saved["users"],
+            saved["tracks"],
+            saved["bias"],
+            beta=beta,
+            points=saved["points"] if audio else None,
+            audio=saved["audio"] if audio else None,
+            audio_share=share,
+            audio_width=width,
+            audio_scale=scale,
+            audio_offset=offset,
+        )

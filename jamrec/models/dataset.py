@@ -19,6 +19,7 @@ after it, no val). Both use the same user and track indexes.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,14 +42,43 @@ SPLIT_PROTOCOLS = {
 class Truth:
     """The generator's planted preferences, aligned to the dataset's indexes.
 
-    ``score(u, t) = beta * users[u] . tracks[t] + bias[t]``; users or tracks the truth
-    does not know get zero vectors (and the lowest bias).
+    :meth:`score` is the generator's score (``truth_params``' ``score``, docs/inputs.md)::
+
+        beta * (sqrt(1 - audio_share) * users[u] . tracks[t]
+                + sqrt(audio_share) * (audio_scale * bump + audio_offset)) + bias[t]
+        bump = exp(-|audio[t] - points[u]|^2 / (2 audio_width^2))
+
+    Users or tracks the truth does not know get zero vectors and points (and the lowest
+    bias). Truth written before the audio share existed has no points: share 0, the score
+    ``beta * users[u] . tracks[t] + bias[t]``.
     """
 
     users: np.ndarray  # (n_users, dim) float32
     tracks: np.ndarray  # (n_tracks, dim) float32
     bias: np.ndarray  # (n_tracks,) float32
     beta: float
+    points: np.ndarray | None = None  # (n_users, audio_dim) float32: preferred audio points
+    audio: np.ndarray | None = None  # (n_tracks, audio_dim) float32: audio coordinates
+    audio_share: float = 0.0
+    audio_width: float = 1.0
+    audio_scale: float = 0.0
+    audio_offset: float = 0.0
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """(len(users), len(items)) float32: the planted score (all tracks without `items`)."""
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        items = np.arange(len(self.bias)) if items is None else np.asarray(items, dtype=np.int64)
+        out = self.users[users] @ self.tracks[items].T
+        out *= np.float32(self.beta * math.sqrt(1.0 - self.audio_share))
+        if self.audio_share > 0 and self.points is not None and self.audio is not None:
+            p, a = self.points[users], self.audio[items]
+            d2 = (p**2).sum(axis=1)[:, None] + (a**2).sum(axis=1)[None, :] - 2 * p @ a.T
+            bump = np.exp(np.maximum(d2, 0) * np.float32(-0.5 / self.audio_width**2))
+            weight = self.beta * math.sqrt(self.audio_share)
+            out += np.float32(weight * self.audio_scale) * bump
+            out += np.float32(weight * self.audio_offset)
+        out += self.bias[items]
+        return out.astype(np.float32, copy=False)
 
 
 @dataclass
@@ -228,26 +258,50 @@ def _load_truth(con: duckdb.DuckDBPyConnection, n_users: int, n_tracks: int) -> 
     params = {
         k: json.loads(v) for k, v in con.execute("select name, value from truth_params").fetchall()
     }
+    # Column names are built from integers only (the dimensions), never from the files.
     dim = int(params["dim"])
-    u_cols = ", ".join(f"coalesce(u_{i}, 0)" for i in range(dim))
-    t_cols = ", ".join(f"coalesce(t_{i}, 0)" for i in range(dim))
-    users = con.execute(
-        f"select {u_cols} from _user_ix left join truth_users using (user_id) order by ix"
-    ).fetchnumpy()
+    audio_dim = int(params.get("audio_dim", 0))  # 0: truth from before the audio share
+    u_cols = [f"coalesce(u_{i}, 0)" for i in range(dim)]
+    u_cols += [f"coalesce(p_{i}, 0)" for i in range(audio_dim)]
+    t_cols = [f"coalesce(t_{i}, 0)" for i in range(dim)]
+    t_cols += [f"coalesce(a_{i}, 0)" for i in range(audio_dim)]
+    users = _columns(
+        con.execute(
+            f"select {', '.join(u_cols)} from _user_ix left join truth_users using (user_id) "
+            "order by ix"
+        ).fetchnumpy(),
+        n_users,
+    )
     tracks = con.execute(
-        f"select {t_cols}, coalesce(bias, (select min(bias) - 1 from truth_tracks)) as bias "
+        f"select {', '.join(t_cols)}, "
+        "coalesce(bias, (select min(bias) - 1 from truth_tracks)) as bias "
         "from _track_ix left join truth_tracks using (track_id) order by ix"
     ).fetchnumpy()
     bias = np.asarray(tracks.pop("bias"), dtype=np.float32)
+    track_cols = _columns(tracks, n_tracks)
+    audio = {
+        k: float(params[f"audio_{k}"]) for k in ("share", "width", "scale", "offset") if audio_dim
+    }
     return Truth(
-        users=np.stack([np.asarray(v, np.float32) for v in users.values()], axis=1).reshape(
-            n_users, dim
-        ),
-        tracks=np.stack([np.asarray(v, np.float32) for v in tracks.values()], axis=1).reshape(
-            n_tracks, dim
-        ),
+        users=users[:, :dim],
+        tracks=track_cols[:, :dim],
         bias=bias,
         beta=float(params["beta"]),
+        points=users[:, dim:] if audio_dim else None,
+        audio=track_cols[:, dim:] if audio_dim else None,
+        audio_share=audio.get("share", 0.0),
+        audio_width=audio.get("width", 1.0),
+        audio_scale=audio.get("scale", 0.0),
+        audio_offset=audio.get("offset", 0.0),
+    )
+
+
+def _columns(columns: dict[str, np.ndarray], n_rows: int) -> np.ndarray:
+    """(n_rows, len(columns)) float32 from a ``fetchnumpy`` result, in column order."""
+    if not columns:
+        return np.zeros((n_rows, 0), np.float32)
+    return np.stack([np.asarray(v, np.float32) for v in columns.values()], axis=1).reshape(
+        n_rows, len(columns)
     )
 
 

@@ -46,6 +46,13 @@ def _json(value: object) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def planted(con: duckdb.DuckDBPyConnection) -> dict | None:
+    """The generator's parameters (``truth_params``) on generated data; None on real data."""
+    if "truth_params" not in table_names(con):
+        return None
+    return {k: _json(v) for k, v in con.execute("select name, value from truth_params").fetchall()}
+
+
 @dataclass
 class Builds:
     """The ``builds`` history: the last build (any status), the last published one, recent."""

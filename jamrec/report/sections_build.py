@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 
+from jamrec.report import data
 from jamrec.report import html as h
 from jamrec.report.data import Builds
 from jamrec.warehouse.store import table_names
@@ -43,8 +44,10 @@ def overview_section(con: duckdb.DuckDBPyConnection, warehouse: Path, builds: Bu
         params = pub.get("parameters") or {}
         variant = ((pub.get("inputs") or {}).get("spotify") or {}).get("variant")
         generated = any(t.startswith("truth_") for t in table_names(con))
+        share = (data.planted(con) or {}).get("audio_share", 0)
         kind = (
-            "generated (synthetic, with planted preferences in `truth_` tables)"
+            "generated (synthetic, with planted preferences in `truth_` tables; "
+            f"audio share {share:g})"
             if generated
             else "real (no `truth_` tables)"
         )

@@ -7,7 +7,7 @@ import duckdb
 from jamrec.report import figures_models as figures
 from jamrec.report import html as h
 from jamrec.report import models
-from jamrec.report.data import Builds
+from jamrec.report.data import Builds, planted
 from jamrec.report.sections_champions import champions_section
 from jamrec.report.sections_paired import paired_section, seeds_section, temporal_section
 from jamrec.warehouse.store import table_names
@@ -147,6 +147,7 @@ def _comparison_notes(
             text = f"No `{name}` run on this build ({role}): `jamrec train --models {name}`."
             out.append(h.note(text, "missing"))
     if any(t.startswith("truth_") for t in table_names(con)):
+        out.append(h.note(planted_note((planted(con) or {}).get("audio_share", 0))))
         if "oracle" not in order:
             text = "Generated data but no `oracle` run (the best possible ranking): "
             out.append(h.note(text + "`jamrec train --models oracle`.", "missing"))
@@ -154,6 +155,32 @@ def _comparison_notes(
         text = "Real data (no `truth_` tables): no oracle row, planted preferences exist only "
         out.append(h.note(text + "for generated data."))
     return out
+
+
+def planted_note(share: float) -> str:
+    """What the generator planted, for an audio share, and what that means for the table."""
+    text = (
+        "Generated data: each user picks tracks with probability proportional to "
+        "exp(score), score = beta (sqrt(1 - s) u.t + sqrt(s) audio taste) + popularity "
+        f"bias, with audio share s = {share:g}. The track vectors t are about half linear "
+        "in the audio features. "
+    )
+    if share == 0:
+        text += (
+            "No separate audio taste: what the features say, plays say too, so models of "
+            "ids can match models of features except on tracks without plays. "
+        )
+    else:
+        text += (
+            f"{share:.0%} of the taste variance is a non-linear audio taste (a bump around "
+            "each user's preferred point in five audio features): models of ids learn it only "
+            "from plays, models linear in the features capture about half of it, and a model "
+            "that combines ids with a non-linear use of the features has the most to gain. "
+        )
+    return text + (
+        "The `oracle` ranks by the full planted score: the ceiling. Results on dumps with "
+        "another audio share are not comparable."
+    )
 
 
 def _at_k(runs: list[dict], metrics: list[dict], order: list[str]) -> str:
