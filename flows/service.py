@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flows._retry import LIMIT
+from jamrec.files import pid_alive
 
 PROJECT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("JAMREC_SERVICE_DIR", PROJECT / ".prefect-service")).resolve()
@@ -143,22 +144,12 @@ def _listener(port: int) -> str | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def start(port: int, cron: str, webhook: str | None = None, timeout_s: float = 120.0) -> dict:
     """Start the server and a worker, create the pool, the limit and the automations,
     deploy everything; say each step as it goes."""
     if PIDS.exists():
         pids = json.loads(PIDS.read_text())
-        if any(_alive(pids[k]) for k in ("server", "worker") if k in pids):
+        if any(pid_alive(pids[k]) for k in ("server", "worker") if k in pids):
             raise SystemExit(
                 f"already running ({PIDS}); stop it first: python -m flows.service stop"
             )
@@ -183,7 +174,7 @@ def start(port: int, cron: str, webhook: str | None = None, timeout_s: float = 1
     PIDS.write_text(json.dumps(pids))
     deadline = time.monotonic() + timeout_s
     while not _healthy(port):
-        if time.monotonic() > deadline or not _alive(pids["server"]):
+        if time.monotonic() > deadline or not pid_alive(pids["server"]):
             stop()
             raise SystemExit(
                 f"the Prefect server did not become healthy in {timeout_s:.0f} s; "
@@ -214,7 +205,7 @@ def start(port: int, cron: str, webhook: str | None = None, timeout_s: float = 1
     step.ok(f"pid {pids['worker']}")
     step("checking the worker is up")
     time.sleep(2)
-    if not _alive(pids["worker"]):
+    if not pid_alive(pids["worker"]):
         raise SystemExit(f"the worker exited at once; see {STATE}/worker.log")
     step.ok()
     return pids
