@@ -118,8 +118,8 @@ class TestContract:
         name, _ = fitted
         rows, probed = [], []
         data = planted()[0]
-        # the same per-user values every step: early stopping sees no gain and stops
-        # after its patience, keeping the first step
+        # the same per-user values every step: with early stopping on, it sees no gain
+        # and stops after its patience, keeping the first step (off by default: every step)
         data.probe = lambda model: (
             probed.append(model.score(ALL_USERS[:2]).shape) or np.array([0.25, 0.75])
         )
@@ -128,13 +128,15 @@ class TestContract:
         steps = [step for step, _, _ in rows]
         maximum = getattr(model.config, "iterations", getattr(model.config, "epochs", 1))
         patience = getattr(model.config, "patience", None)
-        expected = maximum if patience is None else min(maximum, 1 + patience)
+        stops = getattr(model.config, "early_stopping", False)
+        expected = min(maximum, 1 + patience) if stops and patience else maximum
         assert len(rows) == expected and probed == [(2, N_TRACKS)] * expected
         assert steps == sorted(steps) and all(ndcg == 0.5 for _, _, ndcg in rows)
         if name in LEARNERS:
             assert steps == list(range(1, expected + 1))
             assert all(np.isfinite(loss) for _, loss, _ in rows)
-            assert model.stopping is not None and model.stopping.best_step == 1
+            kept = 1 if stops else expected  # flat values: the first step is the best
+            assert model.stopping is not None and model.stopping.best_step == kept
             assert model.stopping.stopped_step == expected
         else:
             assert model.stopping is None

@@ -23,8 +23,8 @@ def trained(small_warehouse, tmp_path_factory):
     # the hybrid below popularity on this dump; fresh negatives drawn from the candidates
     # each epoch (the negatives-per-positive setting) let it learn to rank them.
     # It stays flat for five epochs, then rises (val NDCG@10 0.027 to 0.032 at epoch 7):
-    # early stopping with its default patience of 3 would keep epoch 1, so this run
-    # trains all 8 (docs/protocols.md, "Early stopping").
+    # early stopping (off by default) with a patience of 3 would keep epoch 1, so this run
+    # says it trains all 8 (docs/protocols.md, "Early stopping").
     fresh = ["--set", "hybrid.negatives_per_positive=4", "--set", "hybrid.epochs=8"]
     fresh += ["--set", "hybrid.early_stopping=false"]
     assert main(["train", "--models", "hybrid", *fresh, "--warehouse", str(path)]) == 0
