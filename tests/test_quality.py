@@ -383,7 +383,7 @@ def test_a_killed_build_leaves_the_warehouse_intact(tiny_dump, tmp_path):
     ]
     con.close()
     # The next build marks it abandoned and clears its leftovers.
-    run_build(tiny_dump, tiny_dump / "tracks.csv", path)
+    run_build(tiny_dump, tiny_dump / "tracks.csv", path, force=True)
     con = duckdb.connect(str(path), read_only=True)
     assert [
         s for (s,) in con.execute("select status from builds order by started_at").fetchall()

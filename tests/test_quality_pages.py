@@ -72,8 +72,9 @@ def test_pages_list_every_suite_and_kept_run_and_prune_the_rest(pages):
     run = failed_page.read_text()
     assert "Data asset: jams" in run and "Validation run b-second-fails" in run
     assert "expect_table_row_count_to_equal" in run
-    # Great Expectations' own result pages carry the run name too, and are linked
-    assert (root.parent / "data_docs" / "validations" / "jams" / "b-second-fails").is_dir()
+    # Great Expectations' own result pages carry the run name too, and are linked; they
+    # hold the latest validation only (each run's Data Docs replace the last, whole)
+    assert (root.parent / "data_docs" / "validations" / "jams" / "b-third").is_dir()
     assert "Great Expectations result" in run
 
 

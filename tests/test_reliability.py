@@ -296,7 +296,7 @@ def test_rollback_republishes_the_previous_build_and_keeps_history(tmp_path, mon
     second = write_dump(tmp_path / "b", jams=[jam_line(j, j % 3, j % 5) for j in range(9)])
     b1 = run_build(*first, path)["build_id"]
     b2 = run_build(*second, path)["build_id"]
-    b3 = run_build(*second, path)["build_id"]
+    b3 = run_build(*second, path, force=True)["build_id"]  # the same inputs again
     store = Warehouse(path)
     assert [p.stem for p in store.versions()] == [b1, b2]  # the newest two, pruned
     with store.update("a run recorded after the last build") as con:
@@ -414,7 +414,7 @@ def test_an_interrupted_train_records_the_run_and_decides_the_earlier_ones(
     path = _copy(tiny_warehouse, tmp_path)
     args = ["train", "--models", "popularity,mbcf", "--set", "mbcf.epochs=200"]
     args += ["--set", "mbcf.early_stopping=false"]  # a long training, to be interrupted
-    code, err, seen = faults.signal_at(args, path, "model 2 of 2", signal.SIGTERM)
+    code, err, seen = faults.signal_at(args, path, "train mbcf: step 1", signal.SIGTERM)
     assert seen and code == 1, err
     assert "interrupted by SIGTERM" in _one_error(err)
     con = duckdb.connect(str(path), read_only=True)
@@ -431,6 +431,7 @@ def test_an_interrupted_train_records_the_run_and_decides_the_earlier_ones(
 
 @pytest.mark.slow
 def test_build_change_stops_promotion_and_paths_are_relative(tiny_warehouse, tmp_path):
+    from jamrec.evaluation.protocols import EvaluationSettings
     from jamrec.models.dataset import open_dataset
     from jamrec.operations import runs
     from jamrec.operations.promotion import promote_runs
@@ -440,7 +441,8 @@ def test_build_change_stops_promotion_and_paths_are_relative(tiny_warehouse, tmp
     data = open_dataset(path)
     run = runs.train("popularity", data)
     runs.save(run, data, path)
-    run_id = runs.record(run, runs.evaluate(run, data, user_sample=50), path)
+    settings = EvaluationSettings(user_sample=50)
+    run_id = runs.record(run, runs.evaluate(run, data, settings), path)
     with Warehouse(path).update("a rebuild published meanwhile") as con:
         con.execute(
             "insert into builds (build_id, started_at, status) values ('b-new', $t, 'published')",
