@@ -243,7 +243,7 @@ def test_two_trainings_at_once_give_one_run_and_one_decision(service):
     assert served == _query(warehouse, "select model, run_id from model_runs")
     logs = "\n".join(service.logs(r) for r in runs)
     assert "model 1 of 1: popularity" in logs
-    assert "already has this build, config, seed and code: skipped" in logs
+    assert "already has this build, config, seed, evaluation settings and code: skipped" in logs
 
 
 def test_a_failing_run_is_recorded_as_an_alert_and_sent_to_the_webhook(service):
