@@ -21,13 +21,11 @@ from flows._assets import record_task, save_task
 from flows._retry import warehouse_slot, write_report, writer
 from jamrec.log import setup_cli_logging
 from jamrec.models import MODELS, ModelName
-from jamrec.models.dataset import open_dataset
+from jamrec.models.dataset import Dataset, open_dataset  # Dataset: the subflow's parameter type
 from jamrec.operations import pipeline, runs, sweep
 
 if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner
-
-    from jamrec.models.dataset import Dataset
 
 
 load_dataset = task(name="load-dataset", cache_policy=NO_CACHE)(open_dataset)
