@@ -19,6 +19,23 @@ from types import FrameType
 from jamrec.errors import Interrupted
 
 _received: list[str] = []
+Handler = Callable[[int, FrameType | None], None] | signal.Handlers
+
+
+@contextmanager
+def _handling(wanted: dict[signal.Signals, Handler]) -> Iterator[None]:
+    """``wanted`` handlers while inside, the previous ones back on the way out; nothing
+    changes outside the main thread (where Python refuses signal handlers)."""
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _raise(signum: int, _frame: FrameType | None) -> None:
@@ -32,22 +49,11 @@ def installed() -> Iterator[None]:
     """While inside: SIGINT and SIGTERM raise :class:`Interrupted`, SIGXFSZ is ignored;
     the previous handlers come back on the way out (a caller such as a test process
     keeps its own)."""
-    wanted: dict[signal.Signals, Callable[[int, FrameType | None], None] | signal.Handlers] = {
-        signal.SIGINT: _raise,
-        signal.SIGTERM: _raise,
-    }
+    wanted: dict[signal.Signals, Handler] = {signal.SIGINT: _raise, signal.SIGTERM: _raise}
     if hasattr(signal, "SIGXFSZ"):
         wanted[signal.SIGXFSZ] = signal.SIG_IGN
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
-    except ValueError:  # not the main thread: leave signals alone
+    with _handling(wanted):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def received() -> str | None:
@@ -80,16 +86,8 @@ def deferred() -> Iterator[None]:
     def hold(signum: int, _frame: FrameType | None) -> None:
         pending.append(signal.Signals(signum).name)
 
-    try:
-        previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: signals cannot be handled here anyway
+    with _handling({signal.SIGINT: hold, signal.SIGTERM: hold}):
         yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if pending:
         _received.append(pending[-1])
         raise Interrupted(pending[-1])
