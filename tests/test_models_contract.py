@@ -253,3 +253,15 @@ def test_lazy_adam_is_adam_on_the_rows_a_batch_touches():
     torch.testing.assert_close(after[[0, 1, 4, 5]], before[[0, 1, 4, 5]])
     assert (after[[2, 3]] != before[[2, 3]]).all()
     assert (moments[[4, 5]] == 0).all()
+
+
+@pytest.mark.parametrize("name", ["hybrid", "two_tower"])
+def test_use_audio_false_feeds_no_audio_feature(name, dataset):
+    """The ablation's switch: without audio the networks see no audio column at all, so
+    changing every audio feature changes nothing; with it, the scores move."""
+    data, _ = dataset
+    shuffled = TrainData(**{**vars(data), "features": data.features[::-1].copy()})
+    for use_audio, same in ((False, True), (True, False)):
+        a = make(name, epochs=1, use_audio=use_audio).fit(data).score(ALL_USERS[:5])
+        b = make(name, epochs=1, use_audio=use_audio).fit(shuffled).score(ALL_USERS[:5])
+        assert np.array_equal(a, b) == same, (name, use_audio)

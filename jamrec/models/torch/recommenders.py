@@ -44,6 +44,11 @@ class HybridConfig(MBCFConfig):
     """
 
     hidden: int = Field(128, ge=1, description="The study's setting.")
+    use_audio: bool = Field(
+        True,
+        description="Feed the standardised audio features to the network (False: ids only, "
+        "the audio-feature ablation).",
+    )
     epochs: int = Field(
         3,
         ge=1,
@@ -171,7 +176,10 @@ class Hybrid(_TorchRecommender[HybridModule]):
         return out
 
     def _features(self, data: TrainData) -> torch.Tensor:
-        z, self.mean, self.std = standardise(data.features, data.candidates)
+        features = np.asarray(data.features, dtype=np.float32)
+        if not self.config.use_audio:  # the ablation: no feature columns at all
+            features = features[:, :0]
+        z, self.mean, self.std = standardise(features, data.candidates)
         return torch.from_numpy(z)
 
     def _build(self, features: torch.Tensor | None) -> HybridModule:

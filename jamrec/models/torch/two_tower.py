@@ -72,6 +72,11 @@ class TwoTowerConfig(TrainConfig):
         "carry no gradient (0 = exact, with gradients through the history: 28x slower a "
         "batch at TIMJ scale, ~50 min an epoch on 2 cores).",
     )
+    use_audio: bool = Field(
+        True,
+        description="Feed the audio features to the track tower (False: the ablation; the "
+        "tower then sees Spotify's popularity only, or nothing).",
+    )
     use_popularity: bool = Field(
         True,
         description="Spotify's popularity (log) beside the audio features: fame is content "
@@ -92,6 +97,8 @@ class TwoTower(_TorchRecommender[TwoTowerModule]):
 
     def _features(self, data: TrainData) -> torch.Tensor:
         features = np.asarray(data.features, dtype=np.float32)
+        if not self.config.use_audio:  # the ablation: no audio columns
+            features = features[:, :0]
         if self.config.use_popularity and data.popularity is not None:
             features = np.column_stack([features, np.log1p(data.popularity)])
         z, self.mean, self.std = standardise(features, data.candidates)
