@@ -85,7 +85,7 @@ def sweep_flow(
     Args:
         model: The model to tune.
         grid: Settings to try, e.g. {"factors": [20, 40], "alpha": [10.0, 40.0]}
-            (default: the study's sweep for als and mbcf).
+            (default: jamrec's default grid for als, mbcf and item_knn).
         n_random: Try only this many configurations, drawn with the seed.
         seed: Seeds the draw and every run.
         warehouse: The DuckDB file (default: $JAMREC_WAREHOUSE, else

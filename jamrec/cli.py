@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grid",
         default=None,
         help='settings to try as JSON, e.g. \'{"factors": [20, 40], "alpha": [10, 40]}\' '
-        "(default: the study's sweep for als and mbcf)",
+        "(default: jamrec's default grid for als, mbcf and item_knn)",
     )
     sw.add_argument("--n-random", type=int, default=None, help="try this many, drawn at random")
     sw.add_argument("--seed", type=int, default=0)

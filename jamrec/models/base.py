@@ -71,7 +71,9 @@ class TrainData:
     ``(n,)`` float64, the same ``n`` users in the same order at every call (a fixed sample,
     so successive steps compare paired: :mod:`jamrec.models.early_stopping`). ``on_step``
     (optional) receives ``(step, loss, val_ndcg_at_10)`` after each epoch or iteration, the
-    last being the probe's mean.
+    last being the probe's mean. ``on_batch`` (optional, models trained in mini-batches:
+    the torch trainer) receives ``(step, batch_loss)`` after every optimiser step and
+    returns whether to stop training there (the study's step curves, ``jamrec study``).
     """
 
     train: sp.csr_matrix  # (n_users, n_tracks) train positives
@@ -82,6 +84,7 @@ class TrainData:
     popularity: np.ndarray | None = None  # (n_tracks,) Spotify popularity, NaN if unknown
     probe: Callable[[Recommender], np.ndarray] | None = None
     on_step: Callable[[int, float | None, float | None], None] | None = None
+    on_batch: Callable[[int, float], bool] | None = None
 
     @property
     def n_users(self) -> int:

@@ -24,8 +24,11 @@ from jamrec.provenance import new_id, now
 from jamrec.warehouse import history
 from jamrec.warehouse.store import warehouse_at
 
-# Default grids, for ALS and MBCF only (other models need a grid): ALS factors,
-# regularisation and alpha; MBCF learning rate, batch size and negatives per positive.
+# jamrec's default sweep grids, for ALS, MBCF and item-kNN (other models need a grid): ALS
+# factors, regularisation and alpha; MBCF learning rate, batch size and negatives per
+# positive. They are jamrec's tuning ranges, not the study's: the study's own grids (batch
+# size and learning rate over optimiser steps) are experiments of `jamrec study`
+# (jamrec/operations/study.py, STUDY_GRIDS).
 DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "als": {"factors": [20, 40, 80], "regularization": [0.01, 0.1], "alpha": [10.0, 40.0]},
     "mbcf": {"lr": [1e-3, 3e-3], "batch_size": [1024, 4096], "negatives_per_positive": [0, 2, 4]},
@@ -165,7 +168,7 @@ def run_sweep(
     evaluation_seed: int | None = None,
 ) -> SweepOutcome:
     """``jamrec sweep`` without Prefect: every configuration of ``grid`` (default: the
-    study's sweep for ``model``, :data:`DEFAULT_GRIDS`) or ``n_random`` of them, one after
+    default grid of ``model``, :data:`DEFAULT_GRIDS`) or ``n_random`` of them, one after
     the other; the best on validation NDCG@10 is trained, tested and recorded as a run,
     every trial in ``sweeps``. Every trial and the chosen run are evaluated with one
     evaluation seed (default: the ``evaluation_seed`` setting), never the training seed.

@@ -6,9 +6,14 @@ Every epoch sees every train positive (label 1) and a set of negatives (label 0)
   all of it, every epoch;
 - ``negatives_per_positive = n > 0``: ``n`` fresh negatives per positive, drawn uniformly
   from the candidate tracks (tracks with a train interaction) for the positive's user,
-  re-drawn where they hit one of that user's train positives.
+  re-drawn where they hit one of that user's train positives;
+- ``positives_only = True``: no negative at all, only the train positives (label 1): the
+  study's figure of MBCF without negative samples (``jamrec study``, experiment
+  ``negatives``). Nothing then tells a liked track from any other: the scores drift
+  towards popularity and worse.
 
-Pairs are shuffled every epoch and fed to Adam in mini-batches. Every random choice
+Pairs are shuffled every epoch and fed to Adam in mini-batches; ``TrainData.on_batch``
+(the study's step curves) sees every optimiser step and may end training there. Every random choice
 comes from generators seeded by ``(seed, epoch)``: the same data, config and seed give
 bit-identical weights on CPU (CUDA's embedding backward adds with atomics, so GPU runs are
 only close).
@@ -54,6 +59,11 @@ class TrainConfig(EarlyStoppingConfig):
     weight_decay: float = Field(0.0, ge=0, description="The study used none.")
     negatives_per_positive: int = Field(
         0, ge=0, description="0 = the published negatives (the study's set-up); n = n fresh ones."
+    )
+    positives_only: bool = Field(
+        False,
+        description="Train on the positives alone, no negative (the study's first figure: "
+        "it collapses, which is the point); the published or fresh negatives otherwise.",
     )
     optimizer: str = Field(
         "lazy_adam",
@@ -188,15 +198,22 @@ def sample_negatives(
 
 
 def epoch_samples(
-    data: TrainData, negatives_per_positive: int, seed: int, epoch: int
+    data: TrainData,
+    negatives_per_positive: int,
+    seed: int,
+    epoch: int,
+    positives_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One epoch's shuffled training pairs: ``(users, items, labels)``, each ``(N,)``.
 
     ``users``/``items`` are int64 indexes, ``labels`` float32 (1 = train positive,
     0 = negative); see the module docstring for where the negatives come from.
+    ``positives_only`` leaves every negative out (every label 1).
     """
     pos_users, pos_items = _pairs(data.train)
-    if negatives_per_positive == 0:
+    if positives_only:
+        neg_users, neg_items = pos_users[:0], pos_items[:0]
+    elif negatives_per_positive == 0:
         neg_users, neg_items = _pairs(data.negatives)
     else:
         neg_users, neg_items = sample_negatives(
@@ -220,8 +237,11 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
     (:class:`.EarlyStopping`, ``config.early_stopping``) decides on the probe whether to go
     on, and at the end ``module`` holds the best epoch's weights and buffers (a copy of its
     ``state_dict`` taken when that epoch became the best). ``owner.stopping`` says which
-    epoch was kept and why training ended. Returns throughput statistics: ``samples``
-    (pairs seen), ``train_s`` (seconds, probes excluded), ``samples_per_s``.
+    epoch was kept and why training ended. ``data.on_batch`` (optional, the study's step
+    curves) receives ``(step, batch loss)`` after every optimiser step (1-based, counted
+    across epochs) and may probe ``owner``; returning ``True`` ends training there (the
+    epoch is not reported). Returns throughput statistics: ``samples`` (pairs seen),
+    ``train_s`` (seconds, probes excluded, step hooks included), ``samples_per_s``.
     """
     device = resolve_device(owner.runtime.device)
     threads = torch.get_num_threads()
@@ -244,12 +264,15 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
         loss_fn = nn.BCEWithLogitsLoss()
         stopper: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(config)
         samples, seconds = 0, 0.0
+        on_batch, steps, halted = data.on_batch, 0, False
         for epoch in range(config.epochs):
             start = time.perf_counter()
             module.train()
             users, items, labels = (
                 t.to(device)
-                for t in epoch_samples(data, config.negatives_per_positive, config.seed, epoch)
+                for t in epoch_samples(
+                    data, config.negatives_per_positive, config.seed, epoch, config.positives_only
+                )
             )
             total = torch.zeros((), device=device)
             before_batch = getattr(module, "before_batch", None)  # e.g. the two-tower's refresh
@@ -262,6 +285,16 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
                 loss.backward()
                 optimizer.step()
                 total += loss.detach() * len(labels[lo:hi])
+                if on_batch is not None:
+                    steps += 1
+                    halted = bool(on_batch(steps, loss.item()))
+                    module.train()  # the hook may have scored the model (eval mode)
+                    if halted:
+                        samples += min(hi, len(users))
+                        break
+            if halted:
+                seconds += time.perf_counter() - start
+                break
             mean_loss = total.item() / max(len(users), 1)  # .item() also waits for the GPU
             seconds += time.perf_counter() - start
             samples += len(users)
