@@ -222,7 +222,8 @@ MODEL_RUNS = Table(
             "purpose",
             "varchar default 'standard'",
             "'standard' (the leave-k-out splits), 'temporal' (trained before the time cut, "
-            "evaluated after it) or 'cold_start' (trained without the withheld tracks); only "
+            "evaluated after it), 'cold_start' (trained without the withheld tracks) or "
+            "'study' (a variant trained by jamrec study: results in study_results); only "
             "standard runs become champions.",
         ),
         C("promoted_at", "timestamptz", "When it last became champion (UTC)."),
@@ -561,6 +562,75 @@ TIMINGS = Table(
     ),
 )
 
+STUDY_RESULTS = Table(
+    "study_results",
+    "The study's experiments (jamrec study): one row per invocation, experiment, variant, "
+    "protocol, split, metric, cutoff and step; curves have one row per step.",
+    (
+        C("study_id", "varchar not null", "One jamrec study invocation."),
+        C("build_id", "varchar not null", "The build it ran on."),
+        C(
+            "experiment",
+            "varchar not null",
+            "negatives, batch_size, learning_rate, als_curves, audio_ablation or per_user "
+            "(docs/protocols.md, \"The study's experiments\").",
+        ),
+        C(
+            "variant",
+            "varchar not null",
+            "What the experiment varied, e.g. 'published_negatives', 'positives_only', "
+            "'batch_size=1024', 'lr=0.005', 'audio', 'no_audio'; a difference row names "
+            "both sides ('positives_only - published_negatives').",
+        ),
+        C("model", "varchar not null", "The model (mbcf, als, hybrid, two_tower, popularity, ...)."),
+        C(
+            "run_id",
+            "varchar",
+            "The run recorded for the variant (model_runs, purpose 'study'); null for curves "
+            "and per-user models, which are not runs.",
+        ),
+        C(
+            "protocol",
+            "varchar not null",
+            "A metrics protocol (full_sample, sampled_100, cold_start, cold_start_catalogue), "
+            "'val_probe' (full ranking of a fixed seeded sample of validation users, after "
+            "each step), 'train' (training loss) or 'per_user' (the per-user models' ranking).",
+        ),
+        C("split", "varchar not null", "'val', 'test', 'cold' or 'train' (the loss)."),
+        C(
+            "metric",
+            "varchar not null",
+            "'hr', 'ndcg', 'mrr', 'loss'; '<metric>_diff' (variant minus reference, paired "
+            "over users, with its bootstrap interval) and '<metric>_diff_p' (its two-sided "
+            "paired permutation p-value).",
+        ),
+        C("k", "integer", "Cutoff K; null for MRR and the loss."),
+        C(
+            "step",
+            "integer",
+            "The optimiser step (batch_size, learning_rate) or ALS iteration (als_curves) of "
+            "a curve's point, 1-based; null for final results.",
+        ),
+        C("value", "double", "Mean over users, the loss, the difference or the p-value."),
+        C("ci_low", "double", "Lower end of the 95% bootstrap interval over users (null: none)."),
+        C("ci_high", "double", "Upper end of that interval."),
+        C("n_users", "integer", "Users behind the value (null for the loss)."),
+        C("seed", "integer", "The training seed of every model of the invocation."),
+        C(
+            "evaluation_seed",
+            "integer",
+            "Seed of the evaluation's choices (user samples, probe, bootstrap, permutations).",
+        ),
+        C(
+            "settings",
+            "json",
+            "The variant's settings (JSON): the model's config, the experiment's budget "
+            "(steps, probe users), audio_share of the generated dump (null on real data).",
+        ),
+        C("created_at", "timestamptz not null", "When the experiment's rows were written (UTC)."),
+    ),
+)
+
 SCHEMA_MIGRATIONS = Table(
     "schema_migrations",
     "Which migrations of jamrec's history tables this warehouse has had, and when.",
@@ -586,6 +656,7 @@ TABLES: dict[str, Table] = {
         COMPARISONS,
         ALERTS,
         TIMINGS,
+        STUDY_RESULTS,
         SCHEMA_MIGRATIONS,
     )
 }
@@ -696,6 +767,12 @@ def _early_stopping(con: duckdb.DuckDBPyConnection) -> None:
     _add_columns(con, MODEL_RUNS, EARLY_STOPPING)
 
 
+def _study_results(con: duckdb.DuckDBPyConnection) -> None:
+    """The ``study_results`` table (jamrec study); the ``model_runs.purpose`` comment
+    gains 'study' (refreshed with every comment after the migration)."""
+    con.execute(STUDY_RESULTS.create_sql())
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "history tables of jamrec 0.1, with every column added since", _baseline),
     Migration(
@@ -715,6 +792,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         6,
         "early stopping: model_runs.best_step, stopped_step, stop_reason",
         _early_stopping,
+    ),
+    Migration(
+        7,
+        "study_results: the study's experiments (jamrec study); run purpose 'study'",
+        _study_results,
     ),
 )
 CURRENT = max(step.version for step in MIGRATIONS)
