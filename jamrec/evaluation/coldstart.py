@@ -141,6 +141,12 @@ def protocol_view(cold: ColdStart, protocol: str) -> SplitView:
     return SplitView(SPLIT, items, relevant, excluded, cold.users, 0)
 
 
+def bootstrap_code(seed: int, protocol: str) -> list[int]:
+    """The bootstrap seed of a cold-start protocol (``seed``: the evaluation seed): its
+    metrics intervals and paired differences of models on the same users resample with it."""
+    return [seed, _CODE, PROTOCOLS.index(protocol)]
+
+
 def evaluate_cold_start(
     model: Recommender,
     cold: ColdStart,
@@ -164,14 +170,14 @@ def evaluate_cold_start(
     if not len(users):
         log.warning("cold start %s: no cold users", model.name)
         return rows
-    for code, protocol in enumerate(PROTOCOLS):
+    for protocol in PROTOCOLS:
         block = _full_metrics(model, protocol_view(cold, protocol), users, {}, KS)
         if per_user is not None:
             block.protocol, block.split = protocol, SPLIT
             block.user_ids = cold.train_view.users[block.users]
             per_user.append(block)
         values = block.metrics
-        low, high = bootstrap_ci(values.values, n_boot=n_boot, seed=[seed, _CODE, code])
+        low, high = bootstrap_ci(values.values, n_boot=n_boot, seed=bootstrap_code(seed, protocol))
         means = values.values.mean(axis=0)
         rows += [
             MetricRow(protocol, SPLIT, metric, k, float(m), float(lo), float(hi), len(users))

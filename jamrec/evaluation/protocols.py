@@ -307,14 +307,30 @@ def val_probe(
     call, so calls pair (early stopping, :mod:`jamrec.models.early_stopping`; the training
     curve records the mean). Empty without val users.
     """
+    metrics = val_probe_metrics(data, n_users, seed, ks=(10,))
+
+    def probe(model: Recommender) -> np.ndarray:
+        per_user = metrics(model)
+        if not len(per_user.values):
+            return np.zeros(0, np.float64)
+        return per_user.values[:, per_user.columns.index(("ndcg", 10))].astype(np.float64)
+
+    return probe
+
+
+def val_probe_metrics(
+    data: Dataset, n_users: int = PROBE_USERS, seed: int = 0, ks: Sequence[int] = KS
+) -> Callable[[Recommender], UserMetrics]:
+    """:func:`val_probe` with every per-user metric: HR and NDCG at ``ks`` and the
+    reciprocal rank of each probed user (``(n, 2 * len(ks) + 1)``, users in sorted order,
+    the same users every call). The study's curves record their means after each step."""
     view = split_view(data, "val")
     users = sample_users(view, n_users, seed)
 
-    def probe(model: Recommender) -> np.ndarray:
+    def probe(model: Recommender) -> UserMetrics:
         if not len(users):
-            return np.zeros(0, np.float64)
-        per_user = _full_metrics(model, view, users, {}, ks=(10,)).metrics
-        return per_user.values[:, per_user.columns.index(("ndcg", 10))].astype(np.float64)
+            return UserMetrics(metric_columns(ks), np.zeros((0, 2 * len(ks) + 1)))
+        return _full_metrics(model, view, users, {}, ks=ks).metrics
 
     return probe
 
