@@ -66,6 +66,16 @@ def _share(value: str) -> float:
     return share
 
 
+def _experiments(value: str) -> list[str]:
+    """Study experiments, comma-separated, or argparse's one-line error naming the known."""
+    from jamrec.operations.study import check_experiments
+
+    try:
+        return check_experiments(value)
+    except JamrecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -252,6 +262,47 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluation_seed_arg(sw)
     _warehouse_arg(sw)
     sw.set_defaults(func=cmd_sweep)
+
+    st = sub.add_parser(
+        "study",
+        help="re-run the original study's experiments; results in the study_results table",
+    )
+    st.add_argument(
+        "--experiments",
+        type=_experiments,
+        default=None,
+        metavar="NAME,NAME,...",
+        help="comma-separated, run in this order (default: every experiment, in the study's "
+        "order: negatives, batch_size, learning_rate, als_curves, audio_ablation, per_user)",
+    )
+    st.add_argument("--seed", type=int, default=0, help="the training seed of every model")
+    _evaluation_seed_arg(st)
+    st.add_argument(
+        "--probe-users",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="validation users probed after every step of the curves (default 1000)",
+    )
+    st.add_argument(
+        "--epochs",
+        action="append",
+        default=[],
+        metavar="EXPERIMENT=N",
+        help="training budget of an experiment: negatives (MBCF epochs), audio_ablation "
+        "(hybrid's and two_tower's epochs), als_curves (ALS iterations); default each "
+        "model's own",
+    )
+    st.add_argument(
+        "--steps",
+        action="append",
+        default=[],
+        metavar="EXPERIMENT=N",
+        help="optimiser steps of batch_size (default 50) or learning_rate (default 100)",
+    )
+    _runtime_args(st)
+    _warehouse_arg(st)
+    st.set_defaults(func=cmd_study)
 
     rs = sub.add_parser("runs", help="list model runs and the champion of each model")
     rs.add_argument("--model", default=None, help="only this model")
@@ -538,6 +589,38 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print("\n\n".join(format_comparison(c) for c in done))
     if any(c.pairs for c in done):
         print('\nstored in the comparisons table: jamrec sql "select * from comparisons"')
+    return 0
+
+
+def _budget(pairs: list[str], option: str) -> dict[str, int]:
+    """``EXPERIMENT=N`` pairs as ``{experiment: N}``."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise InputError(option, f"{pair!r}: expected EXPERIMENT=N, e.g. negatives=5")
+    return out
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """``jamrec study``: the study's experiments; a table per experiment, the query for all."""
+    from jamrec.operations.study import format_study, run_study
+
+    outcome = run_study(
+        args.warehouse,
+        args.experiments,
+        seed=args.seed,
+        evaluation_seed=args.evaluation_seed,
+        probe_users=args.probe_users,
+        epochs=_budget(args.epochs, "--epochs"),
+        steps=_budget(args.steps, "--steps"),
+        runtime=_runtime(args),
+    )
+    print("\n" + format_study(outcome))
     return 0
 
 
