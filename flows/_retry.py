@@ -42,7 +42,7 @@ LIMIT = "jamrec-warehouse"  # the global concurrency limit `make service` create
 LEASE_S = 60  # the slot's lease: renewed by a live run; a dead run's slot frees after this
 WAIT_LOG_S = 20  # a waiting run says so this often
 # The flows that write the warehouse, and so take the slot.
-WRITERS = ("build-warehouse", "train-and-evaluate", "retrain", "sweep", "cold-start")
+WRITERS = ("build-warehouse", "train-and-evaluate", "retrain", "sweep", "cold-start", "study")
 # Every jamrec flow (the failure alert watches these).
 FLOWS = (*WRITERS, "record-alert")
 
