@@ -57,7 +57,9 @@ def study(
     """
     names = study_ops.check_experiments(experiments)
     with warehouse_slot():
-        ctx = prepare(warehouse, seed, evaluation_seed, probe_users, None, epochs, steps)
+        ctx = prepare(
+            warehouse, seed, evaluation_seed, probe_users=probe_users, epochs=epochs, steps=steps
+        )
         done = [run_experiment.with_options(name=f"study-{name}")(name, ctx) for name in names]
     return {"study_id": ctx.study_id, "rows": {d.name: len(d.rows) for d in done}}
 

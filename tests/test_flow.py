@@ -1,5 +1,6 @@
 """The build-warehouse Prefect flow, run by a real (temporary) Prefect server: its logs,
-its skip of unchanged inputs, its lineage as asset materializations, its failures."""
+its skip of unchanged inputs, its lineage as asset materializations, its failures; the
+train-and-evaluate flow's timings and the study flow's tasks."""
 
 from __future__ import annotations
 
@@ -88,6 +89,43 @@ def test_train_and_evaluate_flow_records_each_run_s_timings(
         (stage, "train-and-evaluate", "popularity")
         for stage in ("train", "save", "evaluate", "record", "promote")
     ]
+
+
+def test_study_flow_runs_each_experiment_as_a_task(tiny_warehouse, prefect_harness, tmp_path):
+    import shutil
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.study import study
+
+    path = tmp_path / "w.duckdb"
+    shutil.copyfile(tiny_warehouse, path)
+    state = study(
+        experiments=["als_curves", "per_user"],
+        epochs={"als_curves": 2},
+        probe_users=50,
+        warehouse=path,
+        return_state=True,
+    )
+    done = state.result()
+    assert set(done["rows"]) == {"als_curves", "per_user"} and all(done["rows"].values())
+    found = _rows(
+        path,
+        "select experiment, count(*) from study_results where study_id = $s group by all "
+        "order by all",
+        {"s": done["study_id"]},
+    )
+    assert found == sorted(done["rows"].items())
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    names = {t.name.rsplit("-", 1)[0] for t in tasks}  # a task run is <task name>-<n>
+    assert {"study-prepare", "study-als_curves", "study-per_user"} <= names
+    assert "study per_user: a logistic regression" in _logs(state.state_details.flow_run_id)
 
 
 def _rows(path, sql: str, params: dict) -> list[tuple]:
