@@ -532,8 +532,8 @@ TIMINGS = Table(
             "flow",
             "varchar",
             "What ran it: a Prefect flow (build-warehouse, train-and-evaluate, retrain, sweep, "
-            "cold-start), demo, or a command (jamrec etl, jamrec train, jamrec coldstart, "
-            "jamrec evaluate); null for a library call outside them.",
+            "cold-start, study), demo, or a command (jamrec etl, jamrec train, jamrec "
+            "coldstart, jamrec evaluate, jamrec study); null for a library call outside them.",
         ),
         C(
             "stage",
