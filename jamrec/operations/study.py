@@ -191,16 +191,17 @@ def _recorded_run(
     config: dict,
     data: Dataset,
     evaluate: Callable[[runs.TrainedRun], EvaluationResult],
-) -> tuple[str, runs.TrainedRun, EvaluationResult]:
-    """Train ``name`` on ``data``, evaluate it and record it as a ``study`` run. A run that
-    fails or is interrupted is recorded as such (as every run is), then the error goes on."""
+) -> tuple[str, EvaluationResult]:
+    """Train ``name`` on ``data``, evaluate it and record it as a ``study`` run: its run id
+    and evaluation. A run that fails or is interrupted is recorded as such (as every run
+    is), then the error goes on."""
     run = None
     try:
         run = runs.train(name, data, ctx.seed, config, ctx.runtime, ctx.evaluation)
         run.purpose = PURPOSE
         run.build_id = ctx.data.build_id
         result = evaluate(run)
-        return runs.record(run, result, ctx.warehouse), run, result
+        return runs.record(run, result, ctx.warehouse), result
     except BaseException as exc:
         with interrupts.deferred():
             try:
@@ -321,7 +322,7 @@ def negatives(ctx: StudyContext) -> tuple[list[StudyRow], list[str]]:
     run_ids: list[str] = []
     for variant in progress(variants, "study negatives, variant", name=str):
         settings = _settings("mbcf", {**config, **variants[variant]})
-        run_id, _, result = _recorded_run(
+        run_id, result = _recorded_run(
             ctx,
             "mbcf",
             {**config, **variants[variant]},
@@ -487,7 +488,7 @@ def audio_ablation(ctx: StudyContext) -> tuple[list[StudyRow], list[str]]:
     warm: dict[tuple[str, str], tuple[str, EvaluationResult]] = {}
     for model, variant in progress(todo, "study audio_ablation, warm", name=lambda t: " ".join(t)):
         overrides = {**config, **variants[variant]}
-        run_id, _, result = _recorded_run(
+        run_id, result = _recorded_run(
             ctx,
             model,
             overrides,
@@ -577,7 +578,7 @@ def _cold_tracks(
             result.per_user = per_user
             return result
 
-        run_id, _, result = _recorded_run(ctx, model, overrides, cold.train_view, evaluate)
+        run_id, result = _recorded_run(ctx, model, overrides, cold.train_view, evaluate)
         run_ids.append(run_id)
         blocks[(model, variant)] = (run_id, per_user)
         rows += _metric_rows(
