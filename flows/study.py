@@ -1,7 +1,9 @@
 """The ``study`` flow: the original study's experiments (:mod:`jamrec.operations.study`,
 ``jamrec study``) on the published build, one task per experiment, each writing its rows to
 ``study_results`` as it ends. Its runs (``purpose = 'study'``) are never promoted. It writes
-the warehouse, so it holds the warehouse slot like every writer flow.
+the warehouse, so it holds the warehouse slot like every writer flow. As in the cold-start
+flow, an experiment is one plain task (a retry would train its models again), and the
+report is not rewritten: it shows nothing the study writes.
 """
 
 from __future__ import annotations
