@@ -2,10 +2,12 @@
 
 :func:`build_report` writes ``<warehouse folder>/reports/index.html``: the build and its
 data source, rows through each stage, rejects, distributions of interactions and audio
-features, the model comparison under every protocol with 95% intervals, metrics against
-K, training curves, champions, and the data-quality result with a link to the Great
-Expectations Data Docs. Images are embedded PNGs and the CSS is inline: the page needs no
-network. The warehouse is opened read-only and every aggregate is computed in DuckDB.
+features, the study jamrec grew out of re-run (its numbers beside jamrec's, a verdict on
+each of its conclusions, its experiments), the model comparison under every protocol with
+95% intervals, metrics against K, training curves, champions, and the data-quality result
+with a link to the Great Expectations Data Docs. Images are embedded PNGs and the CSS is
+inline: the page needs no network. The warehouse is opened read-only and every aggregate
+is computed in DuckDB.
 A partial warehouse (no runs, no published build, no truth) still gives a page that says
 what is missing and which command produces it.
 
@@ -30,11 +32,13 @@ from jamrec.report.sections_beyond import beyond_section
 from jamrec.report.sections_build import overview_section, quality_section
 from jamrec.report.sections_data import data_section
 from jamrec.report.sections_models import models_section
+from jamrec.report.sections_study import study_section
 from jamrec.warehouse.store import Warehouse
 
 TOC = [
     ("overview", "Build and data source"),
     ("data", "Data"),
+    ("study", "The study, re-run"),
     ("models", "Models"),
     ("beyond", "Beyond the study"),
     ("quality", "Data quality"),
@@ -77,6 +81,7 @@ def build_report(warehouse: Path | None = None, out: Path | None = None) -> Path
             [
                 overview_section(con, path, builds),
                 data_section(con, builds),
+                study_section(con, builds),
                 models_section(con, builds),
                 beyond_section(con, builds),
                 quality_section(path, target.parent, builds),

@@ -15,7 +15,7 @@ SHORT = {"regularization": "reg", "negatives_per_positive": "neg", "batch_size":
 SHORT |= {"iterations": "iter", "learning_rate": "lr", "epochs": "ep"}
 
 
-def _errors(points: list[Point]) -> np.ndarray:
+def interval_errors(points: list[Point]) -> np.ndarray:
     """Asymmetric error bars (2, n) from (value, low, high); no interval: zero length."""
     low = [v - (lo if lo is not None else v) for v, lo, _ in points]
     high = [(hi if hi is not None else v) - v for v, _, hi in points]
@@ -28,7 +28,7 @@ def _bars(ax: Axes, models: list[str], points: list[Point], colors: dict, hatch:
     ax.barh(
         y,
         [p[0] for p in points],
-        xerr=_errors(points),
+        xerr=interval_errors(points),
         color=[colors[m] for m in models],
         hatch=hatch,
         capsize=3,

@@ -9,6 +9,7 @@ when it is opened).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import duckdb
@@ -53,12 +54,29 @@ def compared_runs(
             strftime(max(started_at) at time zone 'UTC', '%Y-%m-%d %H:%M UTC') as started,
             arg_max(json_extract(timings, '$.fit_s')::double, started_at) as fit_s,
             arg_max(json_extract(timings, '$.evaluate_s')::double, started_at) as evaluate_s,
+            arg_max(config::varchar, started_at) as config,
             count(*) as n_runs
         from model_runs
         where build_id = $b and status = 'evaluated' and {_purpose(con, purpose)}
         group by model order by model
         """,
         {"b": build_id},
+    )
+
+
+# Settings that matter only when early stopping is on; left out of a run's settings
+# otherwise, so the settings column stays short.
+STOPPING = ("patience", "min_gain", "probe_users")
+
+
+def settings_text(config: str | dict | None) -> str:
+    """``alpha=40, factors=40``: a run's settings (``model_runs.config``), sorted by name,
+    floats in their shortest form; the early-stopping settings only when it is on."""
+    found = json.loads(config) if isinstance(config, str) else dict(config or {})
+    if not found.get("early_stopping", True):
+        found = {k: v for k, v in found.items() if k not in STOPPING}
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(found.items())
     )
 
 
@@ -238,3 +256,38 @@ def sweeps(con: duckdb.DuckDBPyConnection, limit: int = 4) -> list[dict]:
             s.val_ndcg_at_10 desc nulls last, s.config::varchar
         """,
     )
+
+
+def study_rows(con: duckdb.DuckDBPyConnection, build_id: str | None) -> list[dict]:
+    """``study_results`` rows of the latest ``jamrec study`` of each experiment on
+    ``build_id`` (experiments may run apart, ``--experiments``), ``settings`` parsed."""
+    if build_id is None:
+        return []
+    found = rows(
+        con,
+        """
+        select experiment, variant, model, run_id, protocol, split, metric, k, step, value,
+            ci_low, ci_high, n_users, settings::varchar as settings, study_id
+        from study_results
+        where build_id = $b
+        qualify dense_rank() over (partition by experiment
+            order by created_at desc, study_id desc) = 1
+        order by experiment, variant, model, protocol, split, metric, k nulls first,
+            step nulls first
+        """,
+        {"b": build_id},
+    )
+    for row in found:
+        row["settings"] = json.loads(row["settings"]) if row["settings"] else {}
+    return found
+
+
+def study_builds(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Builds that have ``study_results`` rows, newest study first."""
+    return [
+        b
+        for (b,) in con.execute(
+            "select build_id from study_results group by build_id "
+            "order by max(created_at) desc, build_id"
+        ).fetchall()
+    ]
