@@ -44,19 +44,26 @@ def at_k_figure(series: dict[str, list[tuple[int, float, float, float]]], metric
 
 
 def curves_figure(
-    curves: dict[str, list[tuple[int, float | None, float | None]]], references: dict[str, float]
+    curves: dict[str, list[tuple[int, float | None, float | None]]],
+    references: dict[str, float],
+    losses: dict[str, str] | None = None,
 ) -> bytes:
     """One row per model: training loss and validation NDCG@10 against the step.
 
     ``references``: models without steps (their single val NDCG@10), drawn as dashed
-    lines in every NDCG panel.
+    lines in every NDCG panel; ``losses``: what each model's loss is (its panel's y label;
+    the losses differ, so each has its own axis).
     """
+    losses = losses or {}
     colors = model_colors([*curves, *references])
     with matplotlib.rc_context(STYLE):
         fig = new_figure(9, 2.3 * len(curves) + 0.3)
         for row, (model, points) in enumerate(curves.items()):
             steps = [p[0] for p in points]
-            for col, (index, label) in enumerate(((1, "training loss"), (2, "val NDCG@10"))):
+            loss = losses.get(model, "training loss")
+            for col, (index, label, ylabel) in enumerate(
+                ((1, "training loss", _wrap(loss)), (2, "val NDCG@10", "val NDCG@10 (probe)"))
+            ):
                 ax = fig.add_subplot(len(curves), 2, 2 * row + col + 1)
                 column = [p[index] for p in points]
                 values = [np.nan if v is None else v for v in column]
@@ -66,9 +73,21 @@ def curves_figure(
                         ax.axhline(value, linestyle="--", linewidth=1, color=colors[ref], label=ref)
                     ax.legend(fontsize=7, frameon=False, loc="best")
                 ax.set_title(f"{model}: {label}")
+                ax.set_ylabel(ylabel, fontsize=8)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
                 ax.set_xlabel("step (epoch / iteration)")
         return png(fig)
+
+
+def _wrap(text: str, width: int = 28) -> str:
+    """``text`` on lines of at most about ``width`` characters (an axis label)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + len(word) < width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join(lines)
 
 
 def champion_figure(history: list[dict]) -> bytes:

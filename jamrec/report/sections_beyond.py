@@ -10,6 +10,7 @@ import duckdb
 from jamrec.report import figures_beyond as figures
 from jamrec.report import html as h
 from jamrec.report import models
+from jamrec.report.common import settings_cell
 from jamrec.report.data import Builds
 
 COLD = {"cold_start": "among the withheld tracks", "cold_start_catalogue": "among the catalogue"}
@@ -62,8 +63,11 @@ def _point(m: dict) -> figures.Point:
     return (m["value"], m["ci_low"], m["ci_high"])
 
 
-def _table(found: dict, order: list[str], run_of: dict, columns: list[tuple]) -> str:
-    """One row per model: its run, users and a cell per ((protocol, metric), label, digits)."""
+def _table(
+    found: dict, order: list[str], run_of: dict, columns: list[tuple], configs: dict | None = None
+) -> str:
+    """One row per model: its run, users and a cell per ((protocol, metric), label, digits);
+    with ``configs`` (model -> ``model_runs.config``), the run's settings last."""
     body, classes = [], []
     for model in order:
         cells = [found.get((model, *key)) for key, *_ in columns]
@@ -71,8 +75,11 @@ def _table(found: dict, order: list[str], run_of: dict, columns: list[tuple]) ->
         users = max(c["n_users"] or 0 for c in cells if c)
         body.append([h.esc(model + (f" ({tag})" if tag else "")), h.esc(run_of[model])])
         body[-1] += [h.esc(h.fmt(users)), *(_cell(c, d) for c, (*_, d) in zip(cells, columns))]
+        if configs is not None:
+            body[-1].append(settings_cell(configs.get(model)))
         classes.append("baseline" if tag else "")
     headers = ["model", "run", "users", *(label for _, label, _ in columns)]
+    headers += ["settings"] if configs is not None else []
     return h.table(headers, body, set(range(2, 3 + len(columns))), classes, raw=True)
 
 
@@ -93,7 +100,7 @@ def _latest(
 
 def _cold_start(con: duckdb.DuckDBPyConnection, build_id: str | None) -> str:
     out = [h.heading(3, "cold-start", "Cold start")]
-    _, run_of, found = _latest(con, build_id, "cold_start", COLD)
+    runs, run_of, found = _latest(con, build_id, "cold_start", COLD)
     if not found:
         return out[0] + h.note("No cold-start study yet: run `jamrec coldstart`.", "missing")
     score = {
@@ -118,7 +125,8 @@ def _cold_start(con: duckdb.DuckDBPyConnection, build_id: str | None) -> str:
     columns = [
         ((p, k), f"{COLD_METRICS[k]} {where}", 4) for p, where in COLD.items() for k in COLD_METRICS
     ]
-    out.append(_table(found, order, run_of, columns))
+    configs = {r["model"]: r["config"] for r in runs}
+    out.append(_table(found, order, run_of, columns, configs))
     panels = {
         (p, label): {m: _point(found[m, p, k]) for m in order if (m, p, k) in found}
         for k, label in COLD_METRICS.items()

@@ -7,6 +7,7 @@ import duckdb
 from jamrec.report import figures_models as figures
 from jamrec.report import html as h
 from jamrec.report import models
+from jamrec.report.common import protocol_words, settings_cell
 from jamrec.report.data import Builds, planted
 from jamrec.report.sections_champions import champions_section
 from jamrec.report.sections_paired import paired_section, seeds_section, temporal_section
@@ -15,10 +16,15 @@ from jamrec.warehouse.store import table_names
 KS = (5, 10, 20)
 COLUMNS = [("hr", k) for k in KS] + [("ndcg", k) for k in KS] + [("mrr", None)]
 LABELS = {"hr": "HR", "ndcg": "NDCG", "mrr": "MRR"}
-PROTOCOLS = {
-    "full": "every candidate track ranked, for every evaluated user",
-    "full_sample": "the same on a seeded sample of users, the same for every model",
-    "sampled_100": "each held-out track ranked among 100 sampled tracks (random HR@10 ~ 0.099)",
+ELSEWHERE = ("fold_in", "beyond")  # protocols with tables of their own (Beyond the study)
+BCE = "binary cross-entropy, mean per training pair"
+# What each iterative model's recorded loss is (training_curves.loss): never one axis for all.
+LOSSES = {
+    "als": "implicit's confidence-weighted squared error + L2",
+    "mbcf": BCE,
+    "hybrid": BCE,
+    "hybrid_study": BCE,
+    "two_tower": BCE,
 }
 
 
@@ -85,22 +91,29 @@ def _comparison(
     )
     run_rows = [
         [
-            r["model"],
-            r["run_id"],
-            r["started"],
-            h.seconds(r["fit_s"]),
-            h.seconds(r["evaluate_s"]),
-            r["n_runs"],
+            h.esc(r["model"]),
+            h.esc(r["run_id"]),
+            h.esc(r["started"]),
+            h.esc(h.seconds(r["fit_s"])),
+            h.esc(h.seconds(r["evaluate_s"])),
+            h.esc(h.fmt(r["n_runs"])),
+            settings_cell(r.get("config")),
         ]
         for r in sorted(runs, key=lambda r: order.index(r["model"]))
     ]
     headers = ["model", "run", "started", "fit s", "evaluate s", "evaluated runs on this build"]
-    out.append(h.table(headers, run_rows, numeric={3, 4, 5}))
-    found = {k[1] for k in by_key}
+    out.append(h.table([*headers, "settings"], run_rows, numeric={3, 4, 5}, raw=True))
+    # the protocols that rank held-out tracks; beyond and fold_in have tables of their own
+    found = {k[1] for k in by_key if (k[3], k[4]) in COLUMNS} - set(ELSEWHERE)
     protocols = [p for p in models.PROTOCOL_ORDER if p in found] + sorted(
         found - set(models.PROTOCOL_ORDER)
     )
-    explained = " ".join(f"`{p}`: {PROTOCOLS.get(p, p)}." for p in protocols)
+    explained = " ".join(f"`{p}`: {protocol_words(p)}." for p in protocols)
+    shown_elsewhere = [p for p in ELSEWHERE if any(k[1] == p for k in by_key)]
+    if shown_elsewhere:
+        explained += " " + " ".join(
+            f"`{p}` ({protocol_words(p)}): in Beyond the study." for p in shown_elsewhere
+        )
     out.append(
         h.para(
             "Each cell: the mean over evaluated users, its 95% bootstrap interval below. "
@@ -236,7 +249,7 @@ def _curves(con: duckdb.DuckDBPyConnection, runs: list[dict], order: list[str]) 
         return out[0] + h.note(text, "missing")
     skipped = [m for m in order if m not in stepped]
     caption = (
-        "Per model (rows): training loss (left) and full-ranking NDCG@10 on a fixed sample of "
+        "Per model (rows): its training loss (left) and full-ranking NDCG@10 on a fixed sample of "
         "validation users (right) after each epoch or iteration."
     )
     if references:
@@ -246,7 +259,13 @@ def _curves(con: duckdb.DuckDBPyConnection, runs: list[dict], order: list[str]) 
         )
     if skipped := [m for m in skipped if m not in references]:
         caption += f" Not shown (no steps, no validation value): {', '.join(skipped)}."
-    image = figures.curves_figure(stepped, references)
+    losses = {m: LOSSES.get(m, "training loss") for m in stepped}
+    caption += (
+        " Each loss on its own axis, named per model: "
+        + "; ".join(f"{m}: {losses[m]}" for m in stepped)
+        + "."
+    )
+    image = figures.curves_figure(stepped, references, losses)
     out.append(
         h.figure("fig-training-curves", image, "training loss and val NDCG@10 per step", caption)
     )

@@ -7,6 +7,7 @@ import duckdb
 
 from jamrec.report import html as h
 from jamrec.report import models
+from jamrec.report.common import settings_table
 from jamrec.report.data import Builds
 
 LABELS = {"hr": "HR", "ndcg": "NDCG", "mrr": "MRR"}
@@ -169,6 +170,8 @@ def temporal_section(con: duckdb.DuckDBPyConnection, builds: Builds) -> str:
         )
     )
     out.append(h.table(headers, body, set(range(2, 3 + len(columns))), classes, raw=True))
+    out.append(h.para("The temporal runs and their settings:"))
+    out.append(settings_table(sorted(runs, key=lambda r: order.index(r["model"]))))
     out.append(paired_section(con, build["build_id"], temporal=True))
     out.append(seeds_section(con, build["build_id"], "temporal"))
     return "".join(out)
