@@ -112,6 +112,8 @@ def stages(con: duckdb.DuckDBPyConnection, counts: dict) -> list[tuple[str, int,
     ]
     for split, n in sorted(counts.get("splits", {}).items(), key=lambda kv: kv[0] != "train"):
         out.append((f"  of which {split}", n, "interactions"))
+    negatives = counts.get("negatives", count("negatives"))
+    out.append(("negatives (published)", negatives, "sampled (user, track), no train positive"))
     return [(name, n, unit) for name, n, unit in out if n is not None]
 
 
@@ -245,18 +247,31 @@ def feature_histograms(con: duckdb.DuckDBPyConnection) -> list[Histogram]:
     return out
 
 
+TARGET = "interactions"  # the correlations' target column: interactions per track
+
+
 def feature_correlations(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[list]]:
-    """Pearson correlations between the audio features and popularity over ``tracks``
-    (``None`` where undefined, e.g. a constant column); one scan of the table."""
-    if "tracks" not in table_names(con):
+    """Pearson correlations between the audio features, popularity and the target,
+    interactions per track (0 for a track nobody has), over ``tracks`` (``None`` where
+    undefined, e.g. a constant column); one scan of the table. The target comes last."""
+    present = table_names(con)
+    if "tracks" not in present:
         return [], []
     have = columns(con, "tracks")
     names = [c for c in CORRELATED if c in have]
+    source = "tracks"
+    if "interactions" in present and names:
+        names.append(TARGET)
+        source = (
+            f"(select t.*, coalesce(i.n, 0) as {TARGET} from tracks t left join "
+            "(select track_id, count(*) as n from interactions group by track_id) i "
+            "using (track_id))"
+        )
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     if not pairs:
         return names, []
     values = one_row(
-        con, "select " + ", ".join(f"corr({a}, {b})" for a, b in pairs) + " from tracks"
+        con, "select " + ", ".join(f"corr({a}, {b})" for a, b in pairs) + f" from {source}"
     )
     matrix: list[list] = [
         [1.0 if i == j else None for j in range(len(names))] for i in range(len(names))

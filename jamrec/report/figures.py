@@ -84,6 +84,7 @@ def stages_figure(stages: list[tuple[str, int, str]]) -> bytes:
         for yi, v in zip(y, values):
             ax.annotate(f"{v:,}", (v, yi), xytext=(3, 0), textcoords="offset points", va="center")
         ax.set_xlabel("rows")
+        ax.set_ylabel("stage")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.set_xlim(0, max(values or [1]) * 1.15)
         return png(fig)
@@ -102,6 +103,7 @@ def rejects_figure(rejects: list[tuple[str, str, int]]) -> bytes:
         spread = max(counts) / max(min(counts), 1)
         ax.set_xscale("log" if spread > 50 else "linear")
         ax.set_xlabel("rejected lines" + (" (log scale)" if spread > 50 else ""))
+        ax.set_ylabel("file: reason")
         return png(fig)
 
 
@@ -165,6 +167,8 @@ def features_figure(hists: list[Histogram]) -> bytes:
                     ax.stairs(share, edges, color=color, linewidth=1.4, label=label)
             ax.set_title(h.label)
             ax.tick_params(labelsize=7)
+            if i % cols == 0:
+                ax.set_ylabel("share of tracks")
             if edges[0] % 1 == 0.5 and np.allclose(np.diff(edges), 1.0):  # integer-valued
                 values = np.arange(edges[0] + 0.5, edges[-1])
                 ax.set_xticks(values[:: 1 if len(values) <= 8 else 2])
@@ -182,6 +186,8 @@ def correlation_figure(names: list[str], matrix: list[list]) -> bytes:
         image = ax.imshow(m, cmap="RdBu_r", vmin=-1, vmax=1)
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
         ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("column")
+        ax.set_ylabel("column")
         for i in range(len(names)):
             for j in range(len(names)):
                 text = "" if np.isnan(m[i, j]) else f"{m[i, j]:.2f}"

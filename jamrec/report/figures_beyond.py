@@ -60,6 +60,9 @@ def cold_start_figure(
                 if chance in values:
                     ax.axvline(values[chance][0], color="black", linestyle="--", linewidth=1)
                 ax.set_title(f"{protocol}: {metric}")
+                ax.set_xlabel(metric)
+                if col == 0:
+                    ax.set_ylabel("model")
                 ax.set_xlim(
                     0, max([1e-3] + [p[0] if p[2] is None else p[2] for p in values.values()]) * 1.1
                 )
@@ -91,6 +94,7 @@ def popularity_figure(recommended: dict[str, Point], jammed: dict[str, Point]) -
         ax.axvline(50, color="gray", linestyle=":", linewidth=1, label="random list (50)")
         ax.set_xlim(0, 100)
         ax.set_xlabel("mean popularity percentile of the tracks (train interactions)")
+        ax.set_ylabel("model")
         ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2)
         return png(fig)
 
@@ -136,4 +140,5 @@ def sweep_figure(labels: list[str], values: list[float | None], chosen: int | No
         finite = [v for v in values if v is not None]
         ax.set_xlim(0, max([*finite, 1e-3]) * 1.15)
         ax.set_xlabel("validation NDCG@10 (full_sample)")
+        ax.set_ylabel("configuration")
         return png(fig)

@@ -54,7 +54,8 @@ def _stages(con: duckdb.DuckDBPyConnection, counts: dict) -> str:
             "Rows through each stage of the last published build: raw `jams.tsv` lines, jams "
             "loaded, jams whose Spotify URI is a track, then the unique (user, track) positives of "
             "creators and likers, those whose track has audio features (`interactions`), and how "
-            "the split divides them.",
+            "the split divides them; last, the negatives the build sampled for training (none "
+            "a train positive of its user).",
         )
     )
     files = counts.get("files", {})
@@ -163,11 +164,15 @@ def _features(con: duckdb.DuckDBPyConnection) -> str:
         out.append(
             h.figure(
                 "fig-correlations",
-                figures.correlation_figure(names, matrix),
-                "heatmap of correlations between audio features and popularity",
-                "Pearson correlation between each pair of audio features and Spotify popularity "
-                "over the catalogue (red: positive, blue: negative; blank: undefined, e.g. a "
-                "constant or empty column).",
+                figures.correlation_figure(
+                    [n if n != data.TARGET else "interactions per track" for n in names], matrix
+                ),
+                "heatmap of correlations between audio features, popularity and interactions",
+                "Pearson correlation between each pair of audio features, Spotify popularity and "
+                "the target, interactions per track (last row and column; 0 for a track nobody "
+                "has), over the catalogue (red: positive, blue: negative; blank: undefined, e.g. "
+                "a constant or empty column). The popularity cell of the last row says how far "
+                "Spotify popularity goes with jams and likes here.",
             )
         )
     else:
