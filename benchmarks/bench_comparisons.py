@@ -136,6 +136,11 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE")
     parser.add_argument("--user-sample", type=int, default=5000)
     parser.add_argument(
+        "--no-oracle",
+        action="store_true",
+        help="do not add the oracle (e.g. resuming, when it is already trained)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="keep the runs already in the working copy; train only what is missing "
@@ -158,7 +163,7 @@ def main() -> None:
     settings = _overrides(args.set)
     data = open_dataset(work)
     models = [m for m in args.models.split(",") if m]
-    if data.truth is not None and "oracle" not in models:
+    if data.truth is not None and "oracle" not in models and not args.no_oracle:
         models.append("oracle")
     seeded = [m for m in models if m in args.seeded.split(",")]
     once = [m for m in models if m not in seeded]
@@ -174,8 +179,10 @@ def main() -> None:
         "serve": False,
     }
     if not args.compare_only:
-        run_models(once, skip_trained=args.resume, **common)
-        run_models(seeded, seeds=seeds, skip_trained=args.resume, **common)
+        if once:  # an empty list would mean the default models
+            run_models(once, skip_trained=args.resume, **common)
+        if seeded:
+            run_models(seeded, seeds=seeds, skip_trained=args.resume, **common)
         timings["leave-k-out: train, evaluate, record, promote"] = time.perf_counter() - start
     start = time.perf_counter()
     standard = run_comparisons(COMPARED["leave_k_out"], work, data.build_id)

@@ -17,7 +17,7 @@ from jamrec.models.dataset import AUDIO_FEATURES, Truth
 
 N_USERS, N_TRACKS, N_GROUPS, N_TRAIN = 60, 40, 3, 8
 ALL_USERS = np.arange(N_USERS)
-LEARNERS = ("als", "mbcf", "hybrid", "two_tower")
+LEARNERS = ("als", "mbcf", "hybrid", "hybrid_study", "two_tower")
 # Small data needs small batches (4096 would be one step per epoch) and a larger step size;
 # one thread, as ops this small only pay for synchronisation (100x slower on a busy box).
 FAST_TORCH = {"batch_size": 64, "lr": 0.01, "epochs": 15, "threads": 1}
@@ -25,6 +25,7 @@ TEST_CONFIGS = {
     "als": {"factors": 4},  # 40 factors would fit 40 tracks exactly and generalise nothing
     "mbcf": FAST_TORCH,
     "hybrid": FAST_TORCH,
+    "hybrid_study": FAST_TORCH,
     # 10x the step size goes stale 10x faster: cold-track AUC over data seeds 0-2 is
     # 0.77-0.87 exact, 0.81-0.93 with a snapshot every 1-5 batches, 0.67-0.75 every 20
     "two_tower": {**FAST_TORCH, "history_refresh": 5},

@@ -270,7 +270,10 @@ def test_fingerprints_decide_when_to_rebuild(dump, tmp_path):
 
 
 def test_default_models_are_every_learner_and_baseline_and_the_oracle_with_truth():
-    learners = ["popularity", "random", "item_knn", "als", "mbcf", "hybrid", "two_tower"]
+    learners = [
+        *("popularity", "random", "item_knn", "als", "mbcf", "hybrid", "hybrid_study"),
+        "two_tower",
+    ]
     assert default_models(has_truth=True) == [*learners, "oracle"]
     assert default_models(has_truth=False) == learners
 

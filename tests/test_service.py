@@ -288,7 +288,12 @@ def test_a_failing_run_is_recorded_as_an_alert_and_sent_to_the_webhook(service):
 
 def _run_retrain(svc: Service) -> subprocess.CompletedProcess:
     settings = json.dumps(
-        {"mbcf": {"epochs": 2}, "hybrid": {"epochs": 1}, "two_tower": {"epochs": 2}}
+        {
+            "mbcf": {"epochs": 2},
+            "hybrid": {"epochs": 1},
+            "hybrid_study": {"epochs": 1},
+            "two_tower": {"epochs": 2},
+        }
     )
     return svc.prefect(
         "deployment",
@@ -313,7 +318,7 @@ def test_retrain_then_retrain_again_with_unchanged_inputs(service):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert _query(path, "select status from builds") == [("published",)]
     runs = _query(path, "select count(*) from model_runs")[0][0]
-    assert runs == 8
+    assert runs == 9
     champions = dict(_query(path, "select model, run_id from model_runs where is_champion"))
     assert set(champions) == {
         "popularity",
@@ -322,11 +327,14 @@ def test_retrain_then_retrain_again_with_unchanged_inputs(service):
         "als",
         "mbcf",
         "hybrid",
+        "hybrid_study",
         "two_tower",
         "oracle",
     }
     served = dict(_query(path, "select model, count(*) from recommendations group by 1"))
-    assert set(served) == {"popularity", "item_knn", "als", "mbcf", "hybrid", "two_tower"}
+    assert set(served) == {
+        *("popularity", "item_knn", "als", "mbcf", "hybrid", "hybrid_study", "two_tower")
+    }
     users = _query(path, "select count(distinct user_id) from splits")[0][0]
     assert all(n <= 20 * users for n in served.values()) and min(served.values()) > users
     promotions = _query(path, "select count(*) from promotions")[0][0]

@@ -32,6 +32,7 @@ MODELS: dict[str, str] = {
     "als": "jamrec.models.als:ALS",
     "mbcf": "jamrec.models.torch.recommenders:MBCF",
     "hybrid": "jamrec.models.torch.recommenders:Hybrid",
+    "hybrid_study": "jamrec.models.torch.recommenders:HybridStudy",
     "two_tower": "jamrec.models.torch.two_tower:TwoTower",
     "feature_knn": "jamrec.models.coldstart_baselines:FeatureKNN",
     "spotify_popularity": "jamrec.models.coldstart_baselines:SpotifyPopularity",
@@ -46,11 +47,21 @@ else:
     ModelName = Literal[tuple(MODELS)]
 
 # What a plain `jamrec train` (and the weekly retrain) trains: the study's three models,
+# the study's NN exactly as the study set it up (hybrid_study) beside jamrec's hybrid,
 # the baselines (item-kNN among them: cheap at TIMJ scale, a similarity matrix of 50
 # neighbours a track) and the two-tower; plus the oracle when the warehouse has the planted
 # truth. user_knn is on demand (`--models user_knn`): its similarity search costs the sum
 # over tracks of their listeners squared, which the most played tracks dominate.
-DEFAULT_MODELS = ("popularity", "random", "item_knn", "als", "mbcf", "hybrid", "two_tower")
+DEFAULT_MODELS = (
+    "popularity",
+    "random",
+    "item_knn",
+    "als",
+    "mbcf",
+    "hybrid",
+    "hybrid_study",
+    "two_tower",
+)
 # What `jamrec coldstart` trains: models that can score a track without interactions, the
 # ID models for contrast, and the baselines (plus the oracle with truth).
 COLD_START_MODELS = (

@@ -1,10 +1,11 @@
 """The study jamrec grew out of, re-run on the published build (``jamrec study``).
 
 The study asked what audio features add to recommendation quality, with MBCF (embeddings
-and a dot product, BCE with negatives), a network over ids and audio features (jamrec's
-``hybrid``) and ALS; it reported HR@10 ALS 0.020, MBCF 0.280, NN 0.230 under mixed
-protocols. Each of its experiments is a function in :data:`EXPERIMENTS` (in order, with a
-one-line description), measured here under jamrec's protocols (docs/protocols.md, "The
+and a dot product, BCE with negatives), a network over ids and audio features (its "NN":
+``hybrid_study``; jamrec's ``hybrid`` adds a dot-product path and fresh negatives) and
+ALS; it reported HR@10 ALS 0.020, MBCF 0.280, NN 0.230 under mixed protocols. Each of
+its experiments is a function in :data:`EXPERIMENTS` (in order, with a one-line
+description), measured here under jamrec's protocols (docs/protocols.md, "The
 study's experiments"):
 
 - ``negatives``: MBCF with the published negatives and with positives only;

@@ -53,11 +53,17 @@ class DotModule(nn.Module):
 
 
 class HybridModule(nn.Module):
-    """The study's hybrid network: ID embeddings plus audio features through an MLP.
+    """The hybrid network: ID embeddings plus audio features through an MLP.
 
     ``logit(u, t) = w2 . relu(W1 [e_u; e_t; f_t] + b1) + b2`` with ``dim``-d embeddings,
     ``f_t`` the track's standardised audio features (``features``, ``(n_tracks, F)``, kept
-    as a buffer so it is saved with the weights) and ``hidden`` units.
+    as a buffer so it is saved with the weights) and ``hidden`` units: the study's network.
+
+    With ``dot = True`` the same embeddings also meet in a dot product that is added to
+    the logit, ``+ e_u . e_t`` (NeuMF's two paths, He et al. 2017, with shared
+    embeddings): an MLP over concatenated embeddings learns a dot product poorly (Rendle
+    et al. 2020), so the collaborative signal gets the dot product and the MLP is left the
+    non-linear part, e.g. a taste for a region of the audio-feature space.
 
     The first layer splits into a user part ``W_u e_u`` and a track part
     ``W_t e_t + W_f f_t + b1``, so scoring B users against I tracks costs one ``(B, I,
@@ -74,9 +80,10 @@ class HybridModule(nn.Module):
         dim: int,
         hidden: int,
         generator: torch.Generator,
+        dot: bool = False,
     ):
         super().__init__()
-        self.dim = dim
+        self.dim, self.dot = dim, dot
         self.register_buffer("features", features.to(torch.float32).clone())
         self.users = nn.Embedding(n_users, dim)
         self.tracks = nn.Embedding(n_tracks, dim)
@@ -89,8 +96,10 @@ class HybridModule(nn.Module):
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(N,) logits of the aligned pairs, through the unsplit network."""
-        x = torch.cat([self.users(users), self.tracks(items), self.features[items]], dim=-1)
-        return self.layer2(torch.relu(self.layer1(x))).squeeze(-1)
+        e_u, e_t = self.users(users), self.tracks(items)
+        x = torch.cat([e_u, e_t, self.features[items]], dim=-1)
+        logits = self.layer2(torch.relu(self.layer1(x))).squeeze(-1)
+        return logits + (e_u * e_t).sum(dim=-1) if self.dot else logits
 
     def user_part(self, users: torch.Tensor) -> torch.Tensor:
         """(B, hidden): ``W_u e_u``, the users' share of the first layer."""
@@ -132,7 +141,16 @@ class HybridModule(nn.Module):
 
     def score_matrix(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(B, I) logits of every user against every track, via the split first layer."""
-        return self.score_from_parts(self.user_part(users), self.track_part(items))
+        out = self.score_from_parts(self.user_part(users), self.track_part(items))
+        if self.dot:
+            out.addmm_(self.users(users), self.tracks(items).T)
+        return out
+
+    def dot_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(N,) the dot-product path of aligned pairs (zeros without ``dot``)."""
+        if not self.dot:
+            return torch.zeros(len(users), device=users.device)
+        return (self.users(users) * self.tracks(items)).sum(dim=-1)
 
 
 class TwoTowerModule(nn.Module):
