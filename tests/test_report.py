@@ -21,7 +21,13 @@ pytestmark = pytest.mark.slow
 DATA_FIGURES = ["fig-stages", "fig-rejects", "fig-distributions", "fig-features"]
 DATA_FIGURES += ["fig-correlations", "fig-months"]
 MODEL_FIGURES = ["fig-hr-at-k", "fig-ndcg-at-k", "fig-training-curves", "fig-beyond-popularity"]
-MODELS = ("popularity", "random", "item_knn", "oracle", "als", "mbcf", "hybrid")
+STUDY_FIGURES = ["fig-study-headline", "fig-study-negatives", "fig-study-batch-size"]
+STUDY_FIGURES += ["fig-study-learning-rate", "fig-study-als", "fig-study-per-user"]
+MODELS = ("popularity", "random", "item_knn", "oracle", "als", "mbcf", "hybrid", "hybrid_study")
+PAIRWISE = ("hybrid", "hybrid_study")  # never fully ranked: compared under full_sample only
+# jamrec study with small budgets (as tests/test_study.py runs it)
+STUDY = ["--probe-users", "200", "--epochs", "negatives=2", "--epochs", "audio_ablation=2"]
+STUDY += ["--epochs", "als_curves=3", "--steps", "batch_size=4", "--steps", "learning_rate=3"]
 TRACKS_HEADER = "id,name,popularity,duration_ms,explicit,artists,id_artists,release_date,"
 TRACKS_HEADER += "danceability,energy,key,loudness,mode,speechiness,acousticness,"
 TRACKS_HEADER += "instrumentalness,liveness,valence,tempo,time_signature"
@@ -29,7 +35,9 @@ TRACKS_HEADER += "instrumentalness,liveness,valence,tempo,time_signature"
 
 @pytest.fixture(scope="module")
 def trained(tiny_warehouse, tmp_path_factory) -> Path:
-    """A copy of the tiny warehouse with every default model trained (few epochs)."""
+    """A copy of the tiny warehouse with every default model trained (few epochs), the
+    study's experiments (``jamrec study``, small budgets) and a paired comparison under
+    ``sampled_100`` too."""
     path = tmp_path_factory.mktemp("report_trained") / "jamrec.duckdb"
     shutil.copyfile(tiny_warehouse, path)
     data_docs = tiny_warehouse.parent / "reports" / "data_docs"
@@ -41,7 +49,10 @@ def trained(tiny_warehouse, tmp_path_factory) -> Path:
         env.setenv("JAMREC_WAREHOUSE", str(path))
         get_settings.cache_clear()
         args = ["train", "--warehouse", str(path), "--set", "mbcf.epochs=3"]
-        assert main([*args, "--set", "hybrid.epochs=2", "--set", "als.iterations=5"]) == 0
+        args += ["--set", "hybrid.epochs=2", "--set", "hybrid_study.epochs=2"]
+        assert main([*args, "--set", "als.iterations=5"]) == 0
+        assert main(["study", "--warehouse", str(path), *STUDY]) == 0
+        assert main(["compare", "--warehouse", str(path), "--protocol", "sampled_100"]) == 0
     get_settings.cache_clear()
     return path
 
@@ -59,20 +70,22 @@ def ids(html: str) -> set[str]:
 def test_report_has_every_section_and_figure(report, trained):
     assert report == trained.parent / "reports" / "index.html"
     html = report.read_text()
-    for section in ("overview", "data", "models", "quality", "stages", "rejects", "distributions"):
+    for section in ("overview", "data", "study", "models", "quality", "stages", "rejects"):
         assert section in ids(html)
-    for section in ("features", "correlations", "dates", "comparison", "metrics-at-k"):
+    for section in ("distributions", "features", "correlations", "dates", "comparison"):
         assert section in ids(html)
-    assert {"training-curves", "champions", "comparison-test", "comparison-val"} <= ids(html)
+    assert {"metrics-at-k", "training-curves", "champions", "comparison-test"} <= ids(html)
+    assert "comparison-val" in ids(html)
     assert {"paired", "seeds", "temporal", "paired-full-sample-test-ndcg10"} <= ids(html)
     paired = html[html.index('id="paired"') : html.index('id="seeds"')]
     n_models = len(MODELS) + 1  # and the two-tower
-    # full_sample: every pair; full: every pair without the hybrid (never fully ranked)
+    # full_sample: every pair; full: every pair without the pairwise models
     sample_rows = 1 + n_models * (n_models - 1) // 2
-    full_rows = 1 + (n_models - 1) * (n_models - 2) // 2
+    full = n_models - len(PAIRWISE)
+    full_rows = 1 + full * (full - 1) // 2
     assert paired.count("<tr") >= sample_rows + full_rows
     assert "<td>item_knn</td>" in paired and "Holm" in paired
-    figures = DATA_FIGURES + MODEL_FIGURES
+    figures = DATA_FIGURES + STUDY_FIGURES + MODEL_FIGURES
     con = duckdb.connect(str(trained), read_only=True)
     tracked = con.execute(
         "select count(*) from duckdb_columns() "
@@ -99,6 +112,74 @@ def test_report_has_every_section_and_figure(report, trained):
     assert "passed" in html and "No model runs yet" not in html
     assert f"audio share {AUDIO_SHARE:g})" in html and "Generated data: each user picks" in html
     assert report.stat().st_size < 3_000_000
+
+
+def section(html: str, start: str, end: str) -> str:
+    return html[html.index(f'id="{start}"') : html.index(f'id="{end}"')]
+
+
+def text(html: str) -> str:
+    """The visible text of an HTML fragment, entities decoded."""
+    import html as html_module
+
+    return html_module.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
+
+
+def test_the_study_rerun_section(report):
+    """The study's numbers quoted beside jamrec's, the headline figure, a verdict on each
+    conclusion (every one measured on this warehouse), the audio answer, the figures."""
+    html = report.read_text()
+    assert '<a href="#study">The study, re-run</a>' in html
+    assert html.index('id="study"') < html.index('id="models"')
+    study = section(html, "study", "models")
+    for ident in ("study-table", "study-headline", "study-verdicts", "study-audio"):
+        assert f'id="{ident}"' in study
+    for ident in ("study-negatives", "study-batch-size", "study-learning-rate", "study-als"):
+        assert f'id="{ident}"' in study
+    assert set(STUDY_FIGURES) <= ids(study)
+    assert "study-per-user" in ids(study)
+    table = text(section(html, "study-table", "study-headline"))
+    for name, model, value in (("ALS", "als", "0.020"), ("MBCF", "mbcf", "0.280")):
+        assert f"{model} {name} {value} " in table
+    assert "hybrid_study NN 0.230 " in table
+    for model in ("hybrid", "popularity (baseline)", "item_knn (baseline)", "two_tower"):
+        assert f" {model} – – 0." in table
+    assert "Not trained on this build" not in table
+    assert "its NN hybrid_study (the study's exact set-up); hybrid is jamrec's" in text(study)
+    verdicts = section(html, "study-verdicts", "study-audio")
+    verdicts = text(verdicts[verdicts.index("<table") : verdicts.index("</table>")])
+    for claim in (
+        "(1) MBCF > NN > ALS",
+        "(2) negative samples help MBCF",
+        "(3) batch size 4096 and learning rate 1e-3 are best",
+        "(4) the NN generalises poorly",
+    ):
+        assert claim in verdicts
+    found = re.findall(r"(holds|does not hold|not measured)", verdicts)
+    assert len(found) >= 7 and "not measured" not in found  # every verdict measured here
+    for where in ("full_sample", "sampled_100", "batch_size", "learning_rate"):
+        assert where in verdicts
+    audio = text(section(html, "study-audio", "study-experiments"))
+    assert "What the audio features add, with a planted audio share of" in audio
+    assert "hybrid" in audio and "two_tower" in audio and "warm" in audio and "cold" in audio
+    assert "jamrec study" not in text(section(html, "study-experiments", "models"))
+
+
+def test_runs_show_their_settings_and_figures_their_axes(report):
+    """Fixes elsewhere in the report: settings per run, every protocol in words, each loss
+    named, the target in the correlations, the negatives among the stages."""
+    html = report.read_text()
+    comparison = section(html, "comparison", "comparison-test")
+    assert "settings</th>" in comparison and "factors=40" in comparison
+    assert "patience" not in comparison  # early stopping is off: its settings are left out
+    legend = text(comparison)
+    assert "fold_in: fold_in" not in legend and "beyond: beyond" not in legend
+    assert "every candidate track ranked" in legend and "Beyond the study" in legend
+    curves = text(section(html, "training-curves", "temporal"))
+    assert "als: implicit's confidence-weighted squared error" in curves
+    assert "mbcf: binary cross-entropy" in curves
+    assert "interactions per track" in text(section(html, "correlations", "dates"))
+    assert "negatives (published)" in text(section(html, "stages", "rejects"))
 
 
 def test_report_is_offline_and_deterministic(report, trained):
@@ -128,7 +209,13 @@ def test_report_opens_in_a_real_browser(report, tmp_path):
         )
         widest = browser.evaluate("Math.max(...Array.from(document.images, i => i.width))")
         assert widest <= 1100  # the page's max-width: images shrink to fit
-        assert browser.evaluate("document.querySelectorAll('h2').length") == 5
+        assert browser.evaluate("document.querySelectorAll('h2').length") == 6
+        loaded = browser.evaluate(
+            "Array.from(document.querySelectorAll('figure')).filter(f => "
+            "f.querySelector('img').complete && f.querySelector('img').naturalWidth > 0)"
+            ".map(f => f.id)"
+        )
+        assert set(DATA_FIGURES + STUDY_FIGURES + MODEL_FIGURES) <= set(loaded)
         assert browser.errors() == []
         outside = [u for u in browser.requests() if not u.startswith(("file:", "data:"))]
         assert outside == []
@@ -155,6 +242,9 @@ def test_report_without_runs_after_a_failed_build(tiny_warehouse, tiny_dump, tmp
         run_build(tiny_dump, tmp_path / "missing.csv", path)
     html = build_report(path).read_text()
     assert "No model runs yet: run <code>jamrec train</code>" in html
+    study = section(html, "study", "models")  # what it can show, and what fills the rest
+    assert "0.280" in study and "No <code>jamrec study</code> on the published build" in study
+    assert "run <code>jamrec study</code>" in study
     assert "missing.csv: file not found" in html and "This report shows the published" in html
     assert set(DATA_FIGURES) <= ids(html)
     assert html.count("<img ") == len(DATA_FIGURES)

@@ -86,6 +86,7 @@ def test_beyond_section_its_subsections_and_figures(page, studied):
     assert f"Withheld: {withheld:,} tracks" in cold and "sit at chance" in cold
     for model in ("feature_knn", "popularity", "random", "oracle"):
         assert f"<td>{model}" in cold
+    assert ">settings</th>" in cold and "neighbours" not in cold  # the runs' own settings
     accuracy = section(page, "beyond-accuracy", "fold-in")
     for header in ("coverage@10", "novelty (bits)", "popularity pct: jammed"):
         assert f">{header}</th>" in accuracy
@@ -148,3 +149,14 @@ def test_without_runs_the_section_is_all_notes(tiny_warehouse, tmp_path):
     shutil.copyfile(tiny_warehouse, path)
     beyond = section(build_report(path).read_text(), "beyond", "quality")
     assert beyond.count('class="missing"') == 3 and "<img " not in beyond
+
+
+def test_study_section_without_a_study(page):
+    """No ``jamrec study`` on this warehouse: the section shows the table, the headline and
+    the verdicts it can, and names the command that fills in the rest."""
+    study = section(page, "study", "models")
+    assert "0.020" in study and "0.280" in study and "0.230" in study
+    assert 'id="fig-study-headline"' in study and 'id="fig-study-negatives"' not in study
+    assert "No <code>jamrec study</code> on the published build" in study
+    assert "not measured" in study and "<code>jamrec train --models " in study
+    assert "No audio ablation on this build: <code>jamrec study</code>" in study
