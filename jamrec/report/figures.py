@@ -52,7 +52,10 @@ def png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-KNOWN_MODELS = ("als", "mbcf", "hybrid", "oracle", "popularity", "random")
+KNOWN_MODELS = (
+    *("als", "mbcf", "hybrid", "oracle", "popularity", "random"),
+    *("hybrid_study", "two_tower", "item_knn"),
+)
 
 
 def model_colors(models: list[str]) -> dict[str, tuple]:
