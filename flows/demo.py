@@ -3,9 +3,10 @@ time went.
 
 Generates a dump (``--scale tiny|small|full``, default ``small``, seed 0: the same bytes
 every time) into ``data/<scale>/``, or takes a real one (``--timj PATH --spotify PATH``);
-then runs ``build-warehouse`` (load, validate, publish) and ``train-and-evaluate`` (every
-default model, every protocol), writes the report, and prints the per-stage timing table
-(wall seconds, peak RSS), also stored in the warehouse's ``timings`` table.
+then runs ``build-warehouse`` (load, validate, publish), ``train-and-evaluate`` (every
+default model, every protocol) and ``study`` (the original study's experiments; skipped with
+``--no-study``), writes the report, and prints the per-stage timing table (wall seconds,
+peak RSS), also stored in the warehouse's ``timings`` table.
 
 Runs on embedded defaults: Prefect's local mode (a temporary server for the run), the
 warehouse at ``$JAMREC_WAREHOUSE`` or ``warehouse/jamrec.duckdb``.
@@ -25,6 +26,7 @@ from jamrec.cli import print_build_summary
 from jamrec.errors import JamrecError
 from jamrec.generate import SCALES, generate
 from jamrec.log import setup_cli_logging
+from jamrec.operations.study import study_on_published_build
 from jamrec.provenance import now
 from jamrec.timing import Timing
 from jamrec.warehouse import timings
@@ -55,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--timj", type=Path, help="a real TIMJ dump (folder or zip) instead")
     parser.add_argument("--spotify", type=Path, help="its Spotify features CSV (with --timj)")
+    parser.add_argument(
+        "--no-study",
+        action="store_true",
+        help="skip the study's experiments (jamrec study): the report then answers the "
+        "study's first question only",
+    )
     args = parser.parse_args(argv)
     if (args.timj is None) != (args.spotify is None):
         given, missing = ("--timj", "--spotify") if args.timj else ("--spotify", "--timj")
@@ -71,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_cli_logging()
     from flows._retry import write_report
     from flows.build_warehouse import build_warehouse
+    from flows.study import study
     from flows.train_and_evaluate import train_and_evaluate
 
     begun, started_at = time.perf_counter(), now()
@@ -100,6 +109,21 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"\ntraining and evaluating every model ({took}) ...", flush=True)
             trained = train_and_evaluate(report=False)
+            done = None if args.no_study else study_on_published_build()
+            if done is not None:
+                print(
+                    f"\nthe study's experiments: already run on this build ({done}); "
+                    "`jamrec study` runs them again",
+                    flush=True,
+                )
+            elif not args.no_study:
+                print(
+                    "\nthe study's experiments (jamrec study: MBCF with and without negatives, "
+                    "its batch-size and learning-rate grids, ALS over iterations, the audio "
+                    "ablation, per-user models) ...",
+                    flush=True,
+                )
+                study(report=False)
             start = time.perf_counter()
             page = write_report(None)
             own.append(Timing.since("report", start))

@@ -2,8 +2,9 @@
 ``jamrec study``) on the published build, one task per experiment, each writing its rows to
 ``study_results`` as it ends. Its runs (``purpose = 'study'``) are never promoted. It writes
 the warehouse, so it holds the warehouse slot like every writer flow. As in the cold-start
-flow, an experiment is one plain task (a retry would train its models again), and the
-report is not rewritten: it shows nothing the study writes.
+flow, an experiment is one plain task (a retry would train its models again). At the end
+the report is rewritten: its first model section, "The study, re-run", reads
+``study_results``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 import flows  # noqa: F401 - sets up logging before Prefect starts
-from flows._retry import warehouse_slot
+from flows._retry import warehouse_slot, write_report
 from jamrec.operations import study as study_ops
 
 # An experiment's name as a type: Prefect offers the names as choices and refuses any
@@ -27,6 +28,7 @@ else:
 
 prepare = task(name="study-prepare", cache_policy=NO_CACHE)(study_ops.prepare)
 run_experiment = task(name="study-experiment", cache_policy=NO_CACHE)(study_ops.run_experiment)
+rewrite_report = task(name="report", cache_policy=NO_CACHE)(write_report)
 
 
 @flow(name="study")
@@ -38,6 +40,7 @@ def study(
     epochs: dict[ExperimentName, int] | None = None,
     steps: dict[ExperimentName, int] | None = None,
     warehouse: Path | None = None,
+    report: bool = True,
 ) -> dict:
     """The study's experiments, each a task; returns the study id and the rows written
     per experiment.
@@ -56,6 +59,7 @@ def study(
             learning_rate (default 100).
         warehouse: The DuckDB file (default: $JAMREC_WAREHOUSE, else
             warehouse/jamrec.duckdb).
+        report: Rewrite the report (reports/index.html) at the end.
     """
     names = study_ops.check_experiments(experiments)
     with warehouse_slot():
@@ -63,7 +67,12 @@ def study(
             warehouse, seed, evaluation_seed, probe_users=probe_users, epochs=epochs, steps=steps
         )
         done = [run_experiment.with_options(name=f"study-{name}")(name, ctx) for name in names]
-    return {"study_id": ctx.study_id, "rows": {d.name: len(d.rows) for d in done}}
+        page = rewrite_report(warehouse) if report else None
+    return {
+        "study_id": ctx.study_id,
+        "rows": {d.name: len(d.rows) for d in done},
+        "report": page,
+    }
 
 
 if __name__ == "__main__":

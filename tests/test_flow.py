@@ -5,6 +5,7 @@ train-and-evaluate flow's timings and the study flow's tasks."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -124,7 +125,9 @@ def test_study_flow_runs_each_experiment_as_a_task(tiny_warehouse, prefect_harne
             )
         )
     names = {t.name.rsplit("-", 1)[0] for t in tasks}  # a task run is <task name>-<n>
-    assert {"study-prepare", "study-als_curves", "study-per_user"} <= names
+    assert {"study-prepare", "study-als_curves", "study-per_user", "report"} <= names
+    page = Path(done["report"]).read_text()  # rewritten: its study section has the curves
+    assert 'id="study-als"' in page and 'id="study-per-user"' in page
     assert "study per_user: a logistic regression" in _logs(state.state_details.flow_run_id)
 
 

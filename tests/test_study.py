@@ -307,3 +307,16 @@ def test_migration_7_adds_study_results_to_an_older_warehouse(tmp_path):
         assert history.CURRENT == 7
     finally:
         con.close()
+
+
+def test_a_whole_study_of_the_published_build_is_found_a_partial_one_is_not(
+    studied, tiny_warehouse, tmp_path
+):
+    path, _ = studied
+    (study_id,) = _rows(path, "select distinct study_id from study_results")[0]
+    assert study.study_on_published_build(path) == study_id  # what make demo skips
+    partial = tmp_path / "partial.duckdb"
+    shutil.copyfile(tiny_warehouse, partial)
+    assert study.study_on_published_build(partial) is None
+    study.run_study(partial, ["per_user"], per_user_users=20)
+    assert study.study_on_published_build(partial) is None

@@ -759,6 +759,22 @@ EXPERIMENTS: dict[str, Experiment] = {
 EPOCHS = ("negatives", "als_curves", "audio_ablation")  # experiments with an epochs setting
 
 
+def study_on_published_build(warehouse: Path | None = None) -> str | None:
+    """The latest study of the published build that ran every experiment (its id), or
+    None: what ``make demo`` skips rather than run the study again."""
+    con = warehouse_at(warehouse).connect_readonly()
+    try:
+        found = con.execute(
+            "select study_id from study_results where build_id = "
+            "(select build_id from published_build) group by study_id "
+            "having count(distinct experiment) = $n order by max(created_at) desc limit 1",
+            {"n": len(EXPERIMENTS)},
+        ).fetchone()
+    finally:
+        con.close()
+    return None if found is None else str(found[0])
+
+
 def check_experiments(names: Sequence[str] | str | None) -> list[str]:
     """The experiments asked for (``"a,b"`` or a list; default every one, in order), or
     one line naming the unknown ones and the known ones."""
