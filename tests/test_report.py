@@ -19,6 +19,7 @@ from tests.browser import Browser, find_chromium
 pytestmark = pytest.mark.slow
 
 DATA_FIGURES = ["fig-stages", "fig-rejects", "fig-distributions", "fig-features"]
+DATA_FIGURES += ["fig-features-standardised"]
 DATA_FIGURES += ["fig-correlations", "fig-months"]
 MODEL_FIGURES = ["fig-hr-at-k", "fig-ndcg-at-k", "fig-training-curves", "fig-beyond-popularity"]
 STUDY_FIGURES = ["fig-study-headline", "fig-study-negatives", "fig-study-batch-size"]
@@ -310,3 +311,24 @@ def test_older_warehouses_and_runs_of_other_builds(trained, tmp_path):
         con.close()
     assert "No evaluated run on the published build b-newer" in html
     assert re.search(r"[1-9]\d* on other builds\): run <code>jamrec train</code>", html)
+
+
+def test_standardised_histograms_are_what_the_networks_see(tiny_warehouse):
+    """The SQL z-scores equal the models' own standardisation (jamrec.models.dataset)."""
+    import numpy as np
+
+    from jamrec.models.dataset import open_dataset, standardise
+    from jamrec.report import data as report_data
+
+    con = duckdb.connect(str(tiny_warehouse), read_only=True)
+    try:
+        hists = {h.label: h for h in report_data.standardised_histograms(con)}
+    finally:
+        con.close()
+    ds = open_dataset(tiny_warehouse)
+    z, _, _ = standardise(ds.features, ds.candidates)
+    r, bins = report_data.Z_RANGE, report_data.Z_BINS
+    for j, name in enumerate(ds.feature_names):
+        at = np.clip(np.floor((z[:, j] + r) / (2 * r) * bins), 0, bins - 1).astype(int)
+        candidates = np.bincount(at[ds.candidates], minlength=bins)
+        assert hists[name].played == candidates.tolist(), name

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from jamrec.warehouse import sqltext
+from jamrec.warehouse.contract import AUDIO_FEATURES
 from jamrec.warehouse.query import REJECT_REASON
 from jamrec.warehouse.store import one_row, table_names
 
@@ -244,6 +245,52 @@ def feature_histograms(con: duckdb.DuckDBPyConnection) -> list[Histogram]:
                 catalogue[b], hits[b] = n, p
         edges = [lo + (hi - lo) * i / bins for i in range(bins + 1)]
         out.append(Histogram(label, edges, catalogue, hits))
+    return out
+
+
+Z_RANGE, Z_BINS = 4.0, 32  # standardised features: [-4, 4] in 32 bins (the rest at the edges)
+
+
+def standardised_histograms(con: duckdb.DuckDBPyConnection) -> list[Histogram]:
+    """The audio features as the networks see them (``jamrec.models.dataset.standardise``):
+    z-scores against the mean and standard deviation of the candidate tracks (those with a
+    train interaction), a missing value at 0, a constant feature's deviation taken as 1;
+    histograms over the catalogue and over the candidates. Empty without ``tracks`` or
+    ``splits``."""
+    present = table_names(con)
+    if not {"tracks", "splits"} <= present:
+        return []
+    feats = [f for f in AUDIO_FEATURES if f in columns(con, "tracks")]
+    if not feats:
+        return []
+    # Column names come from the warehouse contract (constants), never from input.
+    stats = ", ".join(
+        f"avg({f}) as m_{f}, coalesce(nullif(stddev_pop({f}), 0), 1) as s_{f}" for f in feats
+    )
+    z = ", ".join(f"coalesce(({f} - m_{f}) / s_{f}, 0) as {f}" for f in feats)
+    found = con.execute(
+        f"""
+        with candidates as (select distinct track_id, true as is_candidate from splits
+                            where split = 'train'),
+        stats as (select {stats} from tracks join candidates using (track_id)),
+        wide as (select coalesce(c.is_candidate, false) as is_candidate, {z}
+                 from tracks t left join candidates c using (track_id), stats),
+        long as (unpivot wide on {", ".join(feats)} into name feature value x)
+        select feature,
+            least(greatest(floor((x + $r) / (2 * $r) * $b), 0), $b - 1)::int as bin,
+            count(*), count(*) filter (where is_candidate)
+        from long group by all order by all
+        """,
+        {"r": Z_RANGE, "b": Z_BINS},
+    ).fetchall()
+    edges = [-Z_RANGE + 2 * Z_RANGE * i / Z_BINS for i in range(Z_BINS + 1)]
+    out = []
+    for name in feats:
+        catalogue, candidates = [0] * Z_BINS, [0] * Z_BINS
+        for feature, b, n, c in found:
+            if feature == name:
+                catalogue[b], candidates[b] = n, c
+        out.append(Histogram(name, edges, catalogue, candidates))
     return out
 
 

@@ -158,6 +158,21 @@ def _features(con: duckdb.DuckDBPyConnection) -> str:
             "panel's range are counted in its edge bins.",
         )
     )
+    standardised = data.standardised_histograms(con)
+    if standardised:
+        out.append(
+            h.figure(
+                "fig-features-standardised",
+                figures.features_figure(standardised),
+                "small-multiple histograms of each standardised audio feature",
+                "The audio features as the hybrid and the two-tower see them: z-scores against "
+                "the mean and standard deviation of the candidate tracks (a train "
+                "interaction), a missing value at 0; over the catalogue (grey bars) and over "
+                "the candidates (blue line), each as a share of its tracks, from -4 to 4 "
+                "standard deviations (values beyond in the edge bins). The study showed the "
+                "same histograms of what its network saw.",
+            )
+        )
     names, matrix = data.feature_correlations(con)
     out.append(h.heading(3, "correlations", "Feature correlations"))
     if matrix:
