@@ -332,3 +332,17 @@ def test_a_split_without_evaluated_users(data):
     result = evaluate(model, empty, n_boot=10)
     assert {r.split for r in result.rows} == {"test"}  # a mean over nobody is no result
     assert val_probe(empty)(model).shape == (0,)
+
+
+def test_the_training_curve_probes_few_users_early_stopping_its_own(data, monkeypatch):
+    """Early stopping off, the probe only draws the curve: CURVE_PROBE_USERS val users
+    (1,000), not early stopping's 10,000 (a full ranking of each, every epoch)."""
+    from jamrec.evaluation import protocols
+    from jamrec.models import create
+    from jamrec.operations.runs import training_probe
+
+    monkeypatch.setattr(protocols, "CURVE_PROBE_USERS", 7)
+    model = fitted(Popularity(), data)
+    assert len(training_probe(create("mbcf"), data)(model)) == 7
+    stopping = create("mbcf", early_stopping=True, probe_users=11)
+    assert len(training_probe(stopping, data)(model)) == 11

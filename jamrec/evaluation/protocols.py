@@ -50,6 +50,12 @@ from jamrec.models.base import Recommender, tie_rank
 from jamrec.models.dataset import Dataset
 from jamrec.models.early_stopping import PROBE_USERS
 
+# Validation users of the training curve when nothing is decided on it (early stopping
+# off): the curve is drawn, not tested, so 1,000 users do; early stopping's 10,000
+# (PROBE_USERS) would cost every epoch a full ranking of 10,000 users, at TIMJ scale
+# 10-40 s for a dot-product model and minutes for the pairwise hybrid.
+CURVE_PROBE_USERS = 1000
+
 PROTOCOLS = ("full", "full_sample", "sampled_100")
 TEMPORAL_PROTOCOLS = ("temporal", "temporal_sample")
 # What each protocol ranks: the temporal protocols are the full rankings of a temporal split.

@@ -131,15 +131,18 @@ def training_probe(
     With early stopping on, it decides when training ends: per-user NDCG@10 of the
     model's ``probe_users`` val users (:data:`jamrec.models.early_stopping.PROBE_USERS`),
     drawn with its *training* seed, so it is a training decision, never the evaluation's.
-    Otherwise it only draws the training curve: the evaluation's small probe (drawn with
-    the evaluation seed, so curves of different training seeds share their users)."""
-    from jamrec.evaluation.protocols import val_probe
+    Otherwise it only draws the training curve: a probe of
+    :data:`.protocols.CURVE_PROBE_USERS` (1,000) val users drawn with the evaluation seed,
+    so curves of different training seeds share their users."""
+    from jamrec.evaluation.protocols import CURVE_PROBE_USERS, val_probe
 
     config = model.config
     if getattr(config, "early_stopping", False):
         n_users = getattr(config, "probe_users", PROBE_USERS)
         return val_probe(data, n_users=n_users, seed=config.seed)
-    return val_probe(data, seed=(evaluation or EvaluationSettings()).seed)
+    return val_probe(
+        data, n_users=CURVE_PROBE_USERS, seed=(evaluation or EvaluationSettings()).seed
+    )
 
 
 def models_dir(warehouse: Path | None = None) -> Path:
