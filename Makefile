@@ -30,12 +30,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 # `make demo SCALE=tiny|small|full` (default small) generates data/<SCALE>/; with TIMJ=... and
-# SPOTIFY=... it takes a real dump instead.
+# SPOTIFY=... it takes a real dump instead; NO_STUDY=1 skips the study's experiments.
 SCALE ?= small
 TIMJ ?=
 SPOTIFY ?=
+NO_STUDY ?=
 
 DEMO_ARGS = --scale $(SCALE) $(if $(TIMJ),--timj "$(TIMJ)") $(if $(SPOTIFY),--spotify "$(SPOTIFY)")
+DEMO_ARGS += $(if $(NO_STUDY),--no-study)
 
 demo: install
 	$(BIN)/python -m flows.demo $(strip $(DEMO_ARGS))

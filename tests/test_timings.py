@@ -231,5 +231,6 @@ def test_make_demo_passes_the_scale_and_the_dump():
 
     assert "-m flows.demo --scale small" in dry_run()
     assert "-m flows.demo --scale tiny" in dry_run("SCALE=tiny")
+    assert "-m flows.demo --scale small --no-study" in dry_run("NO_STUDY=1")
     both = dry_run("TIMJ=dump/x", "SPOTIFY=dump/t.csv")
     assert '--timj "dump/x"' in both and '--spotify "dump/t.csv"' in both
