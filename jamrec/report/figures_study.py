@@ -102,20 +102,24 @@ def grid_curves_figure(
         ):
             ax = fig.add_subplot(1, 2, col + 1)
             for i, v in enumerate(variants):
-                points = series.get(v, [])
-                ax.plot(
-                    [p[0] for p in points],
-                    [p[1] for p in points],
-                    marker="o",
-                    markersize=2.5,
-                    color=COLORS[i % len(COLORS)],
-                    label=v,
-                )
+                _curve(ax, series.get(v, []), i, v)
             ax.set_xlabel("optimiser step")
             ax.set_ylabel(ylabel)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         fig.axes[0].legend(fontsize=7, frameon=False, loc="best", title=setting)
         return png(fig)
+
+
+def _curve(ax: Axes, points: Series, i: int, label: str) -> None:
+    """One curve over steps: (step, value) points, the i-th colour, small markers."""
+    ax.plot(
+        [p[0] for p in points],
+        [p[1] for p in points],
+        marker="o",
+        markersize=2.5,
+        color=COLORS[i % len(COLORS)],
+        label=label,
+    )
 
 
 def als_curves_figure(
@@ -133,15 +137,7 @@ def als_curves_figure(
         for col, (names, ylabel) in enumerate(groups):
             ax = fig.add_subplot(1, 3, col + 1)
             for i, name in enumerate(names):
-                points = metrics[name]
-                ax.plot(
-                    [p[0] for p in points],
-                    [p[1] for p in points],
-                    marker="o",
-                    markersize=2.5,
-                    color=COLORS[i % len(COLORS)],
-                    label=name,
-                )
+                _curve(ax, metrics[name], i, name)
             ax.set_ylabel(ylabel)
             ax.set_xlabel("ALS iteration")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
