@@ -49,6 +49,7 @@ def train(name: str, data: Dataset, threads: int, **config: object) -> dict:
     """Fit ``name`` (seed 0) with the run's probe, keeping every step's per-user values."""
     model = create(name, {"threads": threads} if name != "als" else None, seed=0, **config)
     probe = runs.training_probe(model, data)
+    assert probe is not None, "a curve probe unless curve=False"
     values: list[np.ndarray] = []
     probe_s = [0.0]
 

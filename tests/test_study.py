@@ -162,6 +162,18 @@ def test_variants_are_recorded_runs_never_champions(studied):
         "where experiment = 'audio_ablation'",
     )
     assert shares == [("0.3",)]
+    # the ablation compares final metrics only: its runs train without the per-epoch probe
+    # (the curve keeps the loss), the other experiments' runs keep their curves
+    probed = dict(
+        _rows(
+            path,
+            "select c.run_id in (select run_id from study_results "
+            "where experiment = 'audio_ablation'), count(c.val_ndcg_at_10) "
+            "from training_curves c join model_runs r using (run_id) "
+            "where r.purpose = 'study' and r.model in ('hybrid', 'two_tower', 'mbcf') group by all",
+        )
+    )
+    assert probed[True] == 0 and probed[False] > 0
 
 
 def test_paired_differences_sit_beside_their_variants(studied):

@@ -74,14 +74,18 @@ def train(
     config: dict | None = None,
     runtime: Runtime | dict | None = None,
     evaluation: EvaluationSettings | None = None,
+    curve: bool = True,
 ) -> TrainedRun:
     """Fit model ``name`` on the dataset's train split, logging each epoch/iteration.
 
     ``seed`` is the training seed; ``config`` overrides the model's hyperparameters;
     ``runtime`` says how it runs (device, threads: recorded in the run's timings, not its
     config). Validation NDCG@10 is probed after each step (:func:`training_probe`); the
-    test split is never probed. The data the model was fitted on is checked for held-out
-    pairs (:func:`jamrec.models.base.check_no_leak`).
+    test split is never probed. ``curve=False`` leaves the probe out where only early
+    stopping needs it (a run whose training curve nobody reads, e.g. the study's
+    ablation: for the hybrid, which scores every pair through its MLP, the curve's
+    probes cost twice its training on the small dump). The data the model was fitted on
+    is checked for held-out pairs (:func:`jamrec.models.base.check_no_leak`).
     """
     model = create(name, runtime=runtime, seed=seed, **(config or {}))
     run = TrainedRun(new_run_id(name), model, data.build_id, seed, now(), purpose=purpose_of(data))
@@ -97,7 +101,7 @@ def train(
             shown.append(f"val NDCG@10 {ndcg:.4f}")
         log.info("train %s: %s (%.1f s)", name, ", ".join(shown), elapsed)
 
-    probe = training_probe(model, data, evaluation)
+    probe = training_probe(model, data, evaluation, curve)
     train_data = TrainData.from_dataset(data, probe=probe, on_step=on_step)
     model.fit(train_data)
     check_no_leak(model.seen, data)
@@ -124,8 +128,11 @@ def train(
 
 
 def training_probe(
-    model: Recommender, data: Dataset, evaluation: EvaluationSettings | None = None
-) -> Callable[[Recommender], np.ndarray]:
+    model: Recommender,
+    data: Dataset,
+    evaluation: EvaluationSettings | None = None,
+    curve: bool = True,
+) -> Callable[[Recommender], np.ndarray] | None:
     """The validation probe ``model`` trains with (:func:`.protocols.val_probe`).
 
     With early stopping on, it decides when training ends: per-user NDCG@10 of the
@@ -133,13 +140,16 @@ def training_probe(
     drawn with its *training* seed, so it is a training decision, never the evaluation's.
     Otherwise it only draws the training curve: a probe of
     :data:`.protocols.CURVE_PROBE_USERS` (1,000) val users drawn with the evaluation seed,
-    so curves of different training seeds share their users."""
+    so curves of different training seeds share their users; ``curve=False``: no probe
+    (None), the curve then records the loss alone."""
     from jamrec.evaluation.protocols import CURVE_PROBE_USERS, val_probe
 
     config = model.config
     if getattr(config, "early_stopping", False):
         n_users = getattr(config, "probe_users", PROBE_USERS)
         return val_probe(data, n_users=n_users, seed=config.seed)
+    if not curve:
+        return None
     return val_probe(
         data, n_users=CURVE_PROBE_USERS, seed=(evaluation or EvaluationSettings()).seed
     )

@@ -192,13 +192,15 @@ def _recorded_run(
     config: dict,
     data: Dataset,
     evaluate: Callable[[runs.TrainedRun], EvaluationResult],
+    curve: bool = True,
 ) -> tuple[str, EvaluationResult]:
     """Train ``name`` on ``data``, evaluate it and record it as a ``study`` run: its run id
-    and evaluation. A run that fails or is interrupted is recorded as such (as every run
-    is), then the error goes on."""
+    and evaluation (``curve``: probe validation every step, :func:`.runs.train`). A run
+    that fails or is interrupted is recorded as such (as every run is), then the error
+    goes on."""
     run = None
     try:
-        run = runs.train(name, data, ctx.seed, config, ctx.runtime, ctx.evaluation)
+        run = runs.train(name, data, ctx.seed, config, ctx.runtime, ctx.evaluation, curve)
         run.purpose = PURPOSE
         run.build_id = ctx.data.build_id
         result = evaluate(run)
@@ -495,6 +497,7 @@ def audio_ablation(ctx: StudyContext) -> tuple[list[StudyRow], list[str]]:
             overrides,
             ctx.data,
             lambda run: runs.evaluate(run, ctx.data, ctx.evaluation),
+            curve=False,  # only the final metrics are compared: no per-epoch probe
         )
         run_ids.append(run_id)
         warm[(model, variant)] = (run_id, result)
@@ -579,7 +582,9 @@ def _cold_tracks(
             result.per_user = per_user
             return result
 
-        run_id, result = _recorded_run(ctx, model, overrides, cold.train_view, evaluate)
+        run_id, result = _recorded_run(
+            ctx, model, overrides, cold.train_view, evaluate, curve=False
+        )
         run_ids.append(run_id)
         blocks[(model, variant)] = (run_id, per_user)
         rows += _metric_rows(
