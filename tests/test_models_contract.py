@@ -255,6 +255,76 @@ def test_lazy_adam_is_adam_on_the_rows_a_batch_touches():
     assert (moments[[4, 5]] == 0).all()
 
 
+def test_compiled_sparse_step_equals_the_torch_step():
+    """The fused kernel (:mod:`jamrec.models.torch.kernels`) against LazyAdam's torch path
+    on fixed data: a 1,000-row table, batches with repeated rows, five steps."""
+    from jamrec.models.torch.kernels import sparse_adam_rows
+
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(1000, 16)).astype(np.float32)
+    p_kernel, p_torch = weights.copy(), torch.from_numpy(weights.copy())
+    m_kernel, m_torch = np.zeros((1000, 2, 16), np.float32), torch.zeros(1000, 2, 16)
+    slots = np.full(1000, -1, np.int32)
+    b1, b2, eps, lr = 0.9, 0.999, 1e-8, 1e-2
+    for step in range(1, 6):
+        index = rng.integers(0, 300, size=512)  # ~250 distinct rows, many repeated
+        grads = rng.normal(size=(512, 16)).astype(np.float32)
+        bc1, bc2 = 1 - b1**step, 1 - b2**step
+        touched = sparse_adam_rows(
+            p_kernel, m_kernel, slots, index, grads, lr, b1, b2, eps, bc1, bc2
+        )
+        sparse = torch.sparse_coo_tensor(
+            torch.from_numpy(index)[None],
+            torch.from_numpy(grads),
+            (1000, 16),
+            check_invariants=False,
+        )
+        LazyAdam._sparse_step(p_torch, sparse, m_torch, lr, b1, b2, eps, bc1, bc2)
+        assert touched == len(np.unique(index))
+        assert (slots == -1).all()  # the scratch map is left clean
+    np.testing.assert_allclose(p_kernel, p_torch.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m_kernel, m_torch.numpy(), rtol=1e-5, atol=1e-7)
+    assert (p_kernel[300:] == weights[300:]).all()  # untouched rows keep their weights
+
+
+def test_fused_mbcf_step_equals_forward_backward_and_step(monkeypatch):
+    """LazyAdam.dot_step (the fused kernel) against autograd and LazyAdam's torch path
+    (the kernel's reference) on one fixed network and three fixed batches with repeated
+    users and tracks."""
+    from jamrec.models.torch.modules import DotModule
+
+    fused, reference = (DotModule(50, 80, 8, torch.Generator().manual_seed(0)) for _ in "ab")
+    reference.users.sparse = reference.tracks.sparse = True
+    fused_opt = LazyAdam(fused.parameters(), lr=0.05)
+    reference_opt = LazyAdam(reference.parameters(), lr=0.05)
+    monkeypatch.setattr(LazyAdam, "_compiled", staticmethod(lambda p: False))
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        users = torch.randint(50, (64,), generator=gen)
+        items = torch.randint(80, (64,), generator=gen)
+        labels = (torch.rand(64, generator=gen) < 0.4).float()
+        loss = fused_opt.dot_step(fused.users.weight, fused.tracks.weight, users, items, labels)
+        expected = torch.nn.BCEWithLogitsLoss()(reference(users, items), labels)
+        reference_opt.zero_grad()
+        expected.backward()
+        reference_opt.step()
+        assert loss == pytest.approx(expected.item(), rel=1e-5)
+    for name in ("users", "tracks"):
+        torch.testing.assert_close(
+            getattr(fused, name).weight, getattr(reference, name).weight, rtol=1e-5, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize("name", ["mbcf", "hybrid"])
+def test_training_with_the_compiled_step_equals_the_torch_step(name, dataset, monkeypatch):
+    """Whole training runs: the kernel and the torch path give the same scores."""
+    data, _ = dataset
+    fused = make(name, epochs=2, negatives_per_positive=2).fit(data).score(ALL_USERS)
+    monkeypatch.setattr(LazyAdam, "_compiled", staticmethod(lambda p: False))
+    reference = make(name, epochs=2, negatives_per_positive=2).fit(data).score(ALL_USERS)
+    np.testing.assert_allclose(fused, reference, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["hybrid", "two_tower"])
 def test_use_audio_false_feeds_no_audio_feature(name, dataset):
     """The ablation's switch: without audio the networks see no audio column at all, so

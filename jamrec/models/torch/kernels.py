@@ -1,0 +1,138 @@
+"""Compiled kernels of the torch trainer's hot loop on CPU (numba).
+
+:func:`sparse_adam_rows` is :class:`.trainer.LazyAdam`'s update of an embedding table from
+one batch's sparse gradient, fused into one pass. torch's version of the same rule
+(``LazyAdam._sparse_step``) needs ~14 tensor operations a table and step: a sort for the
+touched rows, a scatter-add of their gradients, gathers and scatters of the rows' moments
+and weights, and eight elementwise passes. At TIMJ scale (a 4,096-pair batch touching
+~4,000 rows of 64 floats) each of those is a fraction of a millisecond, and together they
+took 4.4 ms a table, 9.6 ms of MBCF's 15 ms step on these cores: the optimiser, not the
+model, set the training speed. Here the batch's gradients are summed per row through a
+row -> slot map (no sort) and each touched row is updated in place, once, in cache.
+
+Same rule and arithmetic order as the torch path (``m += (1 - b1) (g - m)``; ``v = b2 v +
+(1 - b2) g^2``; ``p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)``), in float32; the
+gradient sums run in the batch's order as ``index_add_`` does: equal to it within float32
+rounding (tests/test_trainer_kernels.py). Sequential, so deterministic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Reassociation lets the compiler vectorise the sums (the dot products, the per-row
+# gradient sums); no other fast-math licence (no NaN/inf assumptions). A compiled kernel
+# still runs the same instructions every time, so results stay deterministic.
+FASTMATH = {"reassoc", "contract"}
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def sparse_adam_rows(
+    param: np.ndarray,
+    moments: np.ndarray,
+    slots: np.ndarray,
+    index: np.ndarray,
+    grads: np.ndarray,
+    lr: float,
+    b1: float,
+    b2: float,
+    eps: float,
+    bc1: float,
+    bc2: float,
+) -> int:
+    """Lazy Adam on the rows of ``param`` that ``index`` touches, in place.
+
+    ``param`` is the ``(n, d)`` float32 table, ``moments`` its ``(n, 2, d)`` float32 first
+    and second moments, ``slots`` an ``(n,)`` int32 scratch map that must hold -1
+    everywhere (it is left so). ``index`` ``(B,)`` int64 and ``grads`` ``(B, d)`` float32
+    are the sparse gradient's entries, repeats allowed (summed). ``bc1``/``bc2`` are the
+    step's bias corrections. Returns the number of distinct rows updated.
+    """
+    n_entries, dim = grads.shape
+    rows = np.empty(n_entries, np.int64)
+    summed = np.zeros((n_entries, dim), np.float32)
+    touched = 0
+    for i in range(n_entries):
+        row = index[i]
+        slot = slots[row]
+        if slot < 0:
+            slot = touched
+            slots[row] = slot
+            rows[slot] = row
+            touched += 1
+        for j in range(dim):
+            summed[slot, j] += grads[i, j]
+    one_minus_b1 = np.float32(1.0 - b1)
+    one_minus_b2 = np.float32(1.0 - b2)
+    beta2 = np.float32(b2)
+    root_bc2 = np.float32(np.sqrt(bc2))
+    epsilon = np.float32(eps)
+    step_size = np.float32(lr / bc1)
+    for slot in range(touched):
+        row = rows[slot]
+        slots[row] = -1
+        for j in range(dim):
+            g = summed[slot, j]
+            m = moments[row, 0, j]
+            m = m + one_minus_b1 * (g - m)
+            v = beta2 * moments[row, 1, j] + one_minus_b2 * g * g
+            moments[row, 0, j] = m
+            moments[row, 1, j] = v
+            param[row, j] -= m / (np.sqrt(v) / root_bc2 + epsilon) * step_size
+    return touched
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def dot_bce_step(
+    user_table: np.ndarray,
+    user_moments: np.ndarray,
+    user_slots: np.ndarray,
+    track_table: np.ndarray,
+    track_moments: np.ndarray,
+    track_slots: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    labels: np.ndarray,
+    lr: float,
+    b1: float,
+    b2: float,
+    eps: float,
+    bc1: float,
+    bc2: float,
+) -> float:
+    """One whole training step of MBCF (``logit = e_u . e_t``, mean BCE over the batch,
+    lazy Adam on both tables), fused; returns the batch's mean loss.
+
+    The tables, moments and slot maps are as in :func:`sparse_adam_rows`; ``users`` and
+    ``items`` ``(B,)`` int64 are the pairs, ``labels`` ``(B,)`` float32 their targets.
+    Every gradient is taken at the weights before the step (as autograd does): the
+    per-pair gradients ``(sigmoid(logit) - label) / B`` times the other side's embedding
+    are formed for both tables first, then each table is updated. The loss is BCE with
+    logits in its stable form, ``max(x, 0) - x y + log(1 + exp(-|x|))``.
+    """
+    n_pairs = users.shape[0]
+    dim = user_table.shape[1]
+    user_grads = np.empty((n_pairs, dim), np.float32)
+    track_grads = np.empty((n_pairs, dim), np.float32)
+    inverse_n = np.float32(1.0 / max(n_pairs, 1))
+    loss = 0.0
+    for i in range(n_pairs):
+        e_u = user_table[users[i]]
+        e_t = track_table[items[i]]
+        logit = np.float32(0.0)
+        for j in range(dim):
+            logit += e_u[j] * e_t[j]
+        y = labels[i]
+        loss += max(logit, 0.0) - logit * y + np.log1p(np.exp(-abs(logit)))
+        coef = (np.float32(1.0) / (np.float32(1.0) + np.exp(-logit)) - y) * inverse_n
+        for j in range(dim):
+            user_grads[i, j] = coef * e_t[j]
+            track_grads[i, j] = coef * e_u[j]
+    sparse_adam_rows(
+        user_table, user_moments, user_slots, users, user_grads, lr, b1, b2, eps, bc1, bc2
+    )
+    sparse_adam_rows(
+        track_table, track_moments, track_slots, items, track_grads, lr, b1, b2, eps, bc1, bc2
+    )
+    return loss / max(n_pairs, 1)
