@@ -9,7 +9,8 @@ Per model (training seed 0, default settings otherwise), two trainings on the sa
   Its per-user probe values give the noise: for each pair of consecutive steps, the standard
   deviation of the per-user NDCG@10 difference, hence the standard error of a paired mean
   gain over ``n`` users, ``sd / sqrt(n)``, at the probe's size and at 1,000 and 10,000;
-- **on** (the defaults): where it stopped, the step kept, and why.
+- **on** (``early_stopping=True``, the rule ``--improvement``, default settings otherwise):
+  where it stopped, the step kept, and why.
 
 Both are timed (the fit, probes included: wall seconds and this process's CPU seconds,
 which a busy shared machine inflates less; torch on one thread, ``--threads``) and
@@ -89,9 +90,10 @@ def noise(values: list[np.ndarray]) -> dict:
     }
 
 
-def replay(values: list[np.ndarray], patience: int) -> str:
+def replay(values: list[np.ndarray], patience: int, improvement: str = "significant") -> str:
     """``kept/stopped`` steps of the rule with ``patience`` on recorded probe values."""
-    stopper: EarlyStopping[int] = EarlyStopping(EarlyStoppingConfig(patience=patience))
+    config = EarlyStoppingConfig(patience=patience, improvement=improvement)
+    stopper: EarlyStopping[int] = EarlyStopping(config)
     for step, v in enumerate(values, start=1):
         if stopper.observe(step, v, lambda: 0):  # the state does not matter here
             break
@@ -104,13 +106,19 @@ def main() -> None:
     parser.add_argument("--label", default="small")
     parser.add_argument("--models", default="als,mbcf,hybrid,two_tower")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--improvement",
+        default="significant",
+        choices=("significant", "mean"),
+        help="the rule of the run with early stopping on",
+    )
     args = parser.parse_args()
     setup_cli_logging()
     data = open_dataset(args.warehouse)
     noise_rows, stop_rows = [], []
     for name in args.models.split(","):
         off = train(name, data, args.threads, early_stopping=False)
-        on = train(name, data, args.threads)
+        on = train(name, data, args.threads, early_stopping=True, improvement=args.improvement)
         outcome = on["model"].stopping
         stats = noise(off["values"])
         val = [float(v.mean()) for v in off["values"]]
@@ -126,6 +134,8 @@ def main() -> None:
                 "abs_gain": stats["abs_gain"],
                 "val_best": max(val),
                 **{f"p{p}": replay(off["values"], p) for p in PATIENCES},
+                **{f"m{p}": replay(off["values"], p, "mean") for p in PATIENCES},
+                "val_curve": " ".join(f"{v:.4f}" for v in val),
             }
         )
         stop_rows.append(
@@ -143,7 +153,8 @@ def main() -> None:
         print(noise_rows[-1], stop_rows[-1], flush=True)
     body = [
         f"Measured {machine()}; warehouse `{args.warehouse}` ({data.n_users:,} users, "
-        f"{data.n_tracks:,} tracks). Training seed 0, default settings; torch on "
+        f"{data.n_tracks:,} tracks). Training seed 0, default settings; "
+        f"early stopping on with `improvement = {args.improvement!r}`; torch on "
         f"{args.threads} thread(s).",
         "",
         "Paired noise of the probe (early stopping off): the standard deviation of the "
@@ -173,6 +184,18 @@ def main() -> None:
             noise_rows,
             [("model", "model", ""), *((f"p{p}", f"patience {p}", "") for p in PATIENCES)],
         ),
+        "",
+        "The same with `improvement = 'mean'` (any gain of the probe's mean over the kept "
+        "step counts, no standard-error bar): kept / stopped step.",
+        "",
+        table(
+            noise_rows,
+            [("model", "model", ""), *((f"m{p}", f"patience {p}", "") for p in PATIENCES)],
+        ),
+        "",
+        "The validation curve (probe mean per step, early stopping off):",
+        "",
+        table(noise_rows, [("model", "model", ""), ("val_curve", "val NDCG@10 by step", "")]),
         "",
         "Without -> with early stopping (fit seconds include the probes, wall and CPU; "
         "probe s: wall seconds of one probe; test NDCG@10):",

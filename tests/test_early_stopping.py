@@ -126,6 +126,28 @@ def test_slow_gains_add_up_against_the_kept_step():
     assert copied == [1, 4] and stopper.outcome.stop_reason == MAX_STEPS
 
 
+def test_the_mean_rule_counts_any_gain_of_the_mean():
+    """``improvement = 'mean'``: a slow gain below 2 standard errors keeps training (the
+    significant rule stops there), and a flat stretch still stops after the patience."""
+    base = np.random.default_rng(1).random(N)
+    noise = _noise(2, sd=0.2)
+    se = noise.std(ddof=1) / math.sqrt(N)
+    rising = [base] + [base + noise + k * 0.5 * se for k in (1, 2, 3, 4, 5)]
+    stopper, observed, copied = _run(rising, patience=2, improvement="mean")
+    assert copied == [1, 2, 3, 4, 5, 6] and stopper.outcome.stop_reason == MAX_STEPS
+    stopper, observed, copied = _run(rising, patience=2)  # the default, significant
+    assert copied == [1] and observed == [1, 2, 3]  # 0.5 and 1 SE: below the bar
+    assert stopper.outcome.stop_reason == NO_IMPROVEMENT
+    # flat after step 2: its mean is not beaten, three steps later training stops
+    flat = [base, base + 0.01, base + 0.01, base + 0.005, base + 0.01, base + 0.5]
+    stopper, observed, copied = _run(flat, patience=3, improvement="mean")
+    assert copied == [1, 2] and observed == [1, 2, 3, 4, 5]
+    assert stopper.outcome.stop_reason == NO_IMPROVEMENT and stopper.restore_state() == 2
+    # min_gain still applies to the mean
+    stopper, _, copied = _run(rising, patience=9, improvement="mean", min_gain=0.6 * se)
+    assert copied == [1, 3, 5]
+
+
 def test_min_gain_is_the_least_mean_gain_that_counts():
     base = _noise(5)
     sequence = [0.30 + base, 0.31 + base, 0.32 + base, 0.33 + base]  # +0.01 a step, no noise

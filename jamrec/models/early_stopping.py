@@ -89,6 +89,13 @@ class EarlyStoppingConfig(ModelConfig):
         ge=0,
         description="Least paired mean NDCG@10 gain over the best that counts (besides 2 SE).",
     )
+    improvement: str = Field(
+        "significant",
+        pattern="^(significant|mean)$",
+        description="What counts as an improvement over the kept step: 'significant' (the "
+        "paired mean gain exceeds min_gain and 2 standard errors) or 'mean' (the probe's "
+        "mean exceeds the kept step's by more than min_gain).",
+    )
     probe_users: int = Field(
         PROBE_USERS,
         ge=1,
@@ -139,6 +146,7 @@ class EarlyStopping(Generic[StateT]):
         self.enabled = config.early_stopping
         self.patience = config.patience
         self.min_gain = config.min_gain
+        self.improvement = config.improvement
         self.best_step: int | None = None
         self.best_values: np.ndarray | None = None
         self.best_state: StateT | None = None
@@ -148,11 +156,14 @@ class EarlyStopping(Generic[StateT]):
         self.probed = False
 
     def is_improvement(self, values: np.ndarray) -> bool:
-        """Whether ``values`` beat the best so far by more than ``min_gain`` and by more
-        than :data:`SE_MULTIPLE` standard errors of the paired difference."""
+        """Whether ``values`` beat the best so far by more than ``min_gain`` and, with
+        ``improvement = 'significant'``, by more than :data:`SE_MULTIPLE` standard errors of
+        the paired difference (``'mean'``: the mean gain alone decides)."""
         if self.best_values is None:
             return True
         gain, se = paired_gain(values, self.best_values)
+        if self.improvement == "mean":
+            return gain > self.min_gain
         return gain > self.min_gain and gain > SE_MULTIPLE * se
 
     def observe(self, step: int, values: np.ndarray | None, state: Callable[[], StateT]) -> bool:
