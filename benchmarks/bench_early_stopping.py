@@ -35,22 +35,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _measure import machine, table, write_section
 
-from jamrec.evaluation.protocols import evaluate
+from jamrec.evaluation.protocols import evaluate, val_probe
 from jamrec.log import setup_cli_logging
 from jamrec.models import create
 from jamrec.models.base import Recommender, TrainData
 from jamrec.models.dataset import Dataset, open_dataset
 from jamrec.models.early_stopping import EarlyStopping, EarlyStoppingConfig
-from jamrec.operations import runs
 
 PATIENCES = (1, 2, 3, 5, 8)
 
 
 def train(name: str, data: Dataset, threads: int, **config: object) -> dict:
-    """Fit ``name`` (seed 0) with the run's probe, keeping every step's per-user values."""
+    """Fit ``name`` (seed 0), keeping every step's per-user values of early stopping's
+    probe (its ``probe_users``, drawn with the training seed), also when early stopping is
+    off (a run's curve then probes 1,000 users): the replays need the rule's own values."""
     model = create(name, {"threads": threads} if name != "als" else None, seed=0, **config)
-    probe = runs.training_probe(model, data)
-    assert probe is not None, "a curve probe unless curve=False"
+    settings = model.config
+    probe = val_probe(data, n_users=settings.probe_users, seed=settings.seed)  # type: ignore[attr-defined]
     values: list[np.ndarray] = []
     probe_s = [0.0]
 
@@ -92,7 +93,7 @@ def noise(values: list[np.ndarray]) -> dict:
 
 def replay(values: list[np.ndarray], patience: int, improvement: str = "significant") -> str:
     """``kept/stopped`` steps of the rule with ``patience`` on recorded probe values."""
-    config = EarlyStoppingConfig(patience=patience, improvement=improvement)
+    config = EarlyStoppingConfig(early_stopping=True, patience=patience, improvement=improvement)
     stopper: EarlyStopping[int] = EarlyStopping(config)
     for step, v in enumerate(values, start=1):
         if stopper.observe(step, v, lambda: 0):  # the state does not matter here

@@ -315,6 +315,21 @@ def test_fused_mbcf_step_equals_forward_backward_and_step(monkeypatch):
         )
 
 
+def test_compiled_hybrid_scoring_equals_the_torch_blocks():
+    """HybridModule.score_from_parts: the compiled kernel (no gradient, CPU) against the
+    torch blocks (what runs with gradients or on CUDA) on random parts."""
+    from jamrec.models.torch.modules import HybridModule
+
+    gen = torch.Generator().manual_seed(0)
+    module = HybridModule(30, 40, torch.randn(40, 5, generator=gen), 8, 16, gen)
+    users, tracks = torch.randn(30, 16, generator=gen), torch.randn(40, 16, generator=gen)
+    with torch.no_grad():
+        compiled = module.score_from_parts(users, tracks)
+    reference = module.score_from_parts(users, tracks).detach()  # gradients on: torch
+    torch.testing.assert_close(compiled, reference, rtol=1e-5, atol=1e-6)
+    assert (compiled != 0).any()
+
+
 @pytest.mark.parametrize("name", ["mbcf", "hybrid"])
 def test_training_with_the_compiled_step_equals_the_torch_step(name, dataset, monkeypatch):
     """Whole training runs: the kernel and the torch path give the same scores."""

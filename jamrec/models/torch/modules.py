@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - torch's own convention
 from torch import nn
 
+from jamrec.models.torch.kernels import relu_mlp_scores
+
 EMBEDDING_STD = 0.01  # small start: early logits near 0, so the BCE gradients are balanced
 # Bound on the (users, tracks, hidden) block of the hybrid's scoring. Small enough to stay
 # in cache across its three passes (add, relu, dot): 3.5x faster than 256 MB blocks here.
@@ -31,6 +33,14 @@ def _init_linear(linear: nn.Linear, generator: torch.Generator) -> None:
     bound = 1.0 / math.sqrt(linear.in_features)
     nn.init.uniform_(linear.weight, -bound, bound, generator=generator)
     nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
+
+
+def _compiled_scoring(*parts: torch.Tensor) -> bool:
+    """Whether the hybrid's scoring can run in the compiled kernel: float32 CPU tensors
+    outside autograd (scoring, probes); the torch blocks otherwise (CUDA, gradients)."""
+    return not torch.is_grad_enabled() and all(
+        p.device.type == "cpu" and p.dtype == torch.float32 for p in parts
+    )
 
 
 class DotModule(nn.Module):
@@ -122,12 +132,23 @@ class HybridModule(nn.Module):
     def score_from_parts(self, user_part: torch.Tensor, track_part: torch.Tensor) -> torch.Tensor:
         """(B, I) logits: ``w2 . relu(U[:, None] + T[None]) + b2`` for every pair.
 
-        Computed in blocks of users and tracks that keep the ``(b, i, hidden)`` intermediate
-        under ``CHUNK_BYTES``: one user costs one pass over the tracks, memory stays bounded.
+        On the CPU (float32, no gradient) one compiled pass keeps each pair's terms in
+        registers (:func:`.kernels.relu_mlp_scores`, ~6x faster); otherwise computed in
+        blocks of users and tracks that keep the ``(b, i, hidden)`` intermediate under
+        ``CHUNK_BYTES``: one user costs one pass over the tracks, memory stays bounded.
         """
         n_users, hidden = user_part.shape
         n_items = track_part.shape[0]
         out = user_part.new_empty((n_users, n_items))
+        if _compiled_scoring(user_part, track_part):
+            relu_mlp_scores(
+                user_part.detach().contiguous().numpy(),
+                track_part.detach().contiguous().numpy(),
+                self.layer2.weight[0].detach().contiguous().numpy(),
+                float(self.layer2.bias[0]),
+                out.numpy(),
+            )
+            return out
         per_pair = hidden * user_part.element_size()
         item_block = max(1, min(n_items, CHUNK_BYTES // per_pair))
         user_block = max(1, CHUNK_BYTES // (per_pair * item_block))
