@@ -18,6 +18,7 @@ import pytest
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
+from jamrec.models import create
 from jamrec.models.als import one_blas_thread
 from jamrec.models.base import TrainData
 from jamrec.models.early_stopping import (
@@ -46,7 +47,9 @@ def _noise(seed: int, sd: float = 0.05) -> np.ndarray:
 def _run(sequence: list[np.ndarray], **settings) -> tuple[EarlyStopping[int], list[int], list[int]]:
     """Feed ``sequence`` (one (N,) array per step, steps 1..) until the rule stops; returns
     the stopper, the steps observed and the steps whose state was copied."""
-    config = EarlyStoppingConfig(**{"early_stopping": True, **settings})
+    # the significant rule unless a test asks for the mean one (the default)
+    config = EarlyStoppingConfig(**{"early_stopping": True, "improvement": "significant",
+                                    **settings})  # fmt: skip
     stopper: EarlyStopping[int] = EarlyStopping(config)
     observed, copied = [], []
     for step, values in enumerate(sequence, start=1):
@@ -135,7 +138,7 @@ def test_the_mean_rule_counts_any_gain_of_the_mean():
     rising = [base] + [base + noise + k * 0.5 * se for k in (1, 2, 3, 4, 5)]
     stopper, observed, copied = _run(rising, patience=2, improvement="mean")
     assert copied == [1, 2, 3, 4, 5, 6] and stopper.outcome.stop_reason == MAX_STEPS
-    stopper, observed, copied = _run(rising, patience=2)  # the default, significant
+    stopper, observed, copied = _run(rising, patience=2)  # the significant rule
     assert copied == [1] and observed == [1, 2, 3]  # 0.5 and 1 SE: below the bar
     assert stopper.outcome.stop_reason == NO_IMPROVEMENT
     # flat after step 2: its mean is not beaten, three steps later training stops
@@ -366,8 +369,15 @@ def test_migration_6_adds_the_stop_columns_to_older_warehouses(tmp_path):
         con.close()
 
 
-def test_early_stopping_is_off_unless_asked_for():
+def test_early_stopping_is_on_by_default_with_the_mean_rule_and_off_when_asked():
     for name in LEARNERS:
         model = _fit(name, **{STEPS.get(name, "epochs"): 3, "early_stopping": False})
         assert model.stopping.stop_reason == DISABLED and model.stopping.best_step == 3
-    assert not EarlyStoppingConfig().early_stopping
+    defaults = EarlyStoppingConfig()
+    assert defaults.early_stopping and defaults.improvement == "mean"
+    assert defaults.patience == 5 and defaults.min_gain == 0
+    # every iterative default model stops, except the study's NN (its fixed 3 epochs)
+    for name in ("als", "mbcf", "hybrid", "two_tower"):
+        assert create(name).config.early_stopping, name
+    assert not create("hybrid_study").config.early_stopping
+    assert create("hybrid").config.probe_users == 2000  # the MLP scores every probed pair

@@ -343,6 +343,7 @@ def test_the_training_curve_probes_few_users_early_stopping_its_own(data, monkey
 
     monkeypatch.setattr(protocols, "CURVE_PROBE_USERS", 7)
     model = fitted(Popularity(), data)
-    assert len(training_probe(create("mbcf"), data)(model)) == 7
-    stopping = create("mbcf", early_stopping=True, probe_users=11)
+    assert len(training_probe(create("mbcf", early_stopping=False), data)(model)) == 7
+    stopping = create("mbcf", probe_users=11)  # on by default
     assert len(training_probe(stopping, data)(model)) == 11
+    assert training_probe(create("mbcf", early_stopping=False), data, curve=False) is None

@@ -478,3 +478,22 @@ def test_orphan_model_folders_of_dead_writers_are_removed(tmp_path):
     (alive / runs.WRITER_MARK).write_text(str(os.getppid()))  # a live process
     assert runs.clean_orphans(store.path) == ["als-dead"]
     assert alive.exists() and not dead.exists()
+
+
+def test_orphan_cleaning_leaves_the_models_of_a_warehouse_beside_it(tmp_path):
+    """Two warehouses in one folder share models/: cleaning one never removes a run the
+    other recorded (nor one saved before folders named their warehouse), only its own
+    unfinished saves."""
+    from jamrec.operations import runs
+
+    store = _tiny_store(tmp_path)
+    models = tmp_path / "models"
+    other, legacy, mine = models / "als-other", models / "als-legacy", models / "als-mine"
+    for folder in (other, legacy, mine):
+        folder.mkdir(parents=True)
+    (other / runs.OWNER_MARK).write_text("beside.duckdb")  # recorded there: no writer mark
+    (other / runs.WRITER_MARK).write_text(str(2**22 + 12345))  # even while being written
+    (mine / runs.OWNER_MARK).write_text(store.path.name)
+    (mine / runs.WRITER_MARK).write_text(str(2**22 + 12345))  # its writer died
+    assert runs.clean_orphans(store.path) == ["als-mine"]
+    assert other.exists() and legacy.exists() and not mine.exists()

@@ -171,7 +171,7 @@ def test_runs_show_their_settings_and_figures_their_axes(report):
     html = report.read_text()
     comparison = section(html, "comparison", "comparison-test")
     assert "settings</th>" in comparison and "factors=40" in comparison
-    assert "patience" not in comparison  # early stopping is off: its settings are left out
+    assert "patience=5" in comparison  # early stopping is on: its settings are shown
     legend = text(comparison)
     assert "fold_in: fold_in" not in legend and "beyond: beyond" not in legend
     assert "every candidate track ranked" in legend and "Beyond the study" in legend

@@ -165,7 +165,9 @@ def save(run: TrainedRun, data: Dataset, warehouse: Path | None = None) -> Path:
     start = time.perf_counter()
     folder = models_dir(warehouse) / run.run_id
     folder.mkdir(parents=True, exist_ok=True)
-    # Until the run is recorded, the folder says whose it is (see clean_orphans).
+    # Until the run is recorded, the folder says which process writes it, and always which
+    # warehouse it belongs to: warehouses side by side share models/ (see clean_orphans).
+    (folder / OWNER_MARK).write_text(warehouse_at(warehouse).path.name)
     (folder / WRITER_MARK).write_text(str(os.getpid()))
     run.model.save(folder)
     np.savez(folder / "ids.npz", users=data.users.astype(str), tracks=data.tracks.astype(str))
@@ -176,11 +178,18 @@ def save(run: TrainedRun, data: Dataset, warehouse: Path | None = None) -> Path:
 
 
 WRITER_MARK = ".writer-pid"
+OWNER_MARK = ".warehouse"  # the file name of the warehouse whose run this folder holds
 
 
 def clean_orphans(warehouse: Path | None = None) -> list[str]:
     """Remove saved-model folders that no run row refers to and whose writer died (a
-    ``train`` killed between saving and recording); returns the run ids removed."""
+    ``train`` killed between saving and recording); returns the run ids removed.
+
+    Only this warehouse's folders: two warehouses in one folder (a copy beside the
+    original, a benchmark's working copy) share ``models/``, and a run recorded in the
+    other one is not an orphan. A folder says whose it is (``OWNER_MARK``, the warehouse's
+    file name); one saved before that mark existed is removed only when it still carries
+    a dead writer's mark (an unfinished save), never when it was recorded somewhere."""
     folder = models_dir(warehouse)
     if not folder.is_dir():
         return []
@@ -196,6 +205,14 @@ def clean_orphans(warehouse: Path | None = None) -> list[str]:
     for path in folder.iterdir():
         if not path.is_dir() or path.name in known:
             continue
+        try:
+            owner: str | None = (path / OWNER_MARK).read_text().strip()
+        except OSError:
+            owner = None
+        if owner is not None and owner != store.path.name:
+            continue  # another warehouse's model
+        if owner is None and not (path / WRITER_MARK).exists():
+            continue  # saved before owners were marked, and recorded: whose is unknown
         mark = path / WRITER_MARK
         try:
             pid = int(mark.read_text().strip())

@@ -305,6 +305,17 @@ def _difference(
     ]  # fmt: skip
 
 
+def _budget(ctx: StudyContext, experiment: str, setting: str) -> dict:
+    """An experiment's training budget: every step of the model's maximum (``setting``,
+    or the ``--epochs`` given for the experiment), early stopping off, as the study
+    trained: its variants are compared at the same number of steps, and a curve runs to
+    the end."""
+    config: dict[str, Any] = {"early_stopping": False}
+    if experiment in ctx.epochs:
+        config[setting] = ctx.epochs[experiment]
+    return config
+
+
 def _settings(model: str, config: dict, **extra: Any) -> dict:
     """A variant's settings: the model's whole config (its defaults filled in) and extras."""
     return {"model": model, **create(model, **config).config.model_dump(), **extra}
@@ -317,7 +328,7 @@ def negatives(ctx: StudyContext) -> tuple[list[StudyRow], list[str]]:
     """MBCF with the published negatives (the default) and with positives only, the same
     seed and epochs; both recorded as runs; HR/NDCG@10 under full_sample and sampled_100
     (val, test), and the paired difference positives-only minus published."""
-    config = {"epochs": ctx.epochs["negatives"]} if "negatives" in ctx.epochs else {}
+    config = _budget(ctx, "negatives", "epochs")
     variants = {"published_negatives": {}, "positives_only": {"positives_only": True}}
     protocols, splits = ("full_sample", "sampled_100"), ("test", "val")
     rows: list[StudyRow] = []
@@ -423,7 +434,7 @@ def learning_rate(ctx: StudyContext) -> tuple[list[StudyRow], list[str]]:
 def als_curves(ctx: StudyContext) -> tuple[list[StudyRow], list[str]]:
     """ALS iteration by iteration: HR and NDCG at 5, 10, 20 and MRR on the validation
     probe after every iteration, and implicit's training loss."""
-    config = {"iterations": ctx.epochs["als_curves"]} if "als_curves" in ctx.epochs else {}
+    config = _budget(ctx, "als_curves", "iterations")
     settings = _settings("als", config, probe_users=ctx.probe_users)
     metrics = val_probe_metrics(ctx.data, ctx.probe_users, ctx.evaluation.seed)
     rows: list[StudyRow] = []
@@ -482,7 +493,7 @@ def audio_ablation(ctx: StudyContext) -> tuple[list[StudyRow], list[str]]:
     """``hybrid`` and ``two_tower`` with and without audio features, the same seed and
     epochs: warm users (full_sample, val and test, paired difference audio minus no audio)
     and tracks withheld from training (cold_start, cold_start_catalogue)."""
-    config = {"epochs": ctx.epochs["audio_ablation"]} if "audio_ablation" in ctx.epochs else {}
+    config = _budget(ctx, "audio_ablation", "epochs")
     variants = {"audio": {"use_audio": True}, "no_audio": {"use_audio": False}}
     extra = {"audio_share": ctx.audio_share}
     rows: list[StudyRow] = []

@@ -60,6 +60,9 @@ class HybridStudyConfig(MBCFConfig):
         description="Add the embeddings' dot product to the logit (NeuMF's two paths; the "
         "study's network has none).",
     )
+    early_stopping: bool = Field(
+        False, description="Off: the study trained a fixed number of epochs."
+    )
 
 
 class HybridConfig(HybridStudyConfig):
@@ -79,6 +82,16 @@ class HybridConfig(HybridStudyConfig):
         20, ge=1, description="The most epochs, as MBCF (validation still rising there on small)."
     )
     dot: bool = Field(True, description="Add the embeddings' dot product to the logit.")
+    early_stopping: bool = Field(
+        True, description="Stop when validation NDCG@10 stops improving (patience steps)."
+    )
+    probe_users: int = Field(
+        2000,
+        ge=1,
+        description="Validation users probed each epoch: fewer than the dot-product models' "
+        "10,000, as every probed user is scored against every candidate through the MLP "
+        "(10,000 would cost about as much as an epoch at TIMJ scale).",
+    )
 
 
 _PAIR_BLOCK = 1 << 16  # pairs per block in score_pairs: (65536, hidden) floats
