@@ -113,13 +113,12 @@ class LazyAdam(torch.optim.Optimizer):
                 state["step"] += 1
                 bc1, bc2 = 1 - b1 ** state["step"], 1 - b2 ** state["step"]
                 if p.grad.is_sparse and self._compiled(p):
-                    grad = p.grad  # the batch's rows, repeats not yet summed
-                    sparse_adam_rows(
+                    sparse_adam_rows(  # the batch's rows, repeats summed by the kernel
                         p.detach().numpy(),
                         state["moments"].numpy(),
                         state["slots"],
-                        grad._indices()[0].contiguous().numpy(),
-                        grad._values().contiguous().numpy(),
+                        p.grad._indices()[0].contiguous().numpy(),
+                        p.grad._values().contiguous().numpy(),
                         lr, b1, b2, eps, bc1, bc2,
                     )  # fmt: skip
                 elif p.grad.is_sparse:
@@ -182,12 +181,8 @@ class LazyAdam(torch.optim.Optimizer):
     def _compiled(p: torch.Tensor) -> bool:
         """Whether ``p``'s sparse update runs in the compiled kernel (:mod:`.kernels`): a
         contiguous float32 table on the CPU; the torch path below otherwise (CUDA)."""
-        return (
-            p.device.type == "cpu"
-            and p.dtype == torch.float32
-            and p.dim() == 2
-            and (p.is_contiguous())
-        )
+        on_cpu = p.device.type == "cpu" and p.dtype == torch.float32
+        return on_cpu and p.dim() == 2 and p.is_contiguous()
 
     @staticmethod
     def _sparse_step(
@@ -363,14 +358,13 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
                         items[lo:hi],
                         labels[lo:hi],
                     )
-                    total += loss * len(labels[lo:hi])
                 else:
                     batch_loss = loss_fn(module(users[lo:hi], items[lo:hi]), labels[lo:hi])
                     optimizer.zero_grad(set_to_none=True)
                     batch_loss.backward()
                     optimizer.step()
                     loss = batch_loss.detach()
-                    total += loss * len(labels[lo:hi])
+                total += loss * len(labels[lo:hi])
                 if on_batch is not None:
                     steps += 1
                     halted = bool(on_batch(steps, float(loss)))
