@@ -2,16 +2,18 @@
 
     .venv/bin/python benchmarks/bench_study.py --scale small --shares 0,0.3
     .venv/bin/python benchmarks/bench_study.py --warehouse benchmarks/out/full.duckdb \\
-        --label full --experiments negatives,audio_ablation
+        --label full --models "" --epochs audio_ablation=5
 
 For each audio share: generates the dump (seed 0) under ``benchmarks/out/study-<scale>-<s>/``,
 builds and publishes its warehouse, trains every default model (seed 0; ``--models``),
 compares them paired (test NDCG@10, ``full_sample``), then runs ``jamrec study`` on it
-(every experiment, or ``--experiments``). With ``--warehouse`` it takes a built warehouse
-instead (one "share": whatever the dump has). Writes the "Study (<label>)" section of
-benchmarks/RESULTS.md: the models with jamrec's hybrid, the study's NN (``hybrid_study``),
-popularity and MBCF paired; the audio-feature ablation per share; the study's experiments'
-numbers; and the seconds of each step (the small study's target: at most 10 minutes).
+(every experiment, or ``--experiments``; ``--epochs EXPERIMENT=N`` as ``jamrec study``'s).
+With ``--warehouse`` (repeatable, ``--shares`` then labels them) it takes built warehouses
+instead; ``--models ""`` trains nothing and compares the runs the warehouse already has.
+Writes the "Study (<label>)" section of benchmarks/RESULTS.md: the models with jamrec's
+hybrid, the study's NN (``hybrid_study``), popularity and MBCF paired; the audio-feature
+ablation per share; the study's experiments' numbers; and the seconds of each step (the
+small study's target: at most 10 minutes).
 """
 
 from __future__ import annotations
@@ -146,25 +148,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", default="small")
     parser.add_argument("--shares", default="0,0.3")
-    parser.add_argument("--warehouse", type=Path, help="a built warehouse instead of dumps")
+    parser.add_argument(
+        "--warehouse", type=Path, action="append", help="a built warehouse instead of a dump"
+    )
     parser.add_argument("--label", default=None, help="default: the scale")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--experiments", default=None, help="default: every experiment")
+    parser.add_argument("--epochs", action="append", default=[], metavar="EXPERIMENT=N")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     setup_cli_logging()
     label = args.label or args.scale
     runtime = {"threads": args.threads} if args.threads else None
+    shares = [f"{float(s):g}" for s in args.shares.split(",")]
+    if args.warehouse and len(shares) != len(args.warehouse):
+        parser.error("give one --shares value per --warehouse")
     targets = (
-        [("dump", args.warehouse)]
+        list(zip(shares, args.warehouse))
         if args.warehouse
-        else [(f"{float(s):g}", build(args.scale, float(s))) for s in args.shares.split(",")]
+        else [(s, build(args.scale, float(s))) for s in shares]
     )
+    epochs = {k: int(v) for k, v in (e.split("=", 1) for e in args.epochs)}
     timings, headline, finals, curves = [], [], [], []
     for share, warehouse in targets:
         start = time.perf_counter()
         models = [m for m in args.models.split(",") if m]
-        run_models(models, warehouse=warehouse, serve=False, runtime=runtime)
+        if models:  # none: compare the runs already there
+            run_models(models, warehouse=warehouse, serve=False, runtime=runtime)
         timings.append({"share": share, "step": "train and evaluate models", "s": _since(start)})
         start = time.perf_counter()
         data_build = _query(warehouse, "select build_id from published_build", {})[0][0]
@@ -174,7 +184,7 @@ def main() -> None:
         headline += comparison_block(f"Models, audio share {share}", comparison)[2:]
         headline += ["Jamrec's hybrid against the study's NN, MBCF and popularity:", ""]
         headline += [headline_pairs(comparison), ""]
-        outcome = run_study(warehouse, args.experiments, runtime=runtime)
+        outcome = run_study(warehouse, args.experiments, epochs=epochs, runtime=runtime)
         for experiment in outcome.experiments:
             timings.append(
                 {"share": share, "step": f"study: {experiment.name}", "s": experiment.seconds}
@@ -192,13 +202,15 @@ def main() -> None:
     body = [
         f"Measured {machine()}; "
         + (
-            f"warehouse `{args.warehouse}`"
+            "warehouses " + ", ".join(f"`{w}` (share {s})" for s, w in targets)
             if args.warehouse
             else f"`{args.scale}` dumps generated with seed 0 and audio shares {args.shares} "
             f"(`benchmarks/out/study-{args.scale}-<share>/`)"
         )
-        + f"; models {args.models}, seed 0, evaluation seed 0; `jamrec study` with its "
-        "defaults (the study's grids and budgets). Test split unless a row says otherwise; "
+        + f"; models {args.models or 'already trained'}, seed 0, evaluation seed 0; "
+        f"`jamrec study` with its defaults (the study's grids and budgets)"
+        + (f" except epochs {epochs}" if epochs else "")
+        + ". Test split unless a row says otherwise; "
         "`full_sample` is every test user up to 5,000.",
         "",
         table(

@@ -544,7 +544,8 @@ def _cold_tracks(
     ctx: StudyContext, config: dict, variants: dict[str, dict], extra: dict
 ) -> tuple[list[StudyRow], list[str]]:
     """The audio ablation on tracks withheld from training (:mod:`.evaluation.coldstart`):
-    each variant that can score such a track, trained without them; the rest skipped."""
+    each variant that can score such a track, trained without them, evaluated on the same
+    seeded sample of up to ``user_sample`` cold users; the rest skipped."""
     cold = coldstart.withhold(ctx.data, share=ctx.cold_share, seed=ctx.seed)
     log.info(
         "study audio_ablation: %d tracks withheld (share %g, seed %d), %d cold users",
@@ -582,6 +583,8 @@ def _cold_tracks(
                 cold,
                 seed=ctx.evaluation.seed,
                 n_boot=ctx.evaluation.n_boot,
+                # every variant on the same seeded sample, as full_sample is for warm users
+                user_sample=ctx.evaluation.user_sample,
                 per_user=per_user,
             )
             run.timings["evaluate_s"] = round(time.perf_counter() - start, 3)
