@@ -155,6 +155,14 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--experiments", default=None, help="default: every experiment")
     parser.add_argument("--epochs", action="append", default=[], metavar="EXPERIMENT=N")
+    parser.add_argument(
+        "--include-study",
+        action="append",
+        default=[],
+        metavar="STUDY_ID",
+        help="also report the experiments of an earlier study on the same warehouse (one "
+        "per --warehouse, in order; e.g. one stopped before its last experiments)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     setup_cli_logging()
@@ -191,6 +199,15 @@ def main() -> None:
             )
         names = tuple(e.name for e in outcome.experiments)
         rows = study_rows(warehouse, outcome.study_id, names)
+        if args.include_study:
+            earlier = args.include_study[targets.index((share, warehouse))]
+            done = _query(
+                warehouse,
+                "select distinct experiment from study_results where study_id = $s",
+                {"s": earlier},
+            )
+            before = tuple(e for (e,) in done if e not in names)
+            rows = study_rows(warehouse, earlier, before) + rows
         finals += final_rows(rows, share)
         curves += curve_rows(rows, share)
     study_total = {}

@@ -192,6 +192,28 @@ def test_full_protocol_equals_brute_force(data, model_cls):
             assert row.n_users == len(want)
 
 
+@pytest.mark.parametrize("name", ["popularity", "random", "als", "mbcf", "two_tower", "item_knn"])
+def test_full_ranking_in_small_reused_blocks_equals_one_block(data, name, monkeypatch):
+    """The full ranking reuses one score block, batch after batch (the last one shorter):
+    the per-user results equal those of a single block, for the models that write into
+    it and for those that return their own array (item_knn)."""
+    from jamrec.evaluation import protocols
+    from jamrec.models import create
+
+    settings = {"mbcf": {"epochs": 2}, "two_tower": {"epochs": 2}}.get(name, {})
+    model = fitted(create(name, **settings), data)
+    one = evaluate(model, data, protocols=("full",), n_boot=10)
+    n_candidates = int((data.train.getnnz(axis=0) > 0).sum())
+    monkeypatch.setattr(protocols, "_BLOCK_ELEMS", 7 * n_candidates)  # 7 users a block
+    blocks = evaluate(model, data, protocols=("full",), n_boot=10)
+    for split in ("val", "test"):
+        (a,) = [p for p in one.per_user if p.protocol == "full" and p.split == split]
+        (b,) = [p for p in blocks.per_user if p.protocol == "full" and p.split == split]
+        assert len(a.users) > 7 and np.array_equal(a.users, b.users)
+        assert np.array_equal(a.best_rank, b.best_rank)
+        np.testing.assert_allclose(b.metrics.values, a.metrics.values, rtol=1e-6)
+
+
 def test_full_sample_same_users_for_every_model_and_reuses_full(data):
     view = split_view(data, "test")
     sample = sample_users(view, 50, seed=3)

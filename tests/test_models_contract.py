@@ -64,6 +64,18 @@ class TestContract:
         # a different matrix shape may take another BLAS path: equal up to rounding
         np.testing.assert_allclose(model.score(ALL_USERS[:5], items), scores[:, items], rtol=1e-5)
 
+    def test_block_scorer_equals_score(self, fitted):
+        """Blocks written into a reused buffer equal :meth:`score`, whatever the buffer
+        held before (the evaluation passes the first rows of one buffer, batch after batch)."""
+        _, model = fitted
+        items = np.array([5, 1, 17, 30, 2])
+        scorer = model.block_scorer(items)
+        buffer = np.full((8, len(items)), np.nan, np.float32)
+        for users in (ALL_USERS[:8], ALL_USERS[10:13]):
+            got = scorer(users, buffer[: len(users)])
+            assert got.shape == (len(users), len(items)) and got.dtype == np.float32
+            np.testing.assert_allclose(got, model.score(users, items), rtol=1e-5, atol=1e-6)
+
     def test_same_seed_same_scores(self, fitted, dataset):
         name, model = fitted
         again = make(name).fit(dataset[0])

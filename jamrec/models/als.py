@@ -19,7 +19,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
-from jamrec.models.base import Recommender, TrainData
+from jamrec.models.base import BlockScorer, Recommender, TrainData
 from jamrec.models.early_stopping import EarlyStopping, EarlyStoppingConfig
 
 _blas_lock = threading.Lock()
@@ -139,6 +139,18 @@ class ALS(Recommender):
         if items is not None:
             tracks = tracks[np.asarray(items, dtype=np.int64)]
         return (self.model.user_factors[users] @ tracks.T).astype(np.float32, copy=False)
+
+    def block_scorer(self, items: np.ndarray) -> BlockScorer:
+        """The items' factors gathered once; each block one product into ``out``."""
+        factors, tracks = self.model.user_factors, self.model.item_factors
+        if factors.dtype != np.float32 or tracks.dtype != np.float32:
+            return super().block_scorer(items)
+        tracks_t = tracks[np.asarray(items, dtype=np.int64)].T
+
+        def score(users: np.ndarray, out: np.ndarray) -> np.ndarray:
+            return np.matmul(factors[np.asarray(users, dtype=np.int64)], tracks_t, out=out)
+
+        return score
 
     def recalculate_user(self, item_ids: np.ndarray) -> np.ndarray:
         """Fold in a user who is not in the model: ``(factors,)`` float32.

@@ -189,6 +189,10 @@ class FoldsIn(Protocol):
         ...
 
 
+# (users, out) -> the (len(users), n_items) float32 score block: Recommender.block_scorer
+BlockScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 @runtime_checkable
 class ItemVectors(Protocol):
     """A model whose tracks live in a vector space of its own (similar tracks, explanations)."""
@@ -230,6 +234,19 @@ class Recommender(ABC):
     @abstractmethod
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """(len(users), len(items)) float32 scores; ``items=None`` = every track."""
+
+    def block_scorer(self, items: np.ndarray) -> BlockScorer:
+        """A function ``(users, out) -> block`` giving the :meth:`score` block of
+        ``users`` x ``items``, for scoring many batches of users against the same items
+        while the model does not change (one evaluation pass).
+
+        ``out`` is a C-contiguous ``(len(users), len(items))`` float32 array the caller
+        reuses batch after batch: a fresh 512 MB block costs about as much in page faults
+        as the matrix product that fills it. Models that can write the block into ``out``
+        and return it, and prepare what depends on ``items`` alone (their factors
+        gathered, a track tower run) once; this default returns :meth:`score`'s new array.
+        """
+        return lambda users, out: self.score(users, items)
 
     def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """(P,) float32 scores of the aligned pairs ``(users[i], items[i])``.

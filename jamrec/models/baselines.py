@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from jamrec.models.base import ModelConfig, Recommender, TrainData
+from jamrec.models.base import BlockScorer, ModelConfig, Recommender, TrainData
 from jamrec.models.dataset import Truth
 from jamrec.rand import splitmix64
 
@@ -24,6 +24,15 @@ class Popularity(Recommender):
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         counts = self.counts if items is None else self.counts[np.asarray(items)]
         return np.broadcast_to(counts, (len(np.atleast_1d(users)), len(counts))).copy()
+
+    def block_scorer(self, items: np.ndarray) -> BlockScorer:
+        counts = self.counts[np.asarray(items)]
+
+        def score(users: np.ndarray, out: np.ndarray) -> np.ndarray:
+            out[...] = counts
+            return out
+
+        return score
 
     def _save(self, folder: Path) -> None:
         np.save(folder / "counts.npy", self.counts)
@@ -57,12 +66,20 @@ class Random(Recommender):
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        n_items = self.n_tracks if items is None else len(items)
+        return self._scores(users, items, np.empty((len(users), n_items), np.float32))
+
+    def block_scorer(self, items: np.ndarray) -> BlockScorer:
+        return lambda users, out: self._scores(np.asarray(users, dtype=np.int64), items, out)
+
+    def _scores(self, users: np.ndarray, items: np.ndarray | None, out: np.ndarray) -> np.ndarray:
         values = self.track_values if items is None else self.track_values[np.asarray(items)]
-        words = np.multiply(values[None, :], self._multipliers(users)[:, None], dtype=np.uint32)
+        words = out.view(np.uint32)
+        np.multiply(values[None, :], self._multipliers(users)[:, None], out=words)
         # The top 23 bits as the mantissa of a float in [1, 2): no conversion pass.
         np.right_shift(words, np.uint32(9), out=words)
         np.bitwise_or(words, np.uint32(0x3F800000), out=words)
-        return words.view(np.float32)
+        return out
 
     def _save(self, folder: Path) -> None:
         np.save(folder / "track_values.npy", self.track_values)

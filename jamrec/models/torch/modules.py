@@ -59,7 +59,15 @@ class DotModule(nn.Module):
 
     def score_matrix(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(B, I) logits of every user in ``users`` against every track in ``items``."""
-        return self.users(users) @ self.tracks(items).T
+        return self.user_matrix(users) @ self.item_matrix(items).T
+
+    def user_matrix(self, users: torch.Tensor) -> torch.Tensor:
+        """(B, d): the left factor of :meth:`score_matrix`."""
+        return self.users(users)
+
+    def item_matrix(self, items: torch.Tensor) -> torch.Tensor:
+        """(I, d): the right factor of :meth:`score_matrix` (``user_matrix @ item_matrix.T``)."""
+        return self.tracks(items)
 
 
 class HybridModule(nn.Module):
@@ -315,14 +323,25 @@ class TwoTowerModule(nn.Module):
 
     def score_vectors(self, user_vectors: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(B, I) logits of any ``(B, dim)`` user vectors against ``items``."""
-        tracks = self.track_vectors(items)
+        return self._with_bias(user_vectors) @ self.item_matrix(items).T
+
+    @staticmethod
+    def _with_bias(user_vectors: torch.Tensor) -> torch.Tensor:
         # the bias through the product ([u; 1] . [v; b]): no second pass over (B, I)
         ones = user_vectors.new_ones((len(user_vectors), 1))
-        return torch.cat([user_vectors, ones], dim=1) @ tracks.T
+        return torch.cat([user_vectors, ones], dim=1)
 
     def score_matrix(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(B, I) logits of every user in ``users`` against every track in ``items``."""
         return self.score_vectors(self.user_vectors(users), items)
+
+    def user_matrix(self, users: torch.Tensor) -> torch.Tensor:
+        """(B, dim + 1): the left factor of :meth:`score_matrix`, ``[u; 1]``."""
+        return self._with_bias(self.user_vectors(users))
+
+    def item_matrix(self, items: torch.Tensor) -> torch.Tensor:
+        """(I, dim + 1): the right factor, ``[v_t; b_t]`` (the track tower)."""
+        return self.track_vectors(items)
 
     @torch.no_grad()
     def refresh_history(self) -> None:

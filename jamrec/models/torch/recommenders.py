@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from jamrec.models.base import Recommender, TrainData
+from jamrec.models.base import BlockScorer, Recommender, TrainData
 from jamrec.models.dataset import standardise
 from jamrec.models.torch.modules import DotModule, HybridModule, TwoTowerModule
 from jamrec.models.torch.trainer import TrainConfig, resolve_device, train
@@ -135,6 +135,26 @@ class _TorchRecommender(Recommender, Generic[NetworkT]):
         with torch.no_grad():
             out = self.module.score_matrix(user_ids, item_ids)
         return out.cpu().numpy().astype(np.float32, copy=False)
+
+    def block_scorer(self, items: np.ndarray) -> BlockScorer:
+        """On the CPU, the dot-product networks compute the items' vectors once (the
+        two-tower's track tower runs once, not once per batch) and write each block into
+        ``out``; elsewhere, :meth:`score`."""
+        module = self.module
+        device = next(module.parameters()).device
+        if device.type != "cpu" or not isinstance(module, DotModule | TwoTowerModule):
+            return super().block_scorer(items)
+        module.eval()
+        with torch.no_grad():
+            tracks = module.item_matrix(torch.as_tensor(np.asarray(items, dtype=np.int64)))
+
+        def score(users: np.ndarray, out: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                vectors = module.user_matrix(torch.as_tensor(np.asarray(users, dtype=np.int64)))
+                torch.matmul(vectors, tracks.T, out=torch.from_numpy(out))
+            return out
+
+        return score
 
     def _save(self, folder: Path) -> None:
         torch.save(self.module.state_dict(), folder / "module.pt")
