@@ -15,6 +15,8 @@ then times ``--steps`` steps:
   :func:`jamrec.models.torch.kernels.sparse_adam_rows`;
 - ``fused``: :meth:`LazyAdam.dot_step`, the whole step in one compiled pass (what the
   trainer runs for MBCF on the CPU);
+- ``fused, 2 threads``: the same with torch allowed two threads, when ``dot_step``
+  updates the two tables on two threads (jamrec's default on a 2-core machine);
 
 each with 4 KiB pages and with transparent huge pages (jamrec's default). Writes the
 "Training step (TIMJ sizes)" section of benchmarks/RESULTS.md. The target (issue 16) is
@@ -40,6 +42,7 @@ VARIANTS = {
     "torch": "the trainer's path before the kernels",
     "torch, compiled update": "autograd, then the compiled lazy-Adam update",
     "fused": "LazyAdam.dot_step: the whole step compiled",
+    "fused, 2 threads": "the same, the two tables updated on two threads (torch on 2)",
 }
 
 
@@ -66,7 +69,7 @@ def one(variant: str, steps: int, threads: int) -> dict:
 
     def step(i: int) -> None:
         lo, hi = i * BATCH, (i + 1) * BATCH
-        if variant == "fused":
+        if variant.startswith("fused"):
             optimizer.dot_step(
                 module.users.weight, module.tracks.weight, users[lo:hi], items[lo:hi], labels[lo:hi]
             )
@@ -102,7 +105,7 @@ def main() -> None:
             env = {**os.environ, "THP_MEM_ALLOC_ENABLE": thp}
             out = subprocess.run(
                 [sys.executable, __file__, "--variant", variant, "--steps", str(args.steps),
-                 "--threads", str(args.threads)],
+                 "--threads", "2" if "2 threads" in variant else str(args.threads)],
                 env=env, check=True, capture_output=True, text=True,
             )  # fmt: skip
             result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -327,6 +327,41 @@ def test_fused_mbcf_step_equals_forward_backward_and_step(monkeypatch):
         )
 
 
+def test_fused_mbcf_step_on_two_threads_equals_one_thread():
+    """dot_step updates the two tables on two threads when torch may use two: bit for bit
+    the single-threaded kernel's result, step after step (repeated rows included)."""
+    from jamrec.models.torch.modules import DotModule
+
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            module = DotModule(50, 80, 8, torch.Generator().manual_seed(0))
+            optimizer = LazyAdam(module.parameters(), lr=0.05)
+            gen = torch.Generator().manual_seed(1)
+            losses = []
+            for _ in range(4):
+                users = torch.randint(50, (64,), generator=gen)
+                items = torch.randint(80, (64,), generator=gen)
+                labels = (torch.rand(64, generator=gen) < 0.4).float()
+                losses.append(
+                    optimizer.dot_step(
+                        module.users.weight, module.tracks.weight, users, items, labels
+                    )
+                )
+            state = [optimizer.state[p]["moments"].clone() for p in module.parameters()]
+            results.append(
+                (losses, module.users.weight.clone(), module.tracks.weight.clone(), state)
+            )
+    finally:
+        torch.set_num_threads(threads)
+    (losses_1, users_1, tracks_1, state_1), (losses_2, users_2, tracks_2, state_2) = results
+    assert losses_1 == losses_2
+    assert torch.equal(users_1, users_2) and torch.equal(tracks_1, tracks_2)
+    assert all(torch.equal(a, b) for a, b in zip(state_1, state_2, strict=True))
+
+
 def test_compiled_hybrid_scoring_equals_the_torch_blocks():
     """HybridModule.score_from_parts: the compiled kernel (no gradient, CPU) against the
     torch blocks (what runs with gradients or on CUDA) on random parts."""

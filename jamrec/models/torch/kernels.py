@@ -115,6 +115,33 @@ def dot_bce_step(
     dim = user_table.shape[1]
     user_grads = np.empty((n_pairs, dim), np.float32)
     track_grads = np.empty((n_pairs, dim), np.float32)
+    loss = dot_bce_grads(user_table, track_table, users, items, labels, user_grads, track_grads)
+    sparse_adam_rows(
+        user_table, user_moments, user_slots, users, user_grads, lr, b1, b2, eps, bc1, bc2
+    )
+    sparse_adam_rows(
+        track_table, track_moments, track_slots, items, track_grads, lr, b1, b2, eps, bc1, bc2
+    )
+    return loss
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def dot_bce_grads(
+    user_table: np.ndarray,
+    track_table: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    labels: np.ndarray,
+    user_grads: np.ndarray,
+    track_grads: np.ndarray,
+) -> float:
+    """The forward and backward half of :func:`dot_bce_step`: each pair's gradient for
+    both tables into ``user_grads`` and ``track_grads`` (``(B, d)`` float32), at the
+    weights before the step; returns the batch's mean loss. The two tables' updates
+    that follow touch disjoint memory, so they can run on two threads
+    (:meth:`.trainer.LazyAdam.dot_step`) with the same result."""
+    n_pairs = users.shape[0]
+    dim = user_table.shape[1]
     inverse_n = np.float32(1.0 / max(n_pairs, 1))
     loss = 0.0
     for i in range(n_pairs):
@@ -129,12 +156,6 @@ def dot_bce_step(
         for j in range(dim):
             user_grads[i, j] = coef * e_t[j]
             track_grads[i, j] = coef * e_u[j]
-    sparse_adam_rows(
-        user_table, user_moments, user_slots, users, user_grads, lr, b1, b2, eps, bc1, bc2
-    )
-    sparse_adam_rows(
-        track_table, track_moments, track_slots, items, track_grads, lr, b1, b2, eps, bc1, bc2
-    )
     return loss / max(n_pairs, 1)
 
 
