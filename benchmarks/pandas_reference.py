@@ -22,20 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from jamrec.models.dataset import AUDIO_FEATURES
+
 N_NEGATIVES = 10
-FEATURES = [
-    "danceability",
-    "energy",
-    "key",
-    "loudness",
-    "mode",
-    "speechiness",
-    "acousticness",
-    "instrumentalness",
-    "liveness",
-    "valence",
-    "tempo",
-]
+FEATURES = list(AUDIO_FEATURES)  # the eleven audio features the models use
 TRACK_URI = "spotify:track:"
 
 
