@@ -343,12 +343,7 @@ def val_probe_metrics(
 
 def _scores(model: Recommender, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """(len(users), len(items)) float32 from ``model.score``, read-only from here on."""
-    scores = np.asarray(model.score(users, items))
-    if scores.shape != (len(users), len(items)):
-        raise ValueError(
-            f"{model.name}.score returned {scores.shape}, not {(len(users), len(items))}"
-        )
-    return scores.astype(np.float32, copy=False)
+    return _checked(model.score(users, items), (len(users), len(items)), f"{model.name}.score")
 
 
 def _block_scores(
@@ -356,11 +351,15 @@ def _block_scores(
 ) -> np.ndarray:
     """``scorer``'s block of ``users`` (written into the first ``len(users)`` rows of the
     reused ``out`` by models that can), checked like :func:`_scores`."""
-    scores = np.asarray(scorer(users, out[: len(users)]))
-    if scores.shape != (len(users), out.shape[1]):
-        raise ValueError(
-            f"{model.name}.block_scorer returned {scores.shape}, not {(len(users), out.shape[1])}"
-        )
+    block = scorer(users, out[: len(users)])
+    return _checked(block, (len(users), out.shape[1]), f"{model.name}.block_scorer")
+
+
+def _checked(scores: np.ndarray, shape: tuple[int, int], what: str) -> np.ndarray:
+    """``scores`` as float32 (read-only from here on), or a ValueError naming ``what``."""
+    scores = np.asarray(scores)
+    if scores.shape != shape:
+        raise ValueError(f"{what} returned {scores.shape}, not {shape}")
     return scores.astype(np.float32, copy=False)
 
 

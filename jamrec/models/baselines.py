@@ -70,10 +70,14 @@ class Random(Recommender):
         return self._scores(users, items, np.empty((len(users), n_items), np.float32))
 
     def block_scorer(self, items: np.ndarray) -> BlockScorer:
-        return lambda users, out: self._scores(np.asarray(users, dtype=np.int64), items, out)
+        values = self.track_values[np.asarray(items)]  # gathered once
+        return lambda users, out: self._words(np.asarray(users, dtype=np.int64), values, out)
 
     def _scores(self, users: np.ndarray, items: np.ndarray | None, out: np.ndarray) -> np.ndarray:
         values = self.track_values if items is None else self.track_values[np.asarray(items)]
+        return self._words(users, values, out)
+
+    def _words(self, users: np.ndarray, values: np.ndarray, out: np.ndarray) -> np.ndarray:
         words = out.view(np.uint32)
         np.multiply(values[None, :], self._multipliers(users)[:, None], out=words)
         # The top 23 bits as the mantissa of a float in [1, 2): no conversion pass.
