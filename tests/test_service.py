@@ -22,6 +22,8 @@ from typing import ClassVar
 import duckdb
 import pytest
 
+from jamrec.warehouse.store import Warehouse
+
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -351,13 +353,18 @@ def test_retrain_then_retrain_again_with_unchanged_inputs(service):
 
 def test_stopping_the_service_mid_run_leaves_no_slot_taken(service):
     warehouse = service.root / "restart" / "jamrec.duckdb"
-    run_id = service.run("build-warehouse/on-demand", **_dump(service), warehouse=str(warehouse))
-    deadline = time.monotonic() + 120
-    while service.active_slots() == 0:  # the run has taken the slot
-        assert time.monotonic() < deadline, "the build never took the slot"
-        time.sleep(0.3)
-    assert service.flow_run(run_id)["state"]["type"] == "RUNNING"
-    said = service.stop()
+    # Another writer holds the warehouse, so the build cannot publish and finish before
+    # the service stops, however fast it is: it waits for the lock, running.
+    with Warehouse(warehouse).lock("the test, holding the warehouse while the service stops"):
+        run_id = service.run(
+            "build-warehouse/on-demand", **_dump(service), warehouse=str(warehouse)
+        )
+        deadline = time.monotonic() + 120
+        while service.active_slots() == 0:  # the run has taken the slot
+            assert time.monotonic() < deadline, "the build never took the slot"
+            time.sleep(0.3)
+        assert service.flow_run(run_id)["state"]["type"] == "RUNNING"
+        said = service.stop()
     assert "1 run(s) marked Crashed" in said and "slot(s) freed" in said
     service.start()
     assert service.active_slots() == 0
