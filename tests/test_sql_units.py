@@ -137,6 +137,56 @@ def test_negatives_never_positive_at_most_n_and_deterministic(con):
     assert con.execute("select * from negatives order by all").fetchall() != first
 
 
+# The negatives as they were drawn before the sampling moved to integer keys: the same
+# rule on the string ids. The keyed SQL must publish exactly these rows.
+STRING_KEYED_NEGATIVES = """
+with catalogue as (
+    select track_id, row_number() over (order by track_id) - 1 as track_index from tracks
+),
+catalogue_size as (select count(*) as n_tracks from catalogue),
+train_positives as (select user_id, track_id from {source} where split = 'train'),
+users as (select distinct user_id from train_positives),
+draws as (
+    select users.user_id, draw.range as draw,
+        hash('negatives', getvariable('seed'), users.user_id, draw.range)
+            % catalogue_size.n_tracks as track_index
+    from users
+    cross join range(3 * getvariable('n_negatives')) as draw
+    cross join catalogue_size
+),
+candidates as (
+    select draws.user_id, catalogue.track_id, min(draws.draw) as draw
+    from draws
+    inner join catalogue on draws.track_index = catalogue.track_index
+    anti join train_positives
+        on draws.user_id = train_positives.user_id
+        and catalogue.track_id = train_positives.track_id
+    group by draws.user_id, catalogue.track_id
+)
+select user_id, track_id from candidates
+qualify row_number() over (partition by user_id order by draw) <= getvariable('n_negatives')
+"""
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+@pytest.mark.parametrize("model", ["negatives", "negatives_temporal"])
+def test_keyed_negatives_equal_the_string_keyed_draw(con, seed, model):
+    rng = random.Random(seed)
+    positives = {u: rng.sample(range(300), rng.randint(1, 120)) for u in range(200)}
+    held = {u: ts[:2] for u, ts in positives.items() if len(ts) > 3}
+    _catalogue(con, 300, positives, held=held)
+    source = "splits" if model == "negatives" else "splits_temporal"
+    if source != "splits":
+        con.execute("create or replace table splits_temporal as select * from splits")
+    variables = {**VARS, "seed": seed}
+    assert run_model(con, SQL, model, variables) > 0
+    got = con.execute(f"select user_id, track_id from {model} order by all").fetchall()
+    expected = con.execute(
+        f"select * from ({STRING_KEYED_NEGATIVES.format(source=source)}) order by all"
+    ).fetchall()
+    assert got == expected
+
+
 def test_negatives_are_drawn_against_train_positives_only(con):
     # User 0 holds tracks 0..9 of 12, tracks 8 and 9 held out: only the train positives
     # (0..7) are excluded, so the held-out tracks may be negatives like any other track
