@@ -15,13 +15,26 @@ with_jam as (
     left join known_jams on staged.jam_id = known_jams.jam_id
 ),
 
+-- Repeats are found in two steps: grouping 6M likes by a 64-bit hash of the pair is cheap,
+-- and only the few pairs whose hash repeats are grouped on the two 32-character ids.
+repeated_hashes as (
+    select hash(user_id, jam_id) as pair_hash
+    from with_jam
+    where reject_reason is null and has_jam
+    group by pair_hash
+    having count(*) > 1
+),
+
 repeated_pairs as (
     select
         user_id,
         jam_id,
         min(line_number) as first_line
     from with_jam
-    where reject_reason is null and has_jam
+    where
+        reject_reason is null
+        and has_jam
+        and hash(user_id, jam_id) in (select repeated_hashes.pair_hash from repeated_hashes)
     group by user_id, jam_id
     having count(*) > 1
 )
