@@ -5,14 +5,22 @@ with raw_lines as (
     from raw_likes
 ),
 
+split as (
+    select
+        line_number,
+        line,
+        tsv_fields(line) as fields
+    from raw_lines
+),
+
 typed as (
     select
         line_number,
         line,
-        len(tsv_fields(line)) as n_fields,
-        nullif(tsv_fields(line)[1], '') as user_id,
-        nullif(tsv_fields(line)[2], '') as jam_id
-    from raw_lines
+        len(fields) as n_fields,
+        nullif(fields[1], '') as user_id,
+        nullif(fields[2], '') as jam_id
+    from split
 )
 
 select
