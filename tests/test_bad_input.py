@@ -275,3 +275,23 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "jamrec: error:" in result.stderr
+
+
+@pytest.mark.parametrize("ending", [b"\n", b""])
+def test_lines_cut_across_the_newline_scans_chunks_equal_one_pass(monkeypatch, tmp_path, ending):
+    import numpy as np
+
+    from jamrec.build import ingest
+
+    monkeypatch.setattr(ingest, "_CHUNK", 7)  # lines straddle every chunk boundary
+    lines = [b"user_id\tjam_id", *(f"{'a' * (i % 11)}\t{i}".encode() for i in range(200))]
+    data = b"\n".join(lines) + ending
+    assert np.array_equal(
+        ingest._newlines(data), np.flatnonzero(np.frombuffer(data, np.uint8) == 0x0A)
+    )
+    path = tmp_path / "likes.tsv"
+    path.write_bytes(data)
+    raw = ingest.split_lines(ingest.Source("likes.tsv", path), data)
+    assert raw.header == "user_id\tjam_id"
+    assert raw.table.column("raw_line").to_pylist() == lines[1:]
+    assert raw.table.column("line_number").to_pylist() == list(range(2, 202))

@@ -54,7 +54,7 @@ BREAKAGES = [
         "jams",
         "insert into jams select * from jams limit 1",
         [
-            ("expect_column_values_to_be_unique", "jam_id", 2),
+            ("expect_column_values_to_be_unique", "jam_key", 2),
             ("expect_table_row_count_to_equal", None, None),
         ],
     ),

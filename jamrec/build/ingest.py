@@ -94,6 +94,21 @@ class RawLines:
         return {"file": self.source.display, "bytes": self.size, "sha256": self.sha256}
 
 
+_CHUNK = 1 << 24  # 16 MiB
+
+
+def _newlines(data: bytes) -> np.ndarray:
+    """The offsets of every LF in ``data`` (int64, ascending). In 16 MiB chunks: one
+    comparison over a whole 400 MB file allocates a 400 MB mask, and faulting its pages
+    in costs three times the comparison itself; a chunk's mask is reused memory."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    parts = [
+        np.flatnonzero(buffer[start : start + _CHUNK] == 0x0A) + start
+        for start in range(0, len(buffer), _CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
 def split_lines(source: Source, data: bytes) -> RawLines:
     """Cut ``data`` into numbered lines; check it is non-empty UTF-8 with a header line.
 
@@ -120,7 +135,7 @@ def split_lines(source: Source, data: bytes) -> RawLines:
             # CR before LF belongs to the terminator (CRLF files), not to the last field.
             notes.append(f"{n_crlf:,} lines end in CRLF (the carriage returns are ignored)")
             data = data.replace(b"\r\n", b"\n")
-    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0x0A)
+    newlines = _newlines(data)
     if not data.endswith(b"\n"):
         newlines = np.concatenate([newlines, [len(data)]])
     # With every LF removed the lines sit back to back: line i starts where the i-th
