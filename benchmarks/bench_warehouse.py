@@ -4,8 +4,8 @@ against two floors measured in the same run.
     .venv/bin/python benchmarks/bench_warehouse.py [--scale full] [--out benchmarks/out]
 
 The floors: the bare read (DuckDB reading the same raw files into tables of a fresh
-file and nothing else; the median of three; the same read into memory beside it) and the pandas reference
-(``pandas_reference.py``: the study's preprocessing, checking nothing). Writes the
+file and nothing else; the median of three; the same read into memory beside it) and the
+pandas reference (``pandas_reference.py``: the study's preprocessing, checking nothing). Writes the
 "Warehouse" section of benchmarks/RESULTS.md. Targets (2-core machine, full scale): the
 build with its quality gate at most 8x the bare read and at most half the pandas
 reference (issue 16); the etl under 6 GB.

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
+from numba import njit
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
@@ -48,6 +50,58 @@ def one_blas_thread() -> Iterator[None]:
             if _blas_users == 0 and _blas_limit is not None:
                 _blas_limit.restore_original_limits()
                 _blas_limit = None
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _observed_loss(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    confidence: np.ndarray,
+    users: np.ndarray,
+    tracks: np.ndarray,
+    start: int,
+    stop: int,
+) -> tuple[float, float]:
+    """Over the stored cells of rows ``start:stop``: the sum of ``c - 2 c s + (c - 1) s^2``
+    (``s = x_u . y_i``) and the sum of the confidences ``c``, both in float64."""
+    total = 0.0
+    confidence_sum = 0.0
+    for u in range(start, stop):
+        for k in range(indptr[u], indptr[u + 1]):
+            i = indices[k]
+            c = confidence[k]
+            s = np.float32(0.0)
+            for j in range(users.shape[1]):
+                s += users[u, j] * tracks[i, j]
+            total += c + (np.float32(-2.0) * c + (c - np.float32(1.0)) * s) * s
+            confidence_sum += c
+    return total, confidence_sum
+
+
+def training_loss(
+    confidence: sp.csr_matrix, users: np.ndarray, tracks: np.ndarray, regularization: float
+) -> float:
+    """implicit's ALS training loss (``implicit.cpu._als.calculate_loss``), computed in
+    half its time: the weighted squared error over every cell, ``sum_u x_u' Y'Y x_u`` plus
+    the stored cells' correction, plus ``regularization * (|X|^2 + |Y|^2)``, divided by the
+    total weight (the stored confidences and 1 for every other cell). implicit calls BLAS
+    twice per stored cell; here the stored cells run in one compiled loop (its two halves
+    on two threads, summed in a fixed order, so the value is deterministic) and the
+    quadratic term is one matrix product. Confidences are positive (``1 + alpha r``)."""
+    half = int(np.searchsorted(confidence.indptr, confidence.nnz // 2))
+    cells = (confidence.indptr, confidence.indices, confidence.data, users, tracks)
+    with ThreadPoolExecutor(1, thread_name_prefix="jamrec-als-loss") as pool:
+        second = pool.submit(_observed_loss, *cells, half, users.shape[0])
+        first = _observed_loss(*cells, 0, half)
+        other = second.result()
+    observed, confidence_sum = first[0] + other[0], first[1] + other[1]
+    quadratic = np.einsum("ij,ij->", users @ (tracks.T @ tracks), users, dtype=np.float64)
+    norms = np.einsum("ij,ij->", users, users, dtype=np.float64) + np.einsum(
+        "ij,ij->", tracks, tracks, dtype=np.float64
+    )
+    n_cells = confidence.shape[0] * confidence.shape[1]
+    weight = confidence_sum + n_cells - confidence.nnz
+    return float((observed + quadratic + regularization * norms) / weight)
 
 
 class ALSConfig(EarlyStoppingConfig):
@@ -93,11 +147,17 @@ class ALS(Recommender):
         # each time.) The callback raises _Stop to leave implicit's loop.
         stopper: EarlyStopping[tuple[np.ndarray, np.ndarray]] = EarlyStopping(cfg)
 
-        def after_iteration(iteration: int, _elapsed: float, loss: float) -> None:
+        confidence = self._confidence(data.train)
+
+        def after_iteration(iteration: int, _elapsed: float, _loss: None) -> None:
             # implicit initialises the factors before its first iteration, so the probe in
             # data.step can score with the current factors; step = iterations completed.
+            # The training loss is implicit's, computed here in half the time.
             step = iteration + 1
-            values = data.step(step, float(loss), self)
+            loss = training_loss(
+                confidence, self.model.user_factors, self.model.item_factors, cfg.regularization
+            )
+            values = data.step(step, loss, self)
             if stopper.observe(step, values, self._copy_factors):
                 raise _Stop
 
@@ -110,15 +170,13 @@ class ALS(Recommender):
                 regularization=cfg.regularization,
                 alpha=1.0,
                 iterations=cfg.iterations,
-                calculate_training_loss=True,
+                calculate_training_loss=False,  # training_loss, in the callback
                 num_threads=0,
                 random_state=cfg.seed,
                 dtype=np.float32,
             )
             try:
-                self.model.fit(
-                    self._confidence(data.train), show_progress=False, callback=after_iteration
-                )
+                self.model.fit(confidence, show_progress=False, callback=after_iteration)
             except _Stop:
                 # the check implicit makes after its last iteration (NaN or zero factors)
                 self.model._check_fit_errors()
