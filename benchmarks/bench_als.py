@@ -7,12 +7,12 @@ regularisation 0.01, 20 iterations, seed 0), alternating, ``--runs`` times each:
 
 - bare: ``implicit.cpu.als.AlternatingLeastSquares(...).fit(1 + alpha * R)`` with
   implicit's defaults otherwise, one BLAS thread and implicit's threads on every core
-  (what implicit itself asks for); and the same with ``calculate_training_loss=True``,
-  which jamrec sets;
+  (what implicit itself asks for); and the same with ``calculate_training_loss=True``
+  (what jamrec set before it computed the loss itself);
 - jamrec: ``create("als", early_stopping=False).fit(TrainData)``, which also records
-  implicit's training loss every iteration (a curve in ``training_curves``) and restores
-  nothing. Early stopping's validation probes are evaluation, not training: they are timed
-  by the models benchmark, not here.
+  implicit's training loss every iteration (a curve in ``training_curves``), computed by
+  ``jamrec.models.als.training_loss``, and restores nothing. Early stopping's validation
+  probes are evaluation, not training: they are timed by the models benchmark, not here.
 
 Writes the "ALS against implicit (label)" section of benchmarks/RESULTS.md.
 """
