@@ -31,6 +31,7 @@ from jamrec.models.early_stopping import (
     EarlyStoppingConfig,
     paired_gain,
 )
+from jamrec.models.torch.trainer import probe_points
 from tests.planted import ALL_USERS, LEARNERS, make, planted
 
 # --- the rule, on scripted per-user probe values ------------------------------------------
@@ -283,6 +284,54 @@ def test_probing_does_not_change_what_is_learnt(name):
     plain = _fit(name, probe=False, **{steps: 3})
     assert plain.stopping.stop_reason == NO_PROBE
     assert np.array_equal(probed.score(ALL_USERS), plain.score(ALL_USERS))
+
+
+TORCH = tuple(name for name in LEARNERS if name not in STEPS)
+WITHIN = 200  # probe_every: several probes an epoch on the planted data (480+ pairs)
+
+
+def test_probe_points_spread_the_probes_evenly_and_always_end_the_epoch():
+    assert probe_points(10_000, 100, 0) == [100]  # off: the epoch's end only
+    assert probe_points(10_000, 100, 20_000) == [100]  # an epoch shorter than probe_every
+    assert probe_points(10_000, 100, 2_500) == [25, 50, 75, 100]
+    assert probe_points(10_050, 100, 5_000) == [50, 101]  # a last, partial batch
+    assert probe_points(1_000, 100, 1) == list(range(1, 11))  # at most one per batch
+    assert probe_points(0, 100, 10) == [1]
+
+
+@pytest.mark.parametrize("name", TORCH)
+def test_probing_within_epochs_does_not_change_what_is_learnt(name):
+    curve: list = []
+    probed = _fit(name, curve, early_stopping=False, epochs=3, probe_every=WITHIN)
+    plain = _fit(name, probe=False, epochs=3, probe_every=WITHIN)
+    per_epoch = probed.stats["probes_per_epoch"]
+    assert per_epoch >= 2
+    assert [s for s, _ in curve] == list(range(1, 3 * per_epoch + 1))
+    assert probed.stopping.stopped_step == 3 * per_epoch
+    assert np.array_equal(probed.score(ALL_USERS), plain.score(ALL_USERS))
+
+
+@pytest.mark.parametrize("name", ["mbcf", "two_tower"])
+def test_a_stop_between_probes_of_an_epoch_keeps_exactly_the_best_probe(name):
+    """The kept probe's state equals a model trained (early stopping off) for exactly the
+    optimiser steps done when that probe ran."""
+    data, held = planted()
+    batches = [0]  # optimiser steps so far
+    at_probe: dict[int, int] = {}  # probe step -> optimiser steps done then
+    data.probe = _probe(data, held)
+    data.on_step = lambda step, loss, ndcg: at_probe.__setitem__(step, batches[0])
+    data.on_batch = lambda step, loss: batches.__setitem__(0, step) or False
+    settings = {"epochs": MAXIMUM, "patience": 3, "probe_every": WITHIN}
+    model = make(name, early_stopping=True, **settings).fit(data)
+    outcome = model.stopping
+    assert outcome.stop_reason == NO_IMPROVEMENT, outcome
+    assert model.stats["probes_per_epoch"] >= 2
+    assert outcome.best_step < outcome.stopped_step
+    halt = at_probe[outcome.best_step]
+    again, _ = planted()
+    again.on_batch = lambda step, loss: step >= halt
+    exact = make(name, early_stopping=False, **settings).fit(again)
+    assert np.array_equal(model.score(ALL_USERS), exact.score(ALL_USERS))
 
 
 # --- what a run records -------------------------------------------------------------------

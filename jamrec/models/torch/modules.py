@@ -361,11 +361,14 @@ class TwoTowerModule(nn.Module):
         if self.history_refresh > 0 and batch % self.history_refresh == 0:
             self.refresh_history()
 
+    def after_training(self) -> None:
+        """Called by the trainer when training ends: the snapshot is stale from here on
+        (scoring uses the exact mean) and is let go. A validation probe between batches
+        keeps it, so probing does not change what is learnt."""
+        self._snapshot = self._history_tracks = None
+
     def train(self, mode: bool = True) -> TwoTowerModule:
-        if not mode:
-            # stale once training stops: scoring uses the exact mean
-            self._snapshot = self._history_tracks = None
-        else:
+        if mode:
             self._eval_vectors = None
         return super().train(mode)
 

@@ -69,6 +69,13 @@ class TrainConfig(EarlyStoppingConfig):
         description="Train on the positives alone, no negative (the study's first figure: "
         "it collapses, which is the point); the published or fresh negatives otherwise.",
     )
+    probe_every: int = Field(
+        0,
+        ge=0,
+        description="About how many training pairs between validation probes: an epoch "
+        "longer than that is probed that many times, evenly, at batch boundaries, and early "
+        "stopping's patience counts probes (0 = once an epoch, at its end).",
+    )
     optimizer: str = Field(
         "lazy_adam",
         pattern="^(lazy_adam|adam)$",
@@ -320,19 +327,32 @@ def epoch_samples(
     return users[order], items[order], labels[order]
 
 
+def probe_points(n_pairs: int, batch_size: int, probe_every: int) -> list[int]:
+    """The batches (counted 1-based within the epoch) after which an epoch of ``n_pairs``
+    pairs in batches of ``batch_size`` is probed: the last one always, and with
+    ``probe_every > 0`` as many as ``round(n_pairs / probe_every)`` (at least one), spread
+    evenly. One point per epoch unless the epoch is at least 1.5 ``probe_every`` long."""
+    n_batches = max(1, -(-n_pairs // batch_size))
+    probes = 1 if probe_every <= 0 else max(1, min(n_batches, round(n_pairs / probe_every)))
+    return [round(k * n_batches / probes) for k in range(1, probes + 1)]
+
+
 def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recommender) -> dict:
     """Fit ``module`` (``forward(users, items) -> logits``) in place with BCE and Adam.
 
-    After each epoch, ``data.step(epoch, mean_loss, owner)`` reports the epoch (1-based:
-    epochs completed) and may probe ``owner`` mid-training; early stopping
+    After each epoch, ``data.step(step, mean_loss, owner)`` reports it (``step`` 1-based:
+    epochs completed) and may probe ``owner`` mid-training; with ``config.probe_every``
+    a long epoch is reported several times (:func:`probe_points`), each with the mean loss
+    since the last report, and ``step`` counts those reports. Early stopping
     (:class:`.EarlyStopping`, ``config.early_stopping``) decides on the probe whether to go
-    on, and at the end ``module`` holds the best epoch's weights and buffers (a copy of its
-    ``state_dict`` taken when that epoch became the best). ``owner.stopping`` says which
-    epoch was kept and why training ended. ``data.on_batch`` (optional, the study's step
+    on, and at the end ``module`` holds the best step's weights and buffers (a copy of its
+    ``state_dict`` taken when that step became the best). ``owner.stopping`` says which
+    step was kept and why training ended. ``data.on_batch`` (optional, the study's step
     curves) receives ``(step, batch loss)`` after every optimiser step (1-based, counted
     across epochs) and may probe ``owner``; returning ``True`` ends training there (the
     epoch is not reported). Returns throughput statistics: ``samples`` (pairs seen),
-    ``train_s`` (seconds, probes excluded, step hooks included), ``samples_per_s``.
+    ``train_s`` (seconds, probes excluded, step hooks included), ``samples_per_s``, and
+    ``probes_per_epoch`` (of the last epoch).
     """
     device = resolve_device(owner.runtime.device)
     threads = torch.get_num_threads()
@@ -361,7 +381,24 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
         )
         stopper: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(config)
         samples, seconds = 0, 0.0
-        on_batch, steps, halted = data.on_batch, 0, False
+        on_batch, steps, halted, stopped = data.on_batch, 0, False, False
+        step, points = 0, [1]
+        start, since = time.perf_counter(), 0  # since: pairs since the last report
+        total = torch.zeros((), device=device)
+
+        def report() -> bool:
+            """Report the pairs since the last report (probe, curve, early stopping);
+            whether to stop training now."""
+            nonlocal total, since, start, seconds, samples, step
+            mean_loss = total.item() / max(since, 1)  # .item() also waits for the GPU
+            seconds += time.perf_counter() - start
+            samples += since
+            step += 1
+            values = data.step(step, mean_loss, owner)
+            start, since = time.perf_counter(), 0
+            total = torch.zeros((), device=device)
+            return stopper.observe(step, values, lambda: _copy_state(module))
+
         for epoch in range(config.epochs):
             start = time.perf_counter()
             module.train()
@@ -371,7 +408,8 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
                     data, config.negatives_per_positive, config.seed, epoch, config.positives_only
                 )
             )
-            total = torch.zeros((), device=device)
+            points = probe_points(len(users), config.batch_size, config.probe_every)
+            total, since = torch.zeros((), device=device), 0
             before_batch = getattr(module, "before_batch", None)  # e.g. the two-tower's refresh
             for batch, lo in enumerate(range(0, len(users), config.batch_size)):
                 hi = lo + config.batch_size
@@ -394,21 +432,23 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
                     optimizer.step()
                     loss = batch_loss.detach()
                 total += loss * len(labels[lo:hi])
+                since += len(labels[lo:hi])
                 if on_batch is not None:
                     steps += 1
                     halted = bool(on_batch(steps, float(loss)))
                     module.train()  # the hook may have scored the model (eval mode)
                     if halted:
-                        samples += min(hi, len(users))
                         break
+                if batch + 1 in points:
+                    stopped = report()
+                    if stopped:
+                        break
+                    module.train()  # the probe scored the model (eval mode)
             if halted:
                 seconds += time.perf_counter() - start
+                samples += since
                 break
-            mean_loss = total.item() / max(len(users), 1)  # .item() also waits for the GPU
-            seconds += time.perf_counter() - start
-            samples += len(users)
-            values = data.step(epoch + 1, mean_loss, owner)
-            if stopper.observe(epoch + 1, values, lambda: _copy_state(module)):
+            if stopped or (len(users) == 0 and report()):  # an empty epoch is reported too
                 break
         best = stopper.restore_state()
         if best is not None:
@@ -418,10 +458,14 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
             "samples": samples,
             "train_s": round(seconds, 3),
             "samples_per_s": round(samples / seconds, 1) if seconds > 0 else None,
+            "probes_per_epoch": len(points),
         }
     finally:
         for embedding in [m for m in module.modules() if isinstance(m, nn.Embedding)]:
             embedding.sparse = False
+        after_training = getattr(module, "after_training", None)  # e.g. drop a snapshot
+        if after_training is not None:
+            after_training()
         torch.set_num_threads(threads)
 
 
