@@ -42,6 +42,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
 from jamrec.models.dataset import Dataset, Truth
+from jamrec.models.topk import top_k_columns
 
 if TYPE_CHECKING:
     from jamrec.models.early_stopping import StopOutcome
@@ -325,41 +326,19 @@ class Recommender(ABC):
         return folder
 
 
-def sort_keys(scores: np.ndarray, tie: np.ndarray) -> np.ndarray:
-    """float64 keys that order by score (desc) then by tie rank (asc), exactly.
-
-    Each float32 score moves down by less than a quarter of its own float32 spacing, in
-    proportion to its tie rank: equal scores separate, different ones never swap.
-    ``scores`` is (..., n) float32, ``tie`` is (n,) int; ``-inf`` stays ``-inf``.
-    """
-    s = scores.astype(np.float64)
-    spacing = np.spacing(np.abs(scores).astype(np.float32)).astype(np.float64)
-    offset = 0.25 * spacing * (tie.astype(np.float64) / max(len(tie), 1))
-    with np.errstate(invalid="ignore"):
-        keys = s - offset
-    keys[np.isneginf(s)] = -np.inf
-    return keys
-
-
 def top_k(
     scores: np.ndarray, items: np.ndarray, k: int, tie: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` columns of each row of ``scores`` (ties by ``tie``), as item ids.
 
     Returns ``(ids, scores)`` of shape ``(rows, k)``; ``-inf`` entries come back as id -1.
+    One compiled pass per row (:func:`jamrec.models.topk.top_k_columns`); NaN ranks after
+    every number.
     """
     n_rows = scores.shape[0]
     if k <= 0 or scores.shape[1] == 0:
         return np.zeros((n_rows, 0), np.int64), np.zeros((n_rows, 0), np.float32)
-    keys = sort_keys(scores, tie)
-    if k < keys.shape[1]:
-        part = np.argpartition(-keys, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(keys.shape[1]), keys.shape).copy()
-    part_keys = np.take_along_axis(keys, part, axis=1)
-    order = np.argsort(-part_keys, axis=1, kind="stable")
-    cols = np.take_along_axis(part, order, axis=1)
-    best = np.take_along_axis(scores, cols, axis=1).astype(np.float32)
-    ids = items[cols]
+    cols, best = top_k_columns(scores, k, tie)
+    ids = np.asarray(items)[cols]
     ids[np.isneginf(best)] = -1
     return ids, best

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
 
 from jamrec.log import log
 from jamrec.models import model_class
@@ -79,16 +80,24 @@ def top_n_for_all(
     otherwise every candidate track is ranked.
     """
     candidates = np.flatnonzero(data.candidates)
-    positives = data.positives()
+    positives = sp.csr_matrix(data.positives())
     tie = tie_rank(data.n_tracks)
+    column = np.full(data.n_tracks, -1, np.int64)  # track -> its column among the candidates
+    column[candidates] = np.arange(len(candidates))
     ids = np.full((data.n_users, n), -1, np.int64)
     scores = np.full((data.n_users, n), -np.inf, np.float32)
+    # one block reused batch after batch, the candidates' side prepared once
+    scorer = model.block_scorer(candidates) if pool is None else None
+    buffer = np.empty((min(BATCH, data.n_users), len(candidates)), np.float32)
     for start in range(0, data.n_users, BATCH if pool is None else 64):
         users = np.arange(start, min(start + (BATCH if pool is None else 64), data.n_users))
-        if pool is None:
-            block = model.score(users, candidates).astype(np.float32, copy=True)
-            seen = positives[users][:, candidates].toarray() > 0
-            block[seen] = -np.inf
+        if scorer is not None:
+            block = np.asarray(scorer(users, buffer[: len(users)]), dtype=np.float32)
+            if not block.flags.writeable:
+                block = block.copy()
+            seen = positives[users].tocoo()
+            at = column[seen.col]  # the user's positives among the candidates: never listed
+            block[seen.row[at >= 0], at[at >= 0]] = -np.inf
             best, best_scores = top_k(block, candidates, min(n, len(candidates)), tie[candidates])
         else:
             best = np.full((len(users), n), -1, np.int64)

@@ -1,0 +1,91 @@
+"""The compiled top-k (:mod:`jamrec.models.topk`) equals a full sort in jamrec's rank
+order: higher score first, equal scores by tie rank, NaN after every number."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jamrec.models.base import top_k
+from jamrec.models.topk import top_k_columns
+
+
+def _sorted(scores: np.ndarray, k: int, tie: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: every row fully sorted (lexsort: NaN last, score desc, tie asc)."""
+    cols = []
+    for row in scores:
+        nan = np.isnan(row)
+        cols.append(np.lexsort((tie, -np.where(nan, 0, row), nan))[:k])
+    cols_ = np.array(cols, np.int64).reshape(len(scores), -1)
+    return cols_, np.take_along_axis(scores, cols_, axis=1)
+
+
+@pytest.mark.parametrize("k", [1, 5, 50, 300])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_k_equals_a_full_sort_with_ties_infinities_and_nan(k, seed):
+    rng = np.random.default_rng(seed)
+    n_rows, n = 40, 300
+    # few distinct values, so ties are everywhere, and some -inf, +inf and NaN
+    scores = rng.integers(-5, 5, (n_rows, n)).astype(np.float32)
+    special = rng.random((n_rows, n))
+    scores[special < 0.05] = -np.inf
+    scores[(special >= 0.05) & (special < 0.08)] = np.nan
+    scores[(special >= 0.08) & (special < 0.09)] = np.inf
+    scores[3] = np.nan  # a row of NaN only
+    scores[4] = 1.0  # a row of ties only
+    tie = rng.permutation(n)
+    cols, values = top_k_columns(scores, k, tie)
+    expected_cols, expected_values = _sorted(scores, k, tie)
+    np.testing.assert_array_equal(cols, expected_cols)
+    np.testing.assert_array_equal(values, expected_values)
+
+
+def test_top_k_on_continuous_scores_and_the_ids_it_returns():
+    rng = np.random.default_rng(7)
+    scores = rng.standard_normal((25, 5_000)).astype(np.float32)
+    scores[:, :100] = -np.inf  # excluded items come back as -1 once the finite ones run out
+    items = rng.permutation(10_000)[:5_000]
+    tie = rng.permutation(5_000)
+    ids, values = top_k(scores, items, 4_950, tie)
+    expected_cols, expected_values = _sorted(scores, 4_950, tie)
+    expected_ids = items[expected_cols]
+    expected_ids[np.isneginf(expected_values)] = -1
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(values, expected_values)
+    assert (ids[:, 4_900:] == -1).all() and (ids[:, :4_900] >= 0).all()
+
+
+def test_k_beyond_the_columns_and_empty_blocks():
+    scores = np.array([[0.5, 2.0, 1.0]], np.float32)
+    cols, values = top_k_columns(scores, 10, np.arange(3))
+    np.testing.assert_array_equal(cols, [[1, 2, 0]])
+    np.testing.assert_array_equal(values, [[2.0, 1.0, 0.5]])
+    assert top_k_columns(np.zeros((0, 3), np.float32), 2, np.arange(3))[0].shape == (0, 2)
+    assert top_k(np.zeros((2, 0), np.float32), np.arange(0), 3, np.arange(0))[0].shape == (2, 0)
+
+
+@pytest.mark.parametrize("name", ["popularity", "als"])
+def test_every_users_recommendations_equal_a_full_sort_of_their_unseen_candidates(
+    tiny_warehouse, monkeypatch, name
+):
+    """``top_n_for_all`` (a reused block, positives written as -inf, the compiled top-k)
+    against sorting every user's whole score row; small batches, so several are used."""
+    from jamrec.models import create
+    from jamrec.models.base import TrainData, tie_rank
+    from jamrec.models.dataset import open_dataset
+    from jamrec.operations import recommendations
+
+    data = open_dataset(tiny_warehouse)
+    model = create(name, seed=0).fit(TrainData.from_dataset(data))
+    monkeypatch.setattr(recommendations, "BATCH", 7)
+    ids, values = recommendations.top_n_for_all(model, data, 20)
+
+    candidates = np.flatnonzero(data.candidates)
+    scores = model.score(np.arange(data.n_users), candidates).astype(np.float32)
+    scores[data.positives()[:, candidates].toarray() > 0] = -np.inf
+    cols, expected_values = _sorted(scores, 20, tie_rank(data.n_tracks)[candidates])
+    expected_ids = candidates[cols]
+    expected_ids[np.isneginf(expected_values)] = -1
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(values, expected_values)
+    assert (ids >= 0).any(axis=1).all()  # every user gets a list
