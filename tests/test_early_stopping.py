@@ -430,3 +430,7 @@ def test_early_stopping_is_on_by_default_with_the_mean_rule_and_off_when_asked()
         assert create(name).config.early_stopping, name
     assert not create("hybrid_study").config.early_stopping
     assert create("hybrid").config.probe_users == 2000  # the MLP scores every probed pair
+    # the two-tower probes within long epochs (TIMJ scale: 5 an epoch), patience 3 probes
+    two_tower = create("two_tower").config
+    assert (two_tower.probe_every, two_tower.patience) == (4_000_000, 3)
+    assert create("mbcf").config.probe_every == 0  # once an epoch

@@ -52,6 +52,15 @@ class TwoTowerConfig(TrainConfig):
     every 100 0.059 / 0.055 / 0.056. At TIMJ scale a batch costs 22 ms with the snapshot
     and 612 ms exact, and a snapshot 0.35 s: every 20 batches, 10 epochs took 1,136 s
     (25 ms a batch; exact: ~8 h).
+
+    Early stopping probes validation five times an epoch at TIMJ scale (``probe_every``,
+    19M pairs an epoch) with a patience of 3 probes. Measured there (benchmarks/RESULTS.md,
+    "Two-tower early stopping (full)"): the 10,000-user probe read 0.0068, 0.0098, 0.0120,
+    0.0132, 0.0142 over the first epoch, its best 0.0147 at probe 8 and 0.0140-0.0145
+    for five probes after it; the kept probe gave test ``full`` NDCG@10 0.0139 (10 epochs
+    with the probe once an epoch: 0.0132). On the small dump an epoch is 0.4M pairs, one
+    probe, and patience 3 and 5 both train to the 20-epoch maximum (RESULTS.md, "Early
+    stopping (small)").
     """
 
     dim: int = Field(64, ge=1, description="MBCF's width (not tuned here).")
@@ -76,6 +85,19 @@ class TwoTowerConfig(TrainConfig):
         True,
         description="Feed the audio features to the track tower (False: the ablation; the "
         "tower then sees Spotify's popularity only, or nothing).",
+    )
+    probe_every: int = Field(
+        4_000_000,
+        ge=0,
+        description="About this many training pairs between validation probes: at TIMJ "
+        "scale (19M pairs an epoch) five probes an epoch, as validation peaks within the "
+        "second epoch there; one an epoch on smaller data (0 = once an epoch).",
+    )
+    patience: int = Field(
+        3,
+        ge=1,
+        description="Probes without a gain before stopping: 3, as on the small dump it "
+        "stops where 5 does (at the maximum); at TIMJ scale three fifths of an epoch.",
     )
     use_popularity: bool = Field(
         True,
