@@ -273,7 +273,12 @@ TRAINING_CURVES = Table(
     "Per-epoch or per-iteration training loss and validation NDCG@10 of each run.",
     (
         C("run_id", "varchar not null", "The run (model_runs.run_id)."),
-        C("step", "integer not null", "Epoch or iteration (0 for models without training steps)."),
+        C(
+            "step",
+            "integer not null",
+            "Epoch or iteration, or validation probe where long epochs are probed several "
+            "times (model_runs.timings: probes_per_epoch; 0 for models without training steps).",
+        ),
         C("loss", "double", "Training loss at that step (null when the model has none)."),
         C(
             "val_ndcg_at_10",
