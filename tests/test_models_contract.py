@@ -20,7 +20,7 @@ from jamrec.models import MODELS, load
 from jamrec.models.base import TrainData
 from jamrec.models.torch import modules
 from jamrec.models.torch.modules import HybridModule
-from jamrec.models.torch.trainer import LazyAdam, epoch_samples
+from jamrec.models.torch.trainer import LazyAdam, epoch_samples, generator, sample_negatives
 from tests.planted import (
     ALL_USERS,
     LEARNERS,
@@ -185,6 +185,54 @@ def test_fresh_negatives_avoid_positives_and_repeat_per_seed():
     assert all(torch.equal(a, b) for a, b in zip((users, items, labels), again))
     other = epoch_samples(data, 3, seed=7, epoch=3)
     assert not torch.equal(items, other[1])
+
+
+def _isin_negatives(train, candidates, users, gen):
+    """The sampler before its compiled membership test: ``torch.isin`` on sorted
+    ``user * n_tracks + track`` keys (the reference the draws must equal)."""
+    from jamrec.models.torch.trainer import MAX_REDRAWS
+
+    pool = torch.from_numpy(np.flatnonzero(candidates).astype(np.int64))
+    coo = train.tocoo()
+    rows, cols = (
+        torch.from_numpy(coo.row.astype(np.int64)),
+        torch.from_numpy(coo.col.astype(np.int64)),
+    )
+    n_tracks = train.shape[1]
+    keys = torch.sort(rows * n_tracks + cols).values
+    items = pool[torch.randint(len(pool), (len(users),), generator=gen)]
+    hit = torch.isin(users * n_tracks + items, keys)
+    for _ in range(MAX_REDRAWS):
+        redo = hit.nonzero().squeeze(1)
+        if len(redo) == 0:
+            break
+        items[redo] = pool[torch.randint(len(pool), (len(redo),), generator=gen)]
+        hit[redo] = torch.isin(users[redo] * n_tracks + items[redo], keys)
+    return users[~hit], items[~hit]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fresh_negatives_equal_the_isin_reference(seed):
+    """Dense users (most draws hit a positive and are re-drawn, some never find one),
+    unsorted CSR indices, and a track nobody played (not a candidate)."""
+    rng = np.random.default_rng(seed)
+    n_users, n_tracks = 50, 30
+    dense = rng.random((n_users, n_tracks)) < rng.uniform(0.05, 0.97, (n_users, 1))
+    dense[:, 3] = False
+    dense[0] = True  # a user who played every candidate: all of its draws are dropped
+    dense[0, 3] = False
+    train = sp.csr_matrix(dense.astype(np.float32))
+    for row in range(n_users):  # unsorted indices within each row
+        lo, hi = train.indptr[row], train.indptr[row + 1]
+        train.indices[lo:hi] = rng.permutation(np.flatnonzero(dense[row]))
+    train.has_sorted_indices = False
+    candidates = np.asarray(dense.any(axis=0))
+    users = torch.from_numpy(np.repeat(np.arange(n_users), 7).astype(np.int64))
+    got = sample_negatives(train, candidates, users.clone(), generator(seed, 0, 1))
+    want = _isin_negatives(train, candidates, users.clone(), generator(seed, 0, 1))
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert len(got[0]) < len(users) and not (got[0] == 0).any()
+    assert not dense[got[0].numpy(), got[1].numpy()].any()
 
 
 def test_mbcf_trains_on_fresh_negatives(dataset):

@@ -19,7 +19,7 @@ rounding (tests/test_trainer_kernels.py). Sequential, so deterministic.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 # Reassociation lets the compiler vectorise the sums (the dot products, the per-row
 # gradient sums); no other fast-math licence (no NaN/inf assumptions). A compiled kernel
@@ -184,3 +184,24 @@ def relu_mlp_scores(
             for k in range(hidden):
                 total += w2[k] * max(user[k] + track[k], zero)
             out[u, i] = total + bias
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def in_rows(
+    indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """``out[k]``: is ``(rows[k], cols[k])`` a stored entry of the CSR pattern ``indptr``,
+    ``indices`` (each row's indices sorted)? A binary search within the row: the negative
+    sampler's test of a draw against the user's positives, which ``torch.isin`` over all
+    15M draws and 3.8M positive keys did in several seconds an epoch at TIMJ scale."""
+    for k in prange(len(rows)):
+        row, col = rows[k], cols[k]
+        lo, end = indptr[row], indptr[row + 1]
+        hi = end
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if indices[mid] < col:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[k] = lo < end and indices[lo] == col

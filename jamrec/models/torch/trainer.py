@@ -36,7 +36,7 @@ from torch import nn
 from jamrec.errors import JamrecError
 from jamrec.models.base import TrainData
 from jamrec.models.early_stopping import EarlyStopping, EarlyStoppingConfig
-from jamrec.models.torch.kernels import dot_bce_grads, dot_bce_step, sparse_adam_rows
+from jamrec.models.torch.kernels import dot_bce_grads, dot_bce_step, in_rows, sparse_adam_rows
 from jamrec.models.torch.modules import DotModule
 
 if TYPE_CHECKING:
@@ -280,17 +280,24 @@ def sample_negatives(
     pool = torch.from_numpy(np.flatnonzero(candidates).astype(np.int64))
     if len(pool) == 0 or len(users) == 0:
         return users[:0], users[:0]
-    n_tracks = train.shape[1]
-    rows, cols = _pairs(train)
-    positive_keys = torch.sort(rows * n_tracks + cols).values
+    positives = sp.csr_matrix(train)
+    if not positives.has_sorted_indices:
+        positives = positives.sorted_indices()
+    indptr, indices = positives.indptr.astype(np.int64), positives.indices.astype(np.int64)
+
+    def positive(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        out = np.empty(len(rows), np.bool_)
+        in_rows(indptr, indices, rows.numpy(), cols.numpy(), out)
+        return torch.from_numpy(out)
+
     items = pool[torch.randint(len(pool), (len(users),), generator=gen)]
-    hit = torch.isin(users * n_tracks + items, positive_keys)
+    hit = positive(users, items)
     for _ in range(MAX_REDRAWS):
         redo = hit.nonzero().squeeze(1)
         if len(redo) == 0:
             break
         items[redo] = pool[torch.randint(len(pool), (len(redo),), generator=gen)]
-        hit[redo] = torch.isin(users[redo] * n_tracks + items[redo], positive_keys)
+        hit[redo] = positive(users[redo], items[redo])
     keep = ~hit
     return users[keep], items[keep]
 
