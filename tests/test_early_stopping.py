@@ -304,11 +304,13 @@ def test_probing_within_epochs_does_not_change_what_is_learnt(name):
     curve: list = []
     probed = _fit(name, curve, early_stopping=False, epochs=3, probe_every=WITHIN)
     plain = _fit(name, probe=False, epochs=3, probe_every=WITHIN)
+    once = _fit(name, early_stopping=False, epochs=3)  # probed at the epochs' ends only
     per_epoch = probed.stats["probes_per_epoch"]
-    assert per_epoch >= 2
+    assert per_epoch >= 2 and once.stats["probes_per_epoch"] == 1
     assert [s for s, _ in curve] == list(range(1, 3 * per_epoch + 1))
     assert probed.stopping.stopped_step == 3 * per_epoch
     assert np.array_equal(probed.score(ALL_USERS), plain.score(ALL_USERS))
+    assert np.array_equal(probed.score(ALL_USERS), once.score(ALL_USERS))
 
 
 @pytest.mark.parametrize("name", ["mbcf", "two_tower"])

@@ -73,7 +73,9 @@ class EarlyStoppingConfig(ModelConfig):
     9 there, while both still rose slowly: a slow, steady gain is below the bar at every
     step, and test NDCG@10 fell by up to 17%. ``min_gain = 0``: any gain of the mean
     counts (raise it to demand a practical size, in NDCG@10). ``probe_users``: see
-    :data:`PROBE_USERS`; every validation user when there are fewer.
+    :data:`PROBE_USERS`; every validation user when there are fewer. A model may set other
+    defaults: the two-tower probes within long epochs (``probe_every``) with a patience of
+    3 probes.
     """
 
     early_stopping: bool = Field(

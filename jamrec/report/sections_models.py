@@ -250,7 +250,8 @@ def _curves(con: duckdb.DuckDBPyConnection, runs: list[dict], order: list[str]) 
     skipped = [m for m in order if m not in stepped]
     caption = (
         "Per model (rows): its training loss (left) and full-ranking NDCG@10 on a fixed sample of "
-        "validation users (right) after each epoch or iteration."
+        "validation users (right) after each step: an epoch or iteration, or a probe where a "
+        "long epoch is probed several times (the two-tower at TIMJ scale)."
     )
     if references:
         caption += (

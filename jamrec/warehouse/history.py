@@ -110,11 +110,11 @@ EARLY_STOPPING = (
     C(
         "best_step",
         "integer",
-        "The epoch or iteration whose state the saved model holds: the best on the "
-        "validation probe when early stopping is on, else the last one trained (null for "
-        "models without training steps).",
+        "The step (epoch, iteration, or probe when long epochs are probed several times) "
+        "whose state the saved model holds: the best on the validation probe when early "
+        "stopping is on, else the last one trained (null for models without training steps).",
     ),
-    C("stopped_step", "integer", "The last epoch or iteration trained."),
+    C("stopped_step", "integer", "The last step (epoch, iteration or probe) trained."),
     C(
         "stop_reason",
         "varchar",

@@ -13,7 +13,8 @@ row -> slot map (no sort) and each touched row is updated in place, once, in cac
 Same rule and arithmetic order as the torch path (``m += (1 - b1) (g - m)``; ``v = b2 v +
 (1 - b2) g^2``; ``p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)``), in float32; the
 gradient sums run in the batch's order as ``index_add_`` does: equal to it within float32
-rounding (tests/test_trainer_kernels.py). Sequential, so deterministic.
+rounding (tests/test_trainer_kernels.py). Sequential, so deterministic. :func:`in_rows`
+(the negative sampler's membership test) runs on numba's threads, each draw on its own.
 """
 
 from __future__ import annotations

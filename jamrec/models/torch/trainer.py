@@ -27,6 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -362,9 +363,11 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
     ``probes_per_epoch`` (of the last epoch).
     """
     device = resolve_device(owner.runtime.device)
-    threads = torch.get_num_threads()
+    threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
     if owner.runtime.threads is not None:
         torch.set_num_threads(owner.runtime.threads)  # process-wide: restored below
+    # the compiled kernels' threads (the negative sampler's) follow torch's
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     try:
         module.to(device)
         embeddings = [m for m in module.modules() if isinstance(m, nn.Embedding)]
@@ -402,9 +405,10 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
             samples += since
             step += 1
             values = data.step(step, mean_loss, owner)
-            start, since = time.perf_counter(), 0
+            stop = stopper.observe(step, values, lambda: _copy_state(module))
+            start, since = time.perf_counter(), 0  # probes and state copies: not training
             total = torch.zeros((), device=device)
-            return stopper.observe(step, values, lambda: _copy_state(module))
+            return stop
 
         for epoch in range(config.epochs):
             start = time.perf_counter()
@@ -474,6 +478,7 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
         if after_training is not None:
             after_training()
         torch.set_num_threads(threads)
+        numba.set_num_threads(numba_threads)
 
 
 def _copy_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -55,12 +55,12 @@ class TwoTowerConfig(TrainConfig):
 
     Early stopping probes validation five times an epoch at TIMJ scale (``probe_every``,
     19M pairs an epoch) with a patience of 3 probes. Measured there (benchmarks/RESULTS.md,
-    "Two-tower early stopping (full)"): the 10,000-user probe read 0.0068, 0.0098, 0.0120,
-    0.0132, 0.0142 over the first epoch, its best 0.0147 at probe 8 and 0.0140-0.0145
-    for five probes after it; the kept probe gave test ``full`` NDCG@10 0.0139 (10 epochs
-    with the probe once an epoch: 0.0132). On the small dump an epoch is 0.4M pairs, one
-    probe, and patience 3 and 5 both train to the 20-epoch maximum (RESULTS.md, "Early
-    stopping (small)").
+    "Two-tower training and serving (full)"): the 10,000-user probe read 0.0068, 0.0098,
+    0.0120, 0.0132, 0.0142 over the first epoch, its best 0.0147 at probe 8 and
+    0.0140-0.0143 for the three probes after it; the kept probe gave test ``full`` NDCG@10
+    0.0139 in 298 s (10 epochs with the probe once an epoch: 0.0132 in 1,349 s). On the
+    small dump an epoch is 0.4M pairs, one probe, and patience 3 and 5 both train to the
+    20-epoch maximum (RESULTS.md, "Early stopping (small)").
     """
 
     dim: int = Field(64, ge=1, description="MBCF's width (not tuned here).")
