@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             took = (
                 "the time depends on the dump's size"
                 if args.timj is not None
-                else "one to two hours at full scale on 2 cores, most of it the hybrid"
+                else "about an hour at full scale on 2 cores, a quarter of it the hybrid's training"
                 if args.scale == "full"
                 else "a minute or two"
             )
