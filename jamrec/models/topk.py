@@ -30,7 +30,9 @@ def _after(s1: float, t1: int, s2: float, t2: int) -> bool:  # pragma: no cover 
 
 
 @njit(cache=True, inline="always")
-def _sift_down(hs, ht, hc, size, s, t, c) -> None:  # pragma: no cover - compiled
+def _sift_down(
+    hs: np.ndarray, ht: np.ndarray, hc: np.ndarray, size: int, s: float, t: int, c: int
+) -> None:  # pragma: no cover - compiled
     """Put (s, t, c) at the root of the heap of ``size`` entries and sift it down (the
     root is the entry that ranks last)."""
     i = 0
@@ -48,7 +50,9 @@ def _sift_down(hs, ht, hc, size, s, t, c) -> None:  # pragma: no cover - compile
 
 
 @njit(parallel=True, cache=True)
-def _top_k_rows(scores, tie, k, out_cols, out_scores) -> None:  # pragma: no cover - compiled
+def _top_k_rows(
+    scores: np.ndarray, tie: np.ndarray, k: int, out_cols: np.ndarray, out_scores: np.ndarray
+) -> None:  # pragma: no cover - compiled
     n_rows, n = scores.shape
     for r in prange(n_rows):
         x = scores[r]

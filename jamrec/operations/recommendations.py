@@ -100,6 +100,7 @@ def top_n_for_all(
             block[seen.row[at >= 0], at[at >= 0]] = -np.inf
             best, best_scores = top_k(block, candidates, min(n, len(candidates)), tie[candidates])
         else:
+            assert pool is not None  # no scorer: re-ranking the pool
             best = np.full((len(users), n), -1, np.int64)
             best_scores = np.full((len(users), n), -np.inf, np.float32)
             for row, user in enumerate(users):

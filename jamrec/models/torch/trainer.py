@@ -367,7 +367,8 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
     if owner.runtime.threads is not None:
         torch.set_num_threads(owner.runtime.threads)  # process-wide: restored below
     # the compiled kernels' threads (the negative sampler's) follow torch's
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    most = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), most)))
     try:
         module.to(device)
         embeddings = [m for m in module.modules() if isinstance(m, nn.Embedding)]
