@@ -16,8 +16,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-import scipy.sparse as sp
 
+from jamrec.evaluation.protocols import _on_candidates
 from jamrec.log import log
 from jamrec.models import model_class
 from jamrec.models.base import Recommender, tie_rank, top_k
@@ -80,10 +80,11 @@ def top_n_for_all(
     otherwise every candidate track is ranked.
     """
     candidates = np.flatnonzero(data.candidates)
-    positives = sp.csr_matrix(data.positives())
     tie = tie_rank(data.n_tracks)
     column = np.full(data.n_tracks, -1, np.int64)  # track -> its column among the candidates
     column[candidates] = np.arange(len(candidates))
+    # (n_users, C): each user's positives among the candidates, never listed
+    seen_columns = _on_candidates(data.positives(), column, len(candidates))
     ids = np.full((data.n_users, n), -1, np.int64)
     scores = np.full((data.n_users, n), -np.inf, np.float32)
     # one block reused batch after batch, the candidates' side prepared once
@@ -95,9 +96,8 @@ def top_n_for_all(
             block = np.asarray(scorer(users, buffer[: len(users)]), dtype=np.float32)
             if not block.flags.writeable:
                 block = block.copy()
-            seen = positives[users].tocoo()
-            at = column[seen.col]  # the user's positives among the candidates: never listed
-            block[seen.row[at >= 0], at[at >= 0]] = -np.inf
+            seen = seen_columns[users].tocoo()
+            block[seen.row, seen.col] = -np.inf
             best, best_scores = top_k(block, candidates, min(n, len(candidates)), tie[candidates])
         else:
             assert pool is not None  # no scorer: re-ranking the pool
