@@ -347,3 +347,27 @@ def test_evaluating_later_records_what_a_trained_and_evaluated_run_records(wareh
     # every protocol, beyond-accuracy and fold-in rows too; the same model gives the same values
     assert recorded(later) == recorded(evaluated)
     assert {p for p, *_ in recorded(later)} >= {"full", "beyond", "fold_in"}
+
+
+def test_a_promotion_serves_the_lists_its_evaluation_kept(warehouse, caplog):
+    """Training keeps the served lists beside the model (one scoring pass for evaluation
+    and serving); a promotion serves them, and they equal the lists computed afresh once
+    the file is gone."""
+    from jamrec.operations.runs import TOP_LISTS
+
+    _train(warehouse, "als", "--set", "als.iterations=3")
+    (run_id,) = _runs(warehouse, "als")
+    folder = warehouse.parent / "models" / run_id
+    assert (folder / TOP_LISTS).exists()
+    assert "kept by its evaluation" in caplog.text
+    caplog.clear()
+    sql = "select user_id, rank, track_id, score from recommendations where model = 'als' "
+    sql += "order by all"
+    kept = _q(warehouse, sql)
+    (folder / TOP_LISTS).unlink()
+    assert main(["refresh-recommendations", "--warehouse", str(warehouse)]) == 0
+    assert "kept by its evaluation" not in caplog.text
+    fresh = _q(warehouse, sql)
+    assert len(kept) == len(fresh) > 0
+    assert [r[:3] for r in kept] == [r[:3] for r in fresh]
+    np.testing.assert_allclose([r[3] for r in kept], [r[3] for r in fresh], rtol=1e-6)

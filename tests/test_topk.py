@@ -90,3 +90,64 @@ def test_every_users_recommendations_equal_a_full_sort_of_their_unseen_candidate
     np.testing.assert_array_equal(ids, expected_ids)
     np.testing.assert_array_equal(values, expected_values)
     assert (ids >= 0).any(axis=1).all()  # every user gets a list
+
+
+@pytest.mark.parametrize("name", ["popularity", "als", "mbcf"])
+def test_the_lists_the_evaluation_keeps_equal_the_served_computation(tiny_warehouse, name):
+    """``evaluate(top_n=...)`` reads every user's list off the full ranking's blocks
+    (positives of every split masked after the ranks are counted; users without a test
+    positive scored for their lists alone): the same lists as ``top_n_for_all``, and
+    the same metrics as an evaluation that keeps none."""
+    from jamrec.evaluation.protocols import evaluate, split_view
+    from jamrec.models import create
+    from jamrec.models.base import TrainData
+    from jamrec.models.dataset import open_dataset
+    from jamrec.operations import recommendations
+
+    data = open_dataset(tiny_warehouse)
+    options = {"epochs": 2} if name == "mbcf" else {}
+    model = create(name, seed=0, **options).fit(TrainData.from_dataset(data))
+    kept = evaluate(model, data, top_n=20, n_boot=10)
+    plain = evaluate(model, data, n_boot=10)
+    assert kept.rows == plain.rows
+    assert plain.top_lists is None and kept.top_lists is not None
+    # some users have no test positive among the candidates: they are listed too
+    assert len(split_view(data, "test").users) < data.n_users
+    ids, values = recommendations.top_n_for_all(model, data, 20)
+    np.testing.assert_array_equal(kept.top_lists.ids, ids)
+    np.testing.assert_allclose(kept.top_lists.scores, values, rtol=1e-6, atol=1e-6)
+
+
+def test_re_ranking_a_pool_in_one_pass_equals_ranking_each_users_pool_alone():
+    """The served lists of a re-ranker (every pair of a batch scored at once, one lexsort)
+    against the per-user reference: the compiled top-k of each user's own pool, with ties,
+    NaN, -inf and padded pools."""
+    from jamrec.operations.recommendations import _rerank
+
+    rng = np.random.default_rng(3)
+    n_users, n_tracks, depth, n = 30, 400, 50, 20
+    matrix = rng.integers(-3, 3, (n_users, n_tracks)).astype(np.float32)
+    special = rng.random((n_users, n_tracks))
+    matrix[special < 0.1] = -np.inf
+    matrix[(special >= 0.1) & (special < 0.15)] = np.nan
+
+    class Scores:
+        def score_pairs(self, users, items):
+            return matrix[users, items]
+
+    pool = np.stack([rng.permutation(n_tracks)[:depth] for _ in range(n_users)])
+    pool[5, 10:] = -1  # a short pool: fewer than n tracks
+    pool[6, :] = -1  # nothing to re-rank
+    pool[7, 30:] = -1
+    tie = rng.permutation(n_tracks)
+    users = np.arange(n_users)
+    ids, values = _rerank(Scores(), users, pool, n, tie)
+    for user in users:
+        items = pool[user][pool[user] >= 0]
+        expected_ids = np.full(n, -1)
+        expected_values = np.full(n, -np.inf, np.float32)
+        if len(items):
+            b, v = top_k(matrix[user, items][None, :], items, min(n, len(items)), tie[items])
+            expected_ids[: b.shape[1]], expected_values[: b.shape[1]] = b[0], v[0]
+        np.testing.assert_array_equal(ids[user, : len(expected_ids)], expected_ids)
+        np.testing.assert_array_equal(values[user, : len(expected_ids)], expected_values)

@@ -46,7 +46,7 @@ from jamrec.evaluation.metrics import (
     sample_negatives,
 )
 from jamrec.log import log
-from jamrec.models.base import BlockScorer, Recommender, tie_rank
+from jamrec.models.base import BlockScorer, Recommender, tie_rank, top_k
 from jamrec.models.dataset import Dataset
 from jamrec.models.early_stopping import PROBE_USERS
 
@@ -135,6 +135,21 @@ class PerUser:
 
 
 @dataclass
+class TopLists:
+    """Each user's best ``n`` candidates among those the user has no positive for, in any
+    split: what the ``recommendations`` table serves, read off the score blocks of the full
+    ranking of the test split (:func:`evaluate` with ``top_n``), so that serving a new
+    champion costs no second scoring pass. Row ``u`` is the Dataset's user ``u``."""
+
+    ids: np.ndarray  # (n_users, n) int64 track indexes, best first; -1 past the candidates
+    scores: np.ndarray  # (n_users, n) float32; -inf past the candidates
+
+    @classmethod
+    def empty(cls, n_users: int, n: int) -> TopLists:
+        return cls(np.full((n_users, n), -1, np.int64), np.full((n_users, n), -np.inf, np.float32))
+
+
+@dataclass
 class EvaluationResult:
     """What :func:`evaluate` measured for one model.
 
@@ -153,6 +168,7 @@ class EvaluationResult:
     n_cold_items: dict[str, int] = field(default_factory=dict)
     per_user: list[PerUser] = field(default_factory=list)
     settings: EvaluationSettings = field(default_factory=EvaluationSettings)
+    top_lists: TopLists | None = None  # with evaluate(top_n=...): the served lists
 
     def value(self, protocol: str, split: str, metric: str, k: int | None = None) -> float:
         """The mean of one metric (KeyError when it was not measured)."""
@@ -230,6 +246,7 @@ def evaluate(
     user_sample: int = 5000,
     n_boot: int = 1000,
     full_splits: Sequence[str] = ("test",),
+    top_n: int = 0,
 ) -> EvaluationResult:
     """Measure ``model`` on ``data`` under each protocol and split (module docstring).
 
@@ -247,6 +264,13 @@ def evaluate(
     result). When a full ranking of every user and of the sample both run, the sample
     reuses the per-user results (a user's ranks do not depend on the batch), so its timing
     shows no scoring.
+
+    ``top_n > 0`` also keeps each user's best ``top_n`` unseen candidates
+    (``result.top_lists``, :class:`TopLists`) from the full ranking of the test split: the
+    same score blocks, with every positive of the user masked after the ranks are counted;
+    the few users without a test positive among the candidates are scored for their lists
+    alone. Nothing is kept when that ranking does not run (a pairwise model, a temporal
+    dataset).
     """
     chosen = protocols is not None
     if protocols is None:
@@ -279,8 +303,15 @@ def evaluate(
                     if ranking == "full_sample"
                     else view.users
                 )
-                per_user = _full_metrics(model, view, users, timing)
+                lists = None
+                if top_n > 0 and ranking == "full" and split == "test":
+                    lists = result.top_lists = TopLists.empty(data.n_users, top_n)
+                per_user = _full_metrics(model, view, users, timing, lists=lists)
                 full = per_user if ranking == "full" else full
+                if lists is not None:
+                    # Users with no test positive among the candidates: scored for lists only.
+                    rest = np.setdiff1d(np.arange(data.n_users), view.users)
+                    _full_metrics(model, view, rest, timing, lists=lists, metrics=False)
             per_user.protocol = protocol
             per_user.user_ids = data.users[per_user.users]
             if not len(per_user.users):
@@ -369,12 +400,16 @@ def _full_metrics(
     users: np.ndarray,
     timing: dict[str, float],
     ks: Sequence[int] = KS,
+    lists: TopLists | None = None,
+    metrics: bool = True,
 ) -> PerUser:
     """Per-user metrics of ranking every candidate for ``users`` (sorted, evaluated).
 
     One score block is allocated and reused: a fresh one per batch of users costs its
     page faults, about as much again as the matrix product; and what depends on the
-    candidates alone is prepared once (:meth:`Recommender.block_scorer`).
+    candidates alone is prepared once (:meth:`Recommender.block_scorer`). ``lists``: each
+    user's best unseen candidates are also read off the block (:class:`TopLists`);
+    ``metrics=False`` only those (users with nothing to rank; the PerUser is empty).
     """
     block = max(1, min(_MAX_BLOCK_USERS, _BLOCK_ELEMS // max(len(view.candidates), 1)))
     buffer = np.empty((min(block, len(users)), len(view.candidates)), np.float32)
@@ -391,16 +426,46 @@ def _full_metrics(
         scores = _block_scores(model, scorer, batch, buffer)
         scored = time.perf_counter()
         relevant, excluded = view.relevant[batch], view.excluded[batch]
-        rank_parts.append(ranks_full(scores, *_entries(relevant), exclude=_entries(excluded)))
-        relevant_parts.append(np.diff(relevant.indptr))
+        if metrics:
+            rank_parts.append(ranks_full(scores, *_entries(relevant), exclude=_entries(excluded)))
+            relevant_parts.append(np.diff(relevant.indptr))
         timing["score_s"] += scored - start
-        timing["rank_s"] += time.perf_counter() - scored
+        ranked = time.perf_counter()
+        timing["rank_s"] += ranked - scored
+        if lists is not None:
+            _keep_lists(scores, buffer, batch, (relevant, excluded), view.candidates, lists)
+            timing["lists_s"] = timing.get("lists_s", 0.0) + time.perf_counter() - ranked
+    if not metrics:
+        empty = np.zeros(0, np.int64)
+        return PerUser("full", view.split, empty, per_user_metrics(empty, empty, ks), empty, empty)
     start = time.perf_counter()
     ranks, n_relevant = _cat(rank_parts), _cat(relevant_parts)
     per_user = per_user_metrics(ranks, n_relevant, ks)
     best = _segment_min(ranks, n_relevant)
     timing["rank_s"] += time.perf_counter() - start
     return PerUser("full", view.split, users, per_user, n_relevant, best)
+
+
+def _keep_lists(
+    scores: np.ndarray,
+    buffer: np.ndarray,
+    users: np.ndarray,
+    positives: tuple[sp.csr_matrix, ...],
+    candidates: np.ndarray,
+    lists: TopLists,
+) -> None:
+    """Write the best unseen candidates of ``users`` (the rows of ``scores``, a block over
+    ``candidates`` in tie order) into ``lists``: the users' ``positives`` (every split's)
+    are set to ``-inf`` in the block, in place when it is the reused buffer (its ranks
+    are already counted), else in a copy."""
+    block = scores if np.shares_memory(scores, buffer) else np.array(scores, np.float32)
+    for part in positives:
+        rows, cols = _entries(part)
+        block[rows, cols] = -np.inf
+    n = min(lists.ids.shape[1], len(candidates))
+    # The columns are in tie order: the column number is the tie rank.
+    ids, values = top_k(block, candidates, n, np.arange(len(candidates)))
+    lists.ids[users, :n], lists.scores[users, :n] = ids, values
 
 
 def _segment_min(values: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -238,7 +238,17 @@ def run_models(
     group: list[str] = []  # the runs of one model (one per training seed)
     steps = progress(todo, "model", name=lambda item: f"{item[0]} (seed {item[2]}, {protocol})")
     for position, (name, overrides, run_seed) in enumerate(steps, start=1):
-        run_id = _one_run(name, overrides, data, run_seed, runtime, evaluate, evaluation, warehouse)
+        run_id = _one_run(
+            name,
+            overrides,
+            data,
+            run_seed,
+            runtime,
+            evaluate,
+            evaluation,
+            warehouse,
+            top_n if promote and serve else 0,
+        )
         outcome.runs.append(run_id)
         group.append(run_id)
         last_of_model = position == len(todo) or todo[position][0] != name
@@ -271,15 +281,17 @@ def _one_run(
     evaluate: bool,
     evaluation: EvaluationSettings,
     warehouse: Path | None,
+    top_n: int = 0,
 ) -> str:
     """Train, save, evaluate and record one run. A run that fails or is interrupted
     (SIGINT, SIGTERM) at any point is recorded as ``failed`` / ``interrupted`` with its
-    saved model removed, then the error goes on."""
+    saved model removed, then the error goes on. ``top_n``: the evaluation also keeps the
+    lists a promotion would serve (:func:`runs.evaluate`)."""
     run = None
     try:
         run = runs.train(name, data, seed, overrides, runtime, evaluation)
         runs.save(run, data, warehouse)
-        result = runs.evaluate(run, data, evaluation) if evaluate else None
+        result = runs.evaluate(run, data, evaluation, top_n) if evaluate else None
         return runs.record(run, result, warehouse)
     except BaseException as exc:
         with interrupts.deferred():

@@ -23,6 +23,7 @@ from jamrec.models import model_class
 from jamrec.models.base import Recommender, tie_rank, top_k
 from jamrec.models.dataset import Dataset
 from jamrec.operations.remap import Remapped, saved_model
+from jamrec.operations.runs import load_top_lists
 from jamrec.provenance import now
 from jamrec.warehouse.store import model_path, warehouse_at
 
@@ -90,8 +91,8 @@ def top_n_for_all(
     # one block reused batch after batch, the candidates' side prepared once
     scorer = model.block_scorer(candidates) if pool is None else None
     buffer = np.empty((min(BATCH, data.n_users), len(candidates)), np.float32)
-    for start in range(0, data.n_users, BATCH if pool is None else 64):
-        users = np.arange(start, min(start + (BATCH if pool is None else 64), data.n_users))
+    for start in range(0, data.n_users, BATCH):
+        users = np.arange(start, min(start + BATCH, data.n_users))
         if scorer is not None:
             block = np.asarray(scorer(users, buffer[: len(users)]), dtype=np.float32)
             if not block.flags.writeable:
@@ -101,18 +102,31 @@ def top_n_for_all(
             best, best_scores = top_k(block, candidates, min(n, len(candidates)), tie[candidates])
         else:
             assert pool is not None  # no scorer: re-ranking the pool
-            best = np.full((len(users), n), -1, np.int64)
-            best_scores = np.full((len(users), n), -np.inf, np.float32)
-            for row, user in enumerate(users):
-                items = pool[user][pool[user] >= 0]
-                if not len(items):
-                    continue
-                row_scores = model.score(np.array([user]), items).astype(np.float32)
-                b, s = top_k(row_scores, items, min(n, len(items)), tie[items])
-                best[row, : b.shape[1]], best_scores[row, : b.shape[1]] = b[0], s[0]
+            best, best_scores = _rerank(model, users, pool[users], n, tie)
         ids[users, : best.shape[1]] = best
         scores[users, : best.shape[1]] = best_scores
     return ids, scores
+
+
+def _rerank(
+    model: Recommender, users: np.ndarray, pool: np.ndarray, n: int, tie: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(len(users), n) ids and scores: each user's ``pool`` row (track indexes, -1 pads)
+    re-ranked by ``model``, every pair of the batch scored in one ``score_pairs`` call.
+    The order is :func:`top_k`'s (score, then tie rank; NaN after every number), pads
+    after everything; ``-inf`` scores come back as id -1."""
+    valid = pool >= 0
+    values = np.full(pool.shape, -np.inf, np.float32)
+    rows, cols = np.nonzero(valid)
+    values[rows, cols] = model.score_pairs(users[rows], pool[rows, cols])
+    nan = np.isnan(values)
+    ties = np.where(valid, tie[np.maximum(pool, 0)], 0)
+    # lexsort: the last key is the primary one
+    order = np.lexsort((ties, -np.where(nan, 0, values), nan, ~valid), axis=-1)[:, :n]
+    best = np.take_along_axis(pool, order, axis=1)
+    best_scores = np.take_along_axis(values, order, axis=1)
+    best[np.isneginf(best_scores) | ~np.take_along_axis(valid, order, axis=1)] = -1
+    return best, best_scores
 
 
 def compute(
@@ -137,6 +151,19 @@ def compute(
         if wanted:
             log.info("recommendations %d of %d: %s", position, len(todo), model_name)
         start = time.perf_counter()
+        if wanted and not (needed_for_pool and any(_pairwise(c[0]) for c in todo)):
+            saved = _saved_lists(data, build_id, path, top_n)
+            if saved is not None:
+                # Kept by the run's evaluation from its full ranking: no second pass.
+                parts.append(_rows(data, run_id, model_name, *saved))
+                counts[model_name] = parts[-1].num_rows
+                log.info(
+                    "recommendations %s (run %s): %s rows, kept by its evaluation",
+                    model_name,
+                    run_id,
+                    f"{counts[model_name]:,}",
+                )
+                continue
         model = _model_for(data, build_id, path)
         if model.pairwise:
             if pools is None:
@@ -151,28 +178,49 @@ def compute(
             ids, scores = ids[:, :top_n], scores[:, :top_n]
         if not wanted:
             continue
-        rows, cols = np.nonzero(ids >= 0)
-        parts.append(
-            pa.table(
-                {
-                    "run_id": pa.array([run_id] * len(rows), pa.string()),
-                    "model": pa.array([model_name] * len(rows), pa.string()),
-                    "user_id": pa.array(data.users[rows].astype(str), pa.string()),
-                    "rank": pa.array(cols + 1, pa.int32()),
-                    "track_id": pa.array(data.tracks[ids[rows, cols]].astype(str), pa.string()),
-                    "score": pa.array(scores[rows, cols], pa.float32()),
-                }
-            )
-        )
-        counts[model_name] = len(rows)
+        parts.append(_rows(data, run_id, model_name, ids, scores))
+        counts[model_name] = parts[-1].num_rows
         log.info(
             "recommendations %s (run %s): %s rows in %.1f s",
             model_name,
             run_id,
-            f"{len(rows):,}",
+            f"{counts[model_name]:,}",
             time.perf_counter() - start,
         )
     return (pa.concat_tables(parts) if parts else None), counts
+
+
+def _saved_lists(
+    data: Dataset, build_id: str, path: str | None, n: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A run's lists as its evaluation kept them (:func:`runs.load_top_lists`), cut to
+    ``n``: only on the build it was trained and evaluated on, and only when they are at
+    least ``n`` long; else None (the lists are computed)."""
+    if path is None or build_id != data.build_id:
+        return None
+    lists = load_top_lists(Path(path))
+    if lists is None or lists.ids.shape != (data.n_users, lists.ids.shape[1]):
+        return None
+    if lists.ids.shape[1] < n:
+        return None
+    return lists.ids[:, :n], lists.scores[:, :n]
+
+
+def _rows(
+    data: Dataset, run_id: str, model_name: str, ids: np.ndarray, scores: np.ndarray
+) -> pa.Table:
+    """``(n_users, n)`` lists as ``recommendations`` rows (without ``generated_at``)."""
+    rows, cols = np.nonzero(ids >= 0)
+    return pa.table(
+        {
+            "run_id": pa.array([run_id] * len(rows), pa.string()),
+            "model": pa.array([model_name] * len(rows), pa.string()),
+            "user_id": pa.array(data.users[rows].astype(str), pa.string()),
+            "rank": pa.array(cols + 1, pa.int32()),
+            "track_id": pa.array(data.tracks[ids[rows, cols]].astype(str), pa.string()),
+            "score": pa.array(scores[rows, cols], pa.float32()),
+        }
+    )
 
 
 def _pairwise(name: str) -> bool:

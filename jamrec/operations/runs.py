@@ -24,7 +24,13 @@ import numpy as np
 import pyarrow as pa
 
 from jamrec.errors import JamrecError
-from jamrec.evaluation.protocols import EvaluationResult, EvaluationSettings, MetricRow, PerUser
+from jamrec.evaluation.protocols import (
+    EvaluationResult,
+    EvaluationSettings,
+    MetricRow,
+    PerUser,
+    TopLists,
+)
 from jamrec.files import pid_alive
 from jamrec.log import log
 from jamrec.models import create, load
@@ -277,15 +283,17 @@ def record_unfinished(
 
 
 def evaluate(
-    run: TrainedRun, data: Dataset, settings: EvaluationSettings | None = None
+    run: TrainedRun, data: Dataset, settings: EvaluationSettings | None = None, top_n: int = 0
 ) -> EvaluationResult:
     """Every applicable protocol (:mod:`jamrec.evaluation.protocols`) with the evaluation
     ``settings`` (never the run's training seed): val and test, beyond-accuracy, and
     fold-in agreement for models that fold listeners in; the test split only for a temporal
     dataset (it has no val). The seconds go to ``run.timings`` and, as the ``evaluate``
-    stage, to ``run.stages``."""
+    stage, to ``run.stages``. ``top_n``: also keep every user's top-``top_n`` list off the
+    full ranking's score blocks (:class:`jamrec.evaluation.protocols.TopLists`), which
+    :func:`record` saves beside the model for serving."""
     begun = time.perf_counter()
-    result = evaluate_model(run.model, data, settings, run.timings)
+    result = evaluate_model(run.model, data, settings, run.timings, top_n)
     if data.protocol == "temporal":
         run.data_snapshot["n_cold_items"] = result.n_cold_items
     return _evaluated(run, result, begun)
@@ -296,6 +304,7 @@ def evaluate_model(
     data: Dataset,
     settings: EvaluationSettings | None = None,
     timings: dict[str, Any] | None = None,
+    top_n: int = 0,
 ) -> EvaluationResult:
     """:func:`evaluate` of a model (a fresh one or one loaded from a saved run, as
     ``jamrec evaluate`` does); the seconds of each part go to ``timings``."""
@@ -313,6 +322,7 @@ def evaluate_model(
         seed=settings.seed,
         user_sample=settings.user_sample,
         n_boot=settings.n_boot,
+        top_n=top_n,
     )
     timings["evaluate_s"] = round(time.perf_counter() - start, 3)
     timings["evaluate"] = result.timings
@@ -357,6 +367,9 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
     warehouse (one write)."""
     start = time.perf_counter()
     store = warehouse_at(warehouse)
+    if result is not None and result.top_lists is not None and run.model_path:
+        # Beside the model, before its row: a run is never recorded without its files.
+        save_top_lists(store.path.parent / run.model_path, result.top_lists)
     with store.update(f"record run {run.run_id}") as con:
         con.execute(
             """
@@ -402,6 +415,26 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
         (store.path.parent / run.model_path / WRITER_MARK).unlink(missing_ok=True)
     log.info("recorded run %s in %s", run.run_id, store.path)
     return run.run_id
+
+
+TOP_LISTS = "top_lists.npz"  # in a saved run's folder: its served lists on its own build
+
+
+def save_top_lists(folder: Path, lists: TopLists) -> None:
+    """Save a run's :class:`TopLists` in its model folder (written whole, then renamed)."""
+    part = folder / (TOP_LISTS + ".part")
+    with part.open("wb") as out:
+        np.savez(out, ids=lists.ids.astype(np.int32), scores=lists.scores)
+    part.replace(folder / TOP_LISTS)
+
+
+def load_top_lists(folder: Path) -> TopLists | None:
+    """The lists :func:`save_top_lists` wrote in ``folder``, or None when it has none."""
+    path = folder / TOP_LISTS
+    if not path.exists():
+        return None
+    with np.load(path) as saved:
+        return TopLists(saved["ids"].astype(np.int64), saved["scores"])
 
 
 def _settings_params(result: EvaluationResult | None) -> dict:
