@@ -118,3 +118,29 @@ def test_user_sample_and_seed(zipf_data):
     rows = beyond_accuracy(model, zipf_data, k=5, n_users=20, seed=1)
     assert all(r.n_users == 20 and r.k == 5 for r in rows)
     assert beyond_accuracy(model, zipf_data, k=5, n_users=20, seed=1) == rows
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("popularity", {}), ("als", {}), ("mbcf", {"epochs": 2}), ("hybrid", {"epochs": 1})],
+)
+def test_the_lists_kept_by_the_scoring_pass_give_the_same_rows(tiny_warehouse, name, options):
+    """Beyond-accuracy's lists read off the evaluation's test pass (``full`` for a
+    dot-product model, ``full_sample`` for the pairwise hybrid), train positives only
+    masked, give the rows computed from ``recommend`` on their own."""
+    from jamrec.evaluation.protocols import evaluate, split_view
+    from jamrec.models.dataset import open_dataset
+
+    data = open_dataset(tiny_warehouse)
+    model = create(name, seed=0, **options).fit(TrainData.from_dataset(data))
+    result = evaluate(model, data, n_boot=10, user_sample=100, beyond_k=10)
+    assert result.beyond_lists is not None
+    users, recs = result.beyond_lists
+    assert len(users) == 100 and recs.shape == (100, 10)
+    candidates = split_view(data, "test").candidates
+    np.testing.assert_array_equal(
+        recs, model.recommend(users, 10, items=candidates, seen=data.train)[0]
+    )
+    expected = beyond_accuracy(model, data, k=10, n_users=100, n_boot=10)
+    kept = beyond_accuracy(model, data, k=10, n_users=100, n_boot=10, lists=result.beyond_lists)
+    assert kept == expected

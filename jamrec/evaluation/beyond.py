@@ -80,6 +80,7 @@ def beyond_accuracy(
     n_users: int = 5000,
     seed: int = 0,
     n_boot: int = 1000,
+    lists: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[MetricRow]:
     """Coverage, novelty, diversity and popularity of ``model``'s top-``k`` lists.
 
@@ -91,6 +92,9 @@ def beyond_accuracy(
     over standardised audio features), ``rec_popularity_pct`` (mean popularity percentile
     of the recommended tracks) beside ``jam_popularity_pct`` (the same for the user's
     held-out test tracks that are candidates). ``n_users``: users with a finite value.
+    ``lists``: ``(users, (n, k) ids)`` as the evaluation's scoring pass kept them
+    (:class:`jamrec.evaluation.protocols.SampleLists`), used when they are these users'
+    top-``k``; else the lists are computed here.
     """
     view = split_view(data, SPLIT)
     users = sample_users(view, n_users, seed)
@@ -99,13 +103,18 @@ def beyond_accuracy(
     counts = np.asarray(data.train.getnnz(axis=0), dtype=np.float64)
     keep = [i for i, name in enumerate(data.feature_names) if name not in IGNORED]
     z, _, _ = standardise(data.features[:, keep], data.candidates)
-    block = max(1, _BLOCK_ELEMS // max(len(view.candidates), 1))
-    recs = np.concatenate(
-        [
-            model.recommend(users[lo : lo + block], k, items=view.candidates, seen=data.train)[0]
-            for lo in range(0, len(users), block)
-        ]
-    )
+    if lists is not None and np.array_equal(lists[0], users) and lists[1].shape[1] == k:
+        recs = lists[1]
+    else:
+        block = max(1, _BLOCK_ELEMS // max(len(view.candidates), 1))
+        recs = np.concatenate(
+            [
+                model.recommend(users[lo : lo + block], k, items=view.candidates, seen=data.train)[
+                    0
+                ]
+                for lo in range(0, len(users), block)
+            ]
+        )
     pct = popularity_percentile(counts, data.candidates)
     jams = view.relevant[users]
     jam_pct = np.bincount(

@@ -150,6 +150,26 @@ class TopLists:
 
 
 @dataclass
+class SampleLists:
+    """The top-``k`` lists of the seeded sample of test users with only their train
+    positives excluded (what :func:`jamrec.evaluation.beyond.beyond_accuracy` measures),
+    read off the test split's scoring pass that covers those users."""
+
+    users: np.ndarray  # (n,) sorted user indexes: sample_users of the test view
+    seen: sp.csr_matrix  # (n_users, C) the train positives among the candidates
+    ids: np.ndarray  # (n, k) int64 track indexes, best first; -1 pads
+    filled: np.ndarray  # (n,) bool: the users whose lists are in
+
+    @classmethod
+    def for_view(cls, data: Dataset, view: SplitView, users: np.ndarray, k: int) -> SampleLists:
+        column = np.full(data.n_tracks, -1, np.int64)
+        column[view.candidates] = np.arange(len(view.candidates))
+        seen = _on_candidates(data.train, column, len(view.candidates))
+        ids = np.full((len(users), k), -1, np.int64)
+        return cls(users, seen, ids, np.zeros(len(users), bool))
+
+
+@dataclass
 class EvaluationResult:
     """What :func:`evaluate` measured for one model.
 
@@ -169,6 +189,8 @@ class EvaluationResult:
     per_user: list[PerUser] = field(default_factory=list)
     settings: EvaluationSettings = field(default_factory=EvaluationSettings)
     top_lists: TopLists | None = None  # with evaluate(top_n=...): the served lists
+    # with evaluate(beyond_k=...): (users, (n, k) ids), beyond-accuracy's lists
+    beyond_lists: tuple[np.ndarray, np.ndarray] | None = None
 
     def value(self, protocol: str, split: str, metric: str, k: int | None = None) -> float:
         """The mean of one metric (KeyError when it was not measured)."""
@@ -247,6 +269,7 @@ def evaluate(
     n_boot: int = 1000,
     full_splits: Sequence[str] = ("test",),
     top_n: int = 0,
+    beyond_k: int = 0,
 ) -> EvaluationResult:
     """Measure ``model`` on ``data`` under each protocol and split (module docstring).
 
@@ -270,7 +293,10 @@ def evaluate(
     same score blocks, with every positive of the user masked after the ranks are counted;
     the few users without a test positive among the candidates are scored for their lists
     alone. Nothing is kept when that ranking does not run (a pairwise model, a temporal
-    dataset).
+    dataset). ``beyond_k > 0`` likewise keeps the top-``beyond_k`` lists of the seeded
+    sample of test users, with their train positives excluded
+    (``result.beyond_lists``, :class:`SampleLists`), from whichever test pass scores them
+    (``full``, or ``full_sample`` for a pairwise model).
     """
     chosen = protocols is not None
     if protocols is None:
@@ -286,6 +312,11 @@ def evaluate(
         view = split_view(data, split)
         result.n_cold_items[split] = int(view.n_cold_items)
         full = None
+        sample = None
+        if beyond_k > 0 and split == "test":
+            sample = SampleLists.for_view(
+                data, view, sample_users(view, user_sample, seed), beyond_k
+            )
         for protocol in protocols:
             if not chosen and RANKING[protocol] == "full" and split not in full_splits:
                 continue
@@ -306,7 +337,7 @@ def evaluate(
                 lists = None
                 if top_n > 0 and ranking == "full" and split == "test":
                     lists = result.top_lists = TopLists.empty(data.n_users, top_n)
-                per_user = _full_metrics(model, view, users, timing, lists=lists)
+                per_user = _full_metrics(model, view, users, timing, lists=lists, sample=sample)
                 full = per_user if ranking == "full" else full
                 if lists is not None:
                     # Users with no test positive among the candidates: scored for lists only.
@@ -330,6 +361,8 @@ def evaluate(
                 len(per_user.users),
                 result.value(protocol, split, "ndcg", 10),
             )
+        if sample is not None and sample.filled.all():
+            result.beyond_lists = (sample.users, sample.ids)
     return result
 
 
@@ -402,6 +435,7 @@ def _full_metrics(
     ks: Sequence[int] = KS,
     lists: TopLists | None = None,
     metrics: bool = True,
+    sample: SampleLists | None = None,
 ) -> PerUser:
     """Per-user metrics of ranking every candidate for ``users`` (sorted, evaluated).
 
@@ -410,6 +444,8 @@ def _full_metrics(
     candidates alone is prepared once (:meth:`Recommender.block_scorer`). ``lists``: each
     user's best unseen candidates are also read off the block (:class:`TopLists`);
     ``metrics=False`` only those (users with nothing to rank; the PerUser is empty).
+    ``sample``: the lists of those of ``sample.users`` in ``users`` too
+    (:class:`SampleLists`).
     """
     block = max(1, min(_MAX_BLOCK_USERS, _BLOCK_ELEMS // max(len(view.candidates), 1)))
     buffer = np.empty((min(block, len(users)), len(view.candidates)), np.float32)
@@ -432,8 +468,8 @@ def _full_metrics(
         timing["score_s"] += scored - start
         ranked = time.perf_counter()
         timing["rank_s"] += ranked - scored
-        if lists is not None:
-            _keep_lists(scores, buffer, batch, (relevant, excluded), view.candidates, lists)
+        if lists is not None or sample is not None:
+            _keep_lists(scores, buffer, batch, (relevant, excluded), view.candidates, lists, sample)
             timing["lists_s"] = timing.get("lists_s", 0.0) + time.perf_counter() - ranked
     if not metrics:
         empty = np.zeros(0, np.int64)
@@ -452,19 +488,32 @@ def _keep_lists(
     users: np.ndarray,
     positives: tuple[sp.csr_matrix, ...],
     candidates: np.ndarray,
-    lists: TopLists,
+    lists: TopLists | None,
+    sample: SampleLists | None = None,
 ) -> None:
     """Write the best unseen candidates of ``users`` (the rows of ``scores``, a block over
     ``candidates`` in tie order) into ``lists``: the users' ``positives`` (every split's)
     are set to ``-inf`` in the block, in place when it is the reused buffer (its ranks
-    are already counted), else in a copy."""
+    are already counted), else in a copy. ``sample`` first: its users' lists with only
+    the train positives set to ``-inf`` (a subset of every split's)."""
     block = scores if np.shares_memory(scores, buffer) else np.array(scores, np.float32)
+    tie = np.arange(len(candidates))  # the columns are in tie order
+    if sample is not None and len(sample.users):
+        at = np.searchsorted(sample.users, users)
+        hit = sample.users[np.minimum(at, len(sample.users) - 1)] == users
+        if hit.any():
+            rows, cols = _entries(sample.seen[users])
+            block[rows, cols] = -np.inf
+            k = min(sample.ids.shape[1], len(candidates))
+            sample.ids[at[hit], :k] = top_k(block[hit], candidates, k, tie)[0]
+            sample.filled[at[hit]] = True
+    if lists is None:
+        return
     for part in positives:
         rows, cols = _entries(part)
         block[rows, cols] = -np.inf
     n = min(lists.ids.shape[1], len(candidates))
-    # The columns are in tie order: the column number is the tie rank.
-    ids, values = top_k(block, candidates, n, np.arange(len(candidates)))
+    ids, values = top_k(block, candidates, n, tie)
     lists.ids[users, :n], lists.scores[users, :n] = ids, values
 
 

@@ -323,6 +323,7 @@ def evaluate_model(
         user_sample=settings.user_sample,
         n_boot=settings.n_boot,
         top_n=top_n,
+        beyond_k=0 if temporal else BEYOND_K,
     )
     timings["evaluate_s"] = round(time.perf_counter() - start, 3)
     timings["evaluate"] = result.timings
@@ -332,10 +333,11 @@ def evaluate_model(
     result.rows += beyond_accuracy(
         model,
         data,
-        k=10,
+        k=BEYOND_K,
         n_users=settings.user_sample,
         seed=settings.seed,
         n_boot=settings.n_boot,
+        lists=result.beyond_lists,
     )
     timings["beyond_accuracy_s"] = round(time.perf_counter() - start, 3)
     if isinstance(model, FoldsIn):
@@ -416,6 +418,8 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
     log.info("recorded run %s in %s", run.run_id, store.path)
     return run.run_id
 
+
+BEYOND_K = 10  # the list length beyond-accuracy measures
 
 TOP_LISTS = "top_lists.npz"  # in a saved run's folder: its served lists on its own build
 
