@@ -425,6 +425,32 @@ def test_compiled_hybrid_scoring_equals_the_torch_blocks():
     assert (compiled != 0).any()
 
 
+def test_hybrid_scoring_in_tiles_on_two_threads_equals_one_pass_per_pair():
+    """The compiled scoring over several track tiles (the last one partial), on two
+    threads and on one: the same bits both ways, and each score the sum numpy gives."""
+    import numba
+
+    from jamrec.models.torch.kernels import relu_mlp_scores
+
+    rng = np.random.default_rng(0)
+    users = rng.standard_normal((7, 32), dtype=np.float32)
+    tracks = rng.standard_normal((1000, 32), dtype=np.float32)
+    w2 = rng.standard_normal(32, dtype=np.float32)
+    outs = []
+    threads = numba.get_num_threads()
+    try:
+        for n in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(n)
+            out = np.full((7, 1000), np.nan, np.float32)
+            relu_mlp_scores(users, tracks, w2, 0.5, out)
+            outs.append(out)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    expected = np.maximum(users[:, None, :] + tracks[None, :, :], 0) @ w2 + 0.5
+    np.testing.assert_allclose(outs[0], expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["mbcf", "hybrid"])
 def test_training_with_the_compiled_step_equals_the_torch_step(name, dataset, monkeypatch):
     """Whole training runs: the kernel and the torch path give the same scores."""

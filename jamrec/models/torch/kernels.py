@@ -160,31 +160,44 @@ def dot_bce_grads(
     return loss / max(n_pairs, 1)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+# Tracks per tile of relu_mlp_scores: 256 x 128 hidden floats (128 KB) stay in L2 while
+# every user passes over them (128 to 1024 measured the same).
+_MLP_TILE = 256
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
 def relu_mlp_scores(
     user_part: np.ndarray, track_part: np.ndarray, w2: np.ndarray, b2: float, out: np.ndarray
-) -> None:
+) -> None:  # pragma: no cover - compiled
     """The hybrid's scores of every user against every track, into ``out``:
     ``out[u, i] = w2 . relu(user_part[u] + track_part[i]) + b2``.
 
     ``user_part`` is ``(B, H)``, ``track_part`` ``(I, H)``, ``w2`` ``(H,)``, all float32,
     ``out`` a float32 ``(B, I)`` array. torch computes the same from a ``(b, i, H)``
     intermediate written and read three times (add, relu, product); here each pair's
-    ``H`` terms stay in registers: ~6x faster on one core
-    (:meth:`.modules.HybridModule.score_from_parts` uses it on the CPU).
+    ``H`` terms stay in registers (:meth:`.modules.HybridModule.score_from_parts` uses it
+    on the CPU). The tracks go in tiles that stay in cache while every user passes over
+    them, the tiles spread over the threads: one user at a time over all tracks read
+    the whole ``track_part`` from memory per user (64 users x 255k tracks: 0.62 s on
+    one thread, 0.11 s tiled on two). Each score is the same sum in the same order
+    whatever the tiling and threads.
     """
     n_users, hidden = user_part.shape
     n_items = track_part.shape[0]
     zero = np.float32(0.0)
     bias = np.float32(b2)
-    for u in range(n_users):
-        user = user_part[u]
-        for i in range(n_items):
-            track = track_part[i]
-            total = zero
-            for k in range(hidden):
-                total += w2[k] * max(user[k] + track[k], zero)
-            out[u, i] = total + bias
+    n_tiles = (n_items + _MLP_TILE - 1) // _MLP_TILE
+    for tile in prange(n_tiles):
+        lo = tile * _MLP_TILE
+        hi = min(lo + _MLP_TILE, n_items)
+        for u in range(n_users):
+            user = user_part[u]
+            for i in range(lo, hi):
+                track = track_part[i]
+                total = zero
+                for k in range(hidden):
+                    total += w2[k] * max(user[k] + track[k], zero)
+                out[u, i] = total + bias
 
 
 @njit(cache=True, nogil=True, parallel=True)
