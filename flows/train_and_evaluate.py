@@ -104,13 +104,15 @@ def train_and_evaluate(
         new_runs: list[str] = []
         decisions: list[promotion.Decision] = []
         group: list[str] = []
+        # The served lists are read off the evaluation's full ranking when they will serve.
+        top_n = runs.SERVED_TOP_N if protocol == "leave_k_out" and refresh else 0
         steps = progress(todo, "model", name=lambda item: f"{item[0]} (seed {item[2]})")
         for position, (name, overrides, run_seed) in enumerate(steps, start=1):
             run = None
             try:
                 run = train(name, data, run_seed, overrides, None, evaluation)
                 save_task(runs.save, warehouse, name)(run, data, warehouse)
-                result = evaluate(run, data, evaluation)
+                result = evaluate(run, data, evaluation, top_n)
                 run_id = record_task(runs.record, warehouse, name)(run, result, warehouse)
             except BaseException as exc:
                 record_unfinished(run, name, exc, data.build_id, run_seed, warehouse)
@@ -120,7 +122,7 @@ def train_and_evaluate(
             if position == len(todo) or todo[position][0] != name:
                 if protocol == "leave_k_out":
                     decisions += promote(
-                        group, data, warehouse, tolerance, evaluation, serve=refresh
+                        group, data, warehouse, tolerance, evaluation, serve=refresh, top_n=top_n
                     )
                 group = []
         paired = (

@@ -90,6 +90,15 @@ def test_train_and_evaluate_flow_records_each_run_s_timings(
         (stage, "train-and-evaluate", "popularity")
         for stage in ("train", "save", "evaluate", "record", "promote")
     ]
+    # the evaluation kept the lists the promotion served: no second scoring pass
+    from jamrec.operations.runs import TOP_LISTS
+
+    assert (tmp_path / "models" / run_id / TOP_LISTS).exists()
+    assert done["recommendations"] == {
+        "popularity": _rows(
+            path, "select count(*) from recommendations where run_id = $r", {"r": run_id}
+        )[0][0]
+    }
 
 
 def test_study_flow_runs_each_experiment_as_a_task(tiny_warehouse, prefect_harness, tmp_path):

@@ -420,6 +420,7 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
 
 
 BEYOND_K = 10  # the list length beyond-accuracy measures
+SERVED_TOP_N = 20  # the served lists' length (recommendations), kept by the evaluation
 
 TOP_LISTS = "top_lists.npz"  # in a saved run's folder: its served lists on its own build
 
