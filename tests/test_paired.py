@@ -10,6 +10,7 @@ import scipy.stats
 from jamrec.evaluation import metrics, protocols
 from jamrec.evaluation.protocols import evaluate
 from jamrec.evaluation.significance import (
+    bootstrap_intervals,
     compare_paired,
     holm,
     paired_interval,
@@ -201,6 +202,17 @@ def test_paired_interval_resamples_users_like_the_metrics_intervals():
     assert result.mean_a - result.mean_b == pytest.approx(result.difference)
     with pytest.raises(ValueError, match="differ in length"):
         compare_paired(A, B[:-1])
+
+
+def test_intervals_bootstrapped_together_equal_each_bootstrapped_alone():
+    """Several vectors in one bootstrap (a comparison's pairs and models): each gets the
+    interval it gets alone, vectors of other lengths included."""
+    rng = np.random.default_rng(5)
+    vectors = [rng.random(3000), rng.random(3000) - 0.5, rng.random(40), np.zeros(3000), []]
+    together = bootstrap_intervals(vectors, n_boot=300, seed=[1, 2])
+    alone = [paired_interval(np.asarray(v, float), n_boot=300, seed=[1, 2]) for v in vectors]
+    np.testing.assert_allclose(together[:4], alone[:4], rtol=1e-12, atol=1e-15)
+    assert np.isnan(together[4]).all() and np.isnan(alone[4]).all()
 
 
 def test_migration_2_brings_a_version_1_warehouse_to_paired_results(tiny_warehouse, tmp_path):

@@ -24,9 +24,14 @@ import numpy as np
 
 from jamrec.config import get_settings
 from jamrec.errors import JamrecError
-from jamrec.evaluation.metrics import bootstrap_ci
 from jamrec.evaluation.protocols import PROTOCOLS, TEMPORAL_PROTOCOLS, bootstrap_code
-from jamrec.evaluation.significance import ALPHA, N_PERMUTATIONS, compare_paired, holm
+from jamrec.evaluation.significance import (
+    ALPHA,
+    N_PERMUTATIONS,
+    bootstrap_intervals,
+    compare_paired,
+    holm,
+)
 from jamrec.log import log
 from jamrec.provenance import new_id, now
 from jamrec.timing import Timing
@@ -241,9 +246,11 @@ def compare_models(
         if entry is None:
             continue
         entry.mean = float(entry.values.mean())
-        low, high = bootstrap_ci(entry.values, n_boot=n_boot, seed=code)
-        entry.ci_low, entry.ci_high = float(low[0]), float(high[0])
         comparison.models.append(entry)
+    # Every model's interval in one bootstrap: the resamples each would draw alone.
+    intervals = bootstrap_intervals([m.values for m in comparison.models], n_boot, code)
+    for entry, (low, high) in zip(comparison.models, intervals, strict=True):
+        entry.ci_low, entry.ci_high = low, high
     comparison.models.sort(key=lambda m: (-m.mean, m.model))
     _pairs(comparison, code)
     return comparison
@@ -251,17 +258,18 @@ def compare_models(
 
 def _pairs(comparison: Comparison, code: list[int]) -> None:
     entries = comparison.models
-    for i, a in enumerate(entries):
-        for b in entries[i + 1 :]:
-            _, ia, ib = np.intersect1d(a.users, b.users, return_indices=True)
-            result = compare_paired(
-                a.values[ia],
-                b.values[ib],
-                comparison.n_boot,
-                comparison.n_permutations,
-                code,
-            )
-            comparison.pairs.append(Pair(a.model, b.model, *result))
+    pairs = [(a, b) for i, a in enumerate(entries) for b in entries[i + 1 :]]
+    aligned = []
+    for a, b in pairs:
+        _, ia, ib = np.intersect1d(a.users, b.users, return_indices=True)
+        aligned.append((a.values[ia], b.values[ib]))
+    # The pairs' bootstraps together: the same resamples each would draw alone.
+    intervals = bootstrap_intervals([x - y for x, y in aligned], comparison.n_boot, code)
+    for (a, b), (x, y), interval in zip(pairs, aligned, intervals, strict=True):
+        result = compare_paired(
+            x, y, comparison.n_boot, comparison.n_permutations, code, interval=interval
+        )
+        comparison.pairs.append(Pair(a.model, b.model, *result))
     adjusted = holm([p.p_value for p in comparison.pairs])
     for pair, p_holm in zip(comparison.pairs, adjusted):
         pair.p_holm = float(p_holm)
