@@ -371,3 +371,13 @@ def test_a_promotion_serves_the_lists_its_evaluation_kept(warehouse, caplog):
     assert len(kept) == len(fresh) > 0
     assert [r[:3] for r in kept] == [r[:3] for r in fresh]
     np.testing.assert_allclose([r[3] for r in kept], [r[3] for r in fresh], rtol=1e-6)
+
+
+def test_a_reference_point_keeps_no_lists(warehouse):
+    """random is never served: its evaluation keeps no lists to serve."""
+    from jamrec.operations.runs import TOP_LISTS
+
+    _train(warehouse, "random")
+    (run_id,) = _runs(warehouse, "random")
+    assert (warehouse.parent / "models" / run_id).is_dir()
+    assert not (warehouse.parent / "models" / run_id / TOP_LISTS).exists()

@@ -291,8 +291,10 @@ def evaluate(
     dataset (it has no val). The seconds go to ``run.timings`` and, as the ``evaluate``
     stage, to ``run.stages``. ``top_n``: also keep every user's top-``top_n`` list off the
     full ranking's score blocks (:class:`jamrec.evaluation.protocols.TopLists`), which
-    :func:`record` saves beside the model for serving."""
+    :func:`record` saves beside the model for serving; none for a reference point
+    (random, the oracle), which is never served."""
     begun = time.perf_counter()
+    top_n = 0 if run.model.reference else top_n
     result = evaluate_model(run.model, data, settings, run.timings, top_n)
     if data.protocol == "temporal":
         run.data_snapshot["n_cold_items"] = result.n_cold_items
