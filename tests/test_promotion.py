@@ -349,7 +349,7 @@ def test_evaluating_later_records_what_a_trained_and_evaluated_run_records(wareh
     assert {p for p, *_ in recorded(later)} >= {"full", "beyond", "fold_in"}
 
 
-def test_a_promotion_serves_the_lists_its_evaluation_kept(warehouse, caplog):
+def test_a_promotion_serves_the_lists_its_evaluation_kept(warehouse, capsys):
     """Training keeps the served lists beside the model (one scoring pass for evaluation
     and serving); a promotion serves them, and they equal the lists computed afresh once
     the file is gone."""
@@ -359,14 +359,13 @@ def test_a_promotion_serves_the_lists_its_evaluation_kept(warehouse, caplog):
     (run_id,) = _runs(warehouse, "als")
     folder = warehouse.parent / "models" / run_id
     assert (folder / TOP_LISTS).exists()
-    assert "kept by its evaluation" in caplog.text
-    caplog.clear()
+    assert "kept by its evaluation" in capsys.readouterr().err
     sql = "select user_id, rank, track_id, score from recommendations where model = 'als' "
     sql += "order by all"
     kept = _q(warehouse, sql)
     (folder / TOP_LISTS).unlink()
     assert main(["refresh-recommendations", "--warehouse", str(warehouse)]) == 0
-    assert "kept by its evaluation" not in caplog.text
+    assert "kept by its evaluation" not in capsys.readouterr().err
     fresh = _q(warehouse, sql)
     assert len(kept) == len(fresh) > 0
     assert [r[:3] for r in kept] == [r[:3] for r in fresh]
