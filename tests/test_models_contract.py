@@ -473,3 +473,19 @@ def test_use_audio_false_feeds_no_audio_feature(name, dataset):
         a = make(name, epochs=1, use_audio=use_audio).fit(data).score(ALL_USERS[:5])
         b = make(name, epochs=1, use_audio=use_audio).fit(shuffled).score(ALL_USERS[:5])
         assert np.array_equal(a, b) == same, (name, use_audio)
+
+
+def test_random_scores_in_one_compiled_pass_equal_the_three_numpy_passes():
+    """Random's scores: the multiply (mod 2**32), shift and or, bit for bit."""
+    from jamrec.models.baselines import _random_words
+
+    rng = np.random.default_rng(1)
+    values = rng.integers(0, 2**32, 513, dtype=np.uint32)
+    values[:3] = [0, 1, 2**32 - 1]
+    multipliers = rng.integers(0, 2**32, 9, dtype=np.uint32) | np.uint32(1)
+    words = values[None, :] * multipliers[:, None]  # numpy's uint32 product wraps
+    expected = (words >> np.uint32(9)) | np.uint32(0x3F800000)
+    out = np.empty((9, 513), np.uint32)
+    _random_words(values, multipliers, out)
+    np.testing.assert_array_equal(out, expected)
+    assert ((out.view(np.float32) >= 1) & (out.view(np.float32) < 2)).all()
