@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit, prange
 
 from jamrec.evaluation.metrics import bootstrap_ci
 
@@ -124,13 +125,29 @@ def permutation_p(
             # One random bit per sign: sum(s * d) = sum(d) - 2 * (bits @ d), s = 1 - 2 * bit.
             words = rng.integers(0, 256, size=(b, n_bytes), dtype=np.uint8)
             bits = np.unpackbits(words, axis=1, count=m)
-            null = (d.sum() - 2.0 * (bits @ d)) / n
+            sums = np.empty(b)
+            _bit_sums(bits, d, sums)
+            null = (d.sum() - 2.0 * sums) / n
             less += np.count_nonzero(null <= observed + gamma)
             greater += np.count_nonzero(null >= observed - gamma)
         total, adjustment = n_permutations, 1
     p_less = (less + adjustment) / (total + adjustment)
     p_greater = (greater + adjustment) / (total + adjustment)
     return float(min(1.0, 2 * min(p_less, p_greater)))
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _bit_sums(bits: np.ndarray, d: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    """``out[r] = bits[r] @ d`` (``bits`` (b, m) uint8 0/1, ``d`` (m,) float64), a row per
+    thread: numpy's product first converts the bits to a float64 block (4.6x slower with
+    78k nonzero differences, as ``sampled_100`` has at TIMJ scale). The sum's order
+    differs from BLAS's in the last bits only, which the p-value's tolerance absorbs."""
+    for r in prange(bits.shape[0]):
+        row = bits[r]
+        total = 0.0
+        for i in range(d.shape[0]):
+            total += row[i] * d[i]
+        out[r] = total
 
 
 def wilcoxon_p(diff: np.ndarray) -> float:
