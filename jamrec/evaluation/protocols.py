@@ -37,6 +37,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from jamrec.evaluation.blockpass import block_pass
 from jamrec.evaluation.metrics import (
     UserMetrics,
     bootstrap_ci,
@@ -46,7 +47,7 @@ from jamrec.evaluation.metrics import (
     sample_negatives,
 )
 from jamrec.log import log
-from jamrec.models.base import BlockScorer, Recommender, tie_rank, top_k
+from jamrec.models.base import BlockScorer, Recommender, tie_rank
 from jamrec.models.dataset import Dataset
 from jamrec.models.early_stopping import PROBE_USERS
 
@@ -440,12 +441,14 @@ def _full_metrics(
     """Per-user metrics of ranking every candidate for ``users`` (sorted, evaluated).
 
     One score block is allocated and reused: a fresh one per batch of users costs its
-    page faults, about as much again as the matrix product; and what depends on the
-    candidates alone is prepared once (:meth:`Recommender.block_scorer`). ``lists``: each
-    user's best unseen candidates are also read off the block (:class:`TopLists`);
+    page faults, about as much again as the matrix product that fills it; and what depends
+    on the candidates alone is prepared once (:meth:`Recommender.block_scorer`). Each block
+    is then read once, row by row (:func:`jamrec.evaluation.blockpass.block_pass`): the
+    ranks of the held-out tracks and, asked for, the lists. ``lists``: each user's best
+    ``n`` candidates with every positive of the user masked (:class:`TopLists`);
     ``metrics=False`` only those (users with nothing to rank; the PerUser is empty).
-    ``sample``: the lists of those of ``sample.users`` in ``users`` too
-    (:class:`SampleLists`).
+    ``sample``: the lists of those of ``sample.users`` in ``users`` too, with their train
+    positives masked (:class:`SampleLists`).
     """
     block = max(1, min(_MAX_BLOCK_USERS, _BLOCK_ELEMS // max(len(view.candidates), 1)))
     buffer = np.empty((min(block, len(users)), len(view.candidates)), np.float32)
@@ -456,21 +459,26 @@ def _full_metrics(
     start = time.perf_counter()
     scorer = model.block_scorer(view.candidates)
     timing["score_s"] += time.perf_counter() - start
+    n_list = 0 if lists is None else min(lists.ids.shape[1], len(view.candidates))
     for lo in range(0, len(users), block):
         batch = users[lo : lo + block]
         start = time.perf_counter()
         scores = _block_scores(model, scorer, batch, buffer)
         scored = time.perf_counter()
         relevant, excluded = view.relevant[batch], view.excluded[batch]
+        at, sample_rows, seen, k_sample = _sample_rows(sample, batch)
+        read = block_pass(scores, relevant, excluded, metrics, n_list, sample_rows, seen, k_sample)
         if metrics:
-            rank_parts.append(ranks_full(scores, *_entries(relevant), exclude=_entries(excluded)))
+            rank_parts.append(read.ranks)
             relevant_parts.append(np.diff(relevant.indptr))
+        if lists is not None:
+            lists.ids[batch, :n_list] = _track_ids(read.list_cols, view.candidates)
+            lists.scores[batch, :n_list] = read.list_scores
+        if sample is not None and len(sample_rows):
+            sample.ids[at, :k_sample] = _track_ids(read.sample_cols, view.candidates)
+            sample.filled[at] = True
         timing["score_s"] += scored - start
-        ranked = time.perf_counter()
-        timing["rank_s"] += ranked - scored
-        if lists is not None or sample is not None:
-            _keep_lists(scores, buffer, batch, (relevant, excluded), view.candidates, lists, sample)
-            timing["lists_s"] = timing.get("lists_s", 0.0) + time.perf_counter() - ranked
+        timing["rank_s"] += time.perf_counter() - scored
     if not metrics:
         empty = np.zeros(0, np.int64)
         return PerUser("full", view.split, empty, per_user_metrics(empty, empty, ks), empty, empty)
@@ -482,45 +490,25 @@ def _full_metrics(
     return PerUser("full", view.split, users, per_user, n_relevant, best)
 
 
-def _keep_lists(
-    scores: np.ndarray,
-    buffer: np.ndarray,
-    users: np.ndarray,
-    positives: tuple[sp.csr_matrix, ...],
-    candidates: np.ndarray,
-    lists: TopLists | None,
-    sample: SampleLists | None = None,
-) -> None:
-    """Write the best unseen candidates of ``users`` (the rows of ``scores``, a block over
-    ``candidates`` in tie order) into ``lists``: the users' ``positives`` (every split's)
-    are set to ``-inf`` in the block, in place when it is the reused buffer (its ranks
-    are already counted), else in a copy into that buffer (a fresh 512 MB copy per batch
-    cost item-KNN and the oracle ~100 s of page faults at TIMJ scale). ``sample`` first:
-    its users' lists with only the train positives set to ``-inf`` (a subset of every
-    split's)."""
-    if np.shares_memory(scores, buffer):
-        block = scores
-    else:
-        block = buffer[: len(users)]
-        np.copyto(block, scores)
-    tie = np.arange(len(candidates))  # the columns are in tie order
-    if sample is not None and len(sample.users):
-        at = np.searchsorted(sample.users, users)
-        hit = sample.users[np.minimum(at, len(sample.users) - 1)] == users
-        if hit.any():
-            rows, cols = _entries(sample.seen[users])
-            block[rows, cols] = -np.inf
-            k = min(sample.ids.shape[1], len(candidates))
-            sample.ids[at[hit], :k] = top_k(block[hit], candidates, k, tie)[0]
-            sample.filled[at[hit]] = True
-    if lists is None:
-        return
-    for part in positives:
-        rows, cols = _entries(part)
-        block[rows, cols] = -np.inf
-    n = min(lists.ids.shape[1], len(candidates))
-    ids, values = top_k(block, candidates, n, tie)
-    lists.ids[users, :n], lists.scores[users, :n] = ids, values
+def _sample_rows(
+    sample: SampleLists | None, batch: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix | None, int]:
+    """``(at, rows, seen, k)``: the rows of ``batch`` that are sample users, their places in
+    ``sample``, the batch's train positives (what their lists mask) and the list length."""
+    none = np.zeros(0, np.int64)
+    if sample is None or not len(sample.users):
+        return none, none, None, 0
+    at = np.searchsorted(sample.users, batch)
+    hit = sample.users[np.minimum(at, len(sample.users) - 1)] == batch
+    if not hit.any():
+        return none, none, None, 0
+    k = min(sample.ids.shape[1], sample.seen.shape[1])
+    return at[hit], np.flatnonzero(hit), sample.seen[batch], k
+
+
+def _track_ids(cols: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Track indexes of block columns (``-1`` stays ``-1``)."""
+    return np.where(cols >= 0, candidates[np.maximum(cols, 0)], -1)
 
 
 def _segment_min(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
