@@ -15,17 +15,71 @@ Same rule and arithmetic order as the torch path (``m += (1 - b1) (g - m)``; ``v
 gradient sums run in the batch's order as ``index_add_`` does: equal to it within float32
 rounding (tests/test_trainer_kernels.py). Sequential, so deterministic. :func:`in_rows`
 (the negative sampler's membership test) runs on numba's threads, each draw on its own.
+
+The rows a batch touches are scattered over tables far larger than the caches: each loop
+asks for the memory of the row :data:`_AHEAD` iterations on (:func:`_prefetch`, a hint
+that changes no value), so the misses overlap instead of coming one after the other (at
+TIMJ scale 2.5x faster updates and 2.2x faster gradients, the same bits).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # Reassociation lets the compiler vectorise the sums (the dot products, the per-row
 # gradient sums); no other fast-math licence (no NaN/inf assumptions). A compiled kernel
 # still runs the same instructions every time, so results stay deterministic.
 FASTMATH = {"reassoc", "contract"}
+
+# Rows (or pairs) ahead whose memory is asked for before it is needed: at TIMJ scale every
+# touched row of a table and its moments is a cache miss (the tables are 50-450 MB), and a
+# loop that waits for each in turn waited ~0.6 us a row. 4 to 16 measured the same.
+_AHEAD = 8
+
+
+@intrinsic
+def _prefetch_hint(typingctx: Any, array: Any, index: Any) -> Any:  # pragma: no cover
+    """``_prefetch(a, i)``: ask for the cache line of ``a.flat[i]`` (``a`` C-contiguous,
+    1-D), to be written (x86 ``prefetchw``): a hint, with no effect on any value."""
+    signature = types.void(array, index)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        array_type = sig.args[0]
+        data = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(
+            context, builder, array_type, data, [args[1]], wraparound=False
+        )
+        byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
+            "llvm.prefetch.p0",
+        )
+        # (address, write, keep in every cache level, data)
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+# As compiled code calls it (numba's intrinsic decorator hides the typing context).
+_prefetch: Callable[[np.ndarray, int], None] = _prefetch_hint  # type: ignore[assignment]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_row(flat: np.ndarray, row: int, width: int) -> None:  # pragma: no cover
+    """Ask for the ``width`` floats of row ``row`` of a table seen as ``flat`` (64-byte
+    lines: one hint per 16 floats)."""
+    start = row * width
+    for q in range(0, width, 16):
+        _prefetch(flat, start + q)
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
@@ -55,6 +109,8 @@ def sparse_adam_rows(
     summed = np.zeros((n_entries, dim), np.float32)
     touched = 0
     for i in range(n_entries):
+        if i + _AHEAD < n_entries:
+            _prefetch(slots, index[i + _AHEAD])
         row = index[i]
         slot = slots[row]
         if slot < 0:
@@ -70,7 +126,11 @@ def sparse_adam_rows(
     root_bc2 = np.float32(np.sqrt(bc2))
     epsilon = np.float32(eps)
     step_size = np.float32(lr / bc1)
+    flat_moments, flat_param = moments.reshape(-1), param.reshape(-1)
     for slot in range(touched):
+        if slot + _AHEAD < touched:
+            _prefetch_row(flat_moments, rows[slot + _AHEAD], 2 * dim)
+            _prefetch_row(flat_param, rows[slot + _AHEAD], dim)
         row = rows[slot]
         slots[row] = -1
         for j in range(dim):
@@ -145,7 +205,11 @@ def dot_bce_grads(
     dim = user_table.shape[1]
     inverse_n = np.float32(1.0 / max(n_pairs, 1))
     loss = 0.0
+    flat_users, flat_tracks = user_table.reshape(-1), track_table.reshape(-1)
     for i in range(n_pairs):
+        if i + _AHEAD < n_pairs:
+            _prefetch_row(flat_users, users[i + _AHEAD], dim)
+            _prefetch_row(flat_tracks, items[i + _AHEAD], dim)
         e_u = user_table[users[i]]
         e_t = track_table[items[i]]
         logit = np.float32(0.0)
