@@ -8,7 +8,8 @@ depend on what the factors learnt) ranks every candidate for the first ``--users
 users of the warehouse, three ways in one run:
 
 - the floor: the matrix products alone, ``U[users] @ V[candidates].T`` block by block into
-  one reused buffer, the candidates' factors gathered once;
+  one reused buffer, the candidates' factors gathered once, each block's rows on every
+  core as jamrec computes them (``models.products.matmul_into``);
 - jamrec's full ranking (``evaluation.protocols._full_metrics``): the candidates' factors
   gathered once, every batch's scores written into one reused block
   (``Recommender.block_scorer``), each block read once (``evaluation.blockpass``): the
@@ -37,6 +38,7 @@ from jamrec.evaluation import protocols
 from jamrec.log import setup_cli_logging
 from jamrec.models import create
 from jamrec.models.dataset import open_dataset
+from jamrec.models.products import matmul_into
 from jamrec.operations.runs import BEYOND_K, SERVED_TOP_N
 
 DIM = 64
@@ -63,7 +65,7 @@ def floor(model, view, users: np.ndarray) -> float:
     start = time.perf_counter()
     for lo in range(0, len(users), block):
         batch = users[lo : lo + block]
-        np.matmul(model.model.user_factors[batch], tracks.T, out=buffer[: len(batch)])
+        matmul_into(model.model.user_factors[batch], tracks.T, buffer[: len(batch)])
     return time.perf_counter() - start
 
 

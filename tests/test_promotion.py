@@ -380,3 +380,23 @@ def test_a_reference_point_keeps_no_lists(warehouse):
     (run_id,) = _runs(warehouse, "random")
     assert (warehouse.parent / "models" / run_id).is_dir()
     assert not (warehouse.parent / "models" / run_id / TOP_LISTS).exists()
+
+
+def test_a_re_ranker_reads_the_pool_kept_beside_its_pool_champion(warehouse, capsys):
+    """The hybrid re-ranks the best dot-product champion's top 200: computed at the first
+    promotion that needs it and kept beside that champion's model, then read back by the
+    next one on the same build, which serves the same rows."""
+    from jamrec.operations.recommendations import POOL, RERANK_DEPTH
+
+    _train(warehouse, "als", "--set", "als.iterations=3")
+    _train(warehouse, "hybrid", "--set", "hybrid.epochs=1")
+    (als,), (hybrid,) = _runs(warehouse, "als"), _runs(warehouse, "hybrid")
+    kept = warehouse.parent / "models" / als / POOL
+    assert kept.exists() and np.load(kept).shape[1] == RERANK_DEPTH
+    sql = "select user_id, rank, track_id, score from recommendations where model = 'hybrid' "
+    sql += "order by all"
+    first = _q(warehouse, sql)
+    capsys.readouterr()
+    assert main(["promote", hybrid, "--note", "again", "--warehouse", str(warehouse)]) == 0
+    assert "the re-rankers' pool from als, kept" in capsys.readouterr().err
+    assert _q(warehouse, sql) == first and len(first) > 0

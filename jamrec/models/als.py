@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from jamrec.models.base import BlockScorer, Recommender, TrainData
 from jamrec.models.early_stopping import EarlyStopping, EarlyStoppingConfig
+from jamrec.models.products import matmul_into
 
 _blas_lock = threading.Lock()
 _blas_users = 0
@@ -199,14 +200,15 @@ class ALS(Recommender):
         return (self.model.user_factors[users] @ tracks.T).astype(np.float32, copy=False)
 
     def block_scorer(self, items: np.ndarray) -> BlockScorer:
-        """The items' factors gathered once; each block one product into ``out``."""
+        """The items' factors gathered once; each block one product into ``out``, its rows
+        on every core (:func:`jamrec.models.products.matmul_into`)."""
         factors, tracks = self.model.user_factors, self.model.item_factors
         if factors.dtype != np.float32 or tracks.dtype != np.float32:
             return super().block_scorer(items)
         tracks_t = tracks[np.asarray(items, dtype=np.int64)].T
 
         def score(users: np.ndarray, out: np.ndarray) -> np.ndarray:
-            return np.matmul(factors[np.asarray(users, dtype=np.int64)], tracks_t, out=out)
+            return matmul_into(factors[np.asarray(users, dtype=np.int64)], tracks_t, out)
 
         return score
 

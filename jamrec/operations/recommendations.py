@@ -16,11 +16,13 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
 
+from jamrec.evaluation.blockpass import block_pass
 from jamrec.evaluation.protocols import _on_candidates
 from jamrec.log import log
 from jamrec.models import model_class
-from jamrec.models.base import Recommender, tie_rank, top_k
+from jamrec.models.base import Recommender, tie_rank
 from jamrec.models.dataset import Dataset
 from jamrec.operations.remap import Remapped, saved_model
 from jamrec.operations.runs import load_top_lists
@@ -80,26 +82,29 @@ def top_n_for_all(
     ``pool`` (n_users, depth) restricts each user's ranking to those tracks (re-ranking);
     otherwise every candidate track is ranked.
     """
-    candidates = np.flatnonzero(data.candidates)
     tie = tie_rank(data.n_tracks)
+    candidates = np.flatnonzero(data.candidates)
+    candidates = candidates[np.argsort(tie[candidates], kind="stable")]  # columns in tie order
     column = np.full(data.n_tracks, -1, np.int64)  # track -> its column among the candidates
     column[candidates] = np.arange(len(candidates))
-    # (n_users, C): each user's positives among the candidates, never listed
-    seen_columns = _on_candidates(data.positives(), column, len(candidates))
     ids = np.full((data.n_users, n), -1, np.int64)
     scores = np.full((data.n_users, n), -np.inf, np.float32)
-    # one block reused batch after batch, the candidates' side prepared once
-    scorer = model.block_scorer(candidates) if pool is None else None
-    buffer = np.empty((min(BATCH, data.n_users), len(candidates)), np.float32)
+    if pool is None:
+        # (n_users, C): each user's positives among the candidates, never listed
+        seen_columns = _on_candidates(data.positives(), column, len(candidates))
+        nothing = sp.csr_matrix((data.n_users, len(candidates)), dtype=np.int8)
+        # one block reused batch after batch, the candidates' side prepared once, each
+        # block read once with the positives masked as they are met (block_pass)
+        scorer = model.block_scorer(candidates)
+        buffer = np.empty((min(BATCH, data.n_users), len(candidates)), np.float32)
     for start in range(0, data.n_users, BATCH):
         users = np.arange(start, min(start + BATCH, data.n_users))
-        if scorer is not None:
-            block = np.asarray(scorer(users, buffer[: len(users)]), dtype=np.float32)
-            if not block.flags.writeable:
-                block = block.copy()
-            seen = seen_columns[users].tocoo()
-            block[seen.row, seen.col] = -np.inf
-            best, best_scores = top_k(block, candidates, min(n, len(candidates)), tie[candidates])
+        if pool is None:
+            block = scorer(users, buffer[: len(users)])
+            read = block_pass(block, nothing[users], seen_columns[users], ranks=False, k=n)
+            cols = read.list_cols
+            best = np.where(cols >= 0, candidates[np.maximum(cols, 0)], -1)
+            best_scores = read.list_scores
         else:
             assert pool is not None  # no scorer: re-ranking the pool
             best, best_scores = _rerank(model, users, pool[users], n, tie)
@@ -164,6 +169,12 @@ def compute(
                     f"{counts[model_name]:,}",
                 )
                 continue
+        pool_source = pools is None and model_name != "popularity" and not _pairwise(model_name)
+        if pool_source and not wanted:
+            pools = _saved_pool(data, build_id, path)
+            if pools is not None:  # kept beside the model by an earlier promotion
+                log.info("recommendations: the re-rankers' pool from %s, kept", model_name)
+                continue
         model = _model_for(data, build_id, path)
         if model.pairwise:
             if pools is None:
@@ -173,7 +184,8 @@ def compute(
         else:
             depth = RERANK_DEPTH if pools is None else top_n
             ids, scores = top_n_for_all(model, data, depth)
-            if pools is None and model_name != "popularity":
+            if pool_source:
+                _keep_pool(data, build_id, path, ids)
                 pools = ids  # the best dot-product champion feeds the re-rankers
             ids, scores = ids[:, :top_n], scores[:, :top_n]
         if not wanted:
@@ -204,6 +216,36 @@ def _saved_lists(
     if lists.ids.shape[1] < n:
         return None
     return lists.ids[:, :n], lists.scores[:, :n]
+
+
+POOL = "rerank_pool.npy"  # in a saved run's folder: its RERANK_DEPTH-deep lists (ids)
+
+
+def _saved_pool(data: Dataset, build_id: str, path: str | None) -> np.ndarray | None:
+    """The re-rankers' pool :func:`_keep_pool` saved beside a run's model on its own build
+    (each promotion of a re-ranker needs it), else None."""
+    if path is None or build_id != data.build_id or not (Path(path) / POOL).exists():
+        return None
+    ids = np.load(Path(path) / POOL)
+    if ids.shape != (data.n_users, RERANK_DEPTH):
+        return None
+    return ids.astype(np.int64)
+
+
+def _keep_pool(data: Dataset, build_id: str, path: str | None, ids: np.ndarray) -> None:
+    """Save a champion's ``RERANK_DEPTH``-deep lists (track indexes) beside its model,
+    written whole, then renamed, for the next re-ranker's promotion on the same build; a
+    folder that cannot take them only costs that promotion the scoring pass."""
+    if path is None or build_id != data.build_id or ids.shape[1] != RERANK_DEPTH:
+        return
+    part = Path(path) / (POOL + ".part")
+    try:
+        with part.open("wb") as out:
+            np.save(out, ids.astype(np.int32))
+        part.replace(Path(path) / POOL)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        log.warning("could not keep the re-ranking pool beside the model: %s", exc)
 
 
 def _rows(
