@@ -489,3 +489,52 @@ def test_random_scores_in_one_compiled_pass_equal_the_three_numpy_passes():
     _random_words(values, multipliers, out)
     np.testing.assert_array_equal(out, expected)
     assert ((out.view(np.float32) >= 1) & (out.view(np.float32) < 2)).all()
+
+
+def test_the_truth_scored_in_chunks_on_every_core_equals_one_pass():
+    """Truth.scorer computes the planted score in chunks of users on the product threads:
+    the same bits as the whole block in one pass (the formula, written out here)."""
+    import math
+
+    from jamrec.models.dataset import Truth
+
+    rng = np.random.default_rng(0)
+    n_users, n_tracks, dim, audio_dim = 70, 300, 8, 5  # several chunks of 16 users
+    truth = Truth(
+        rng.standard_normal((n_users, dim), dtype=np.float32),
+        rng.standard_normal((n_tracks, dim), dtype=np.float32),
+        rng.standard_normal(n_tracks, dtype=np.float32),
+        beta=1.7,
+        points=rng.standard_normal((n_users, audio_dim), dtype=np.float32),
+        audio=rng.standard_normal((n_tracks, audio_dim), dtype=np.float32),
+        audio_share=0.3,
+        audio_width=0.8,
+        audio_scale=2.0,
+        audio_offset=-0.5,
+    )
+    users, items = rng.permutation(n_users)[:50], rng.permutation(n_tracks)[:200]
+    one = truth.users[users] @ truth.tracks[items].T
+    one *= np.float32(truth.beta * math.sqrt(1 - truth.audio_share))
+    p, a = truth.points[users], truth.audio[items]
+    d2 = (p**2).sum(axis=1)[:, None] + (a**2).sum(axis=1)[None, :] - 2 * p @ a.T
+    bump = np.exp(np.maximum(d2, 0) * np.float32(-0.5 / truth.audio_width**2))
+    weight = truth.beta * math.sqrt(truth.audio_share)
+    one += np.float32(weight * truth.audio_scale) * bump
+    one += np.float32(weight * truth.audio_offset)
+    one += truth.bias[items]
+    np.testing.assert_array_equal(truth.score(users, items), one)
+    buffer = np.full((64, len(items)), np.nan, np.float32)
+    np.testing.assert_array_equal(truth.scorer(items)(users, buffer[: len(users)]), one)
+
+
+def test_products_split_over_threads_equal_one_product():
+    """matmul_into spreads a block's rows over threads of the one-thread BLAS product: the
+    same bits as one np.matmul, whatever the buffer held."""
+    from jamrec.models.products import matmul_into
+
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((300, 64), dtype=np.float32)
+    b = rng.standard_normal((1000, 64), dtype=np.float32).T
+    out = np.full((300, 1000), np.nan, np.float32)
+    assert matmul_into(a, b, out) is out
+    np.testing.assert_array_equal(out, np.matmul(a, b))

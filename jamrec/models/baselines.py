@@ -138,6 +138,10 @@ class Oracle(Recommender):
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         return self.truth.score(users, items)
 
+    def block_scorer(self, items: np.ndarray) -> BlockScorer:
+        """The planted score written into ``out``, the items' side prepared once."""
+        return self.truth.scorer(items)
+
     def _save(self, folder: Path) -> None:
         t = self.truth
         none = np.zeros((0, 0), np.float32)  # truth without the audio taste

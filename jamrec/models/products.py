@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
@@ -54,3 +55,17 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     for future in futures:
         future.result()
     return out
+
+
+def each_chunk(n: int, size: int, work: Callable[[int, int], None]) -> None:
+    """``work(lo, hi)`` for every chunk ``[lo, hi)`` of ``size`` of ``range(n)``, on
+    :func:`_pool_size` threads (``work`` releases the GIL in numpy); returns when all are
+    done, raising the first error."""
+    bounds = [*range(0, n, size), n]
+    if _pool_size() <= 1 or len(bounds) <= 2:
+        for lo, hi in itertools.pairwise(bounds):
+            work(lo, hi)
+        return
+    futures = [_pool().submit(work, lo, hi) for lo, hi in itertools.pairwise(bounds)]
+    for future in futures:
+        future.result()
