@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from jamrec.models.topk import _CHUNK, _after, _none_at_least
+from jamrec.models.topk import _CHUNK, _after, _none_at_least, _sift_down
 
 _NEG_INF = float("-inf")
 
@@ -59,19 +59,9 @@ def _masked(mask: np.ndarray, at: np.ndarray, j: int) -> bool:  # pragma: no cov
 
 @njit(cache=True, inline="always")
 def _sift(hs: np.ndarray, hc: np.ndarray, size: int, s: float, c: int) -> None:  # pragma: no cover
-    """Put (s, c) at the root of the heap (its root ranks last) and sift it down."""
-    i = 0
-    while True:
-        child = 2 * i + 1
-        if child >= size:
-            break
-        if child + 1 < size and _after(hs[child + 1], hc[child + 1], hs[child], hc[child]):
-            child += 1
-        if not _after(hs[child], hc[child], s, c):
-            break
-        hs[i], hc[i] = hs[child], hc[child]
-        i = child
-    hs[i], hc[i] = s, c
+    """Put (s, c) at the root of the heap (its root ranks last) and sift it down: the
+    top-k's sift with the column as its own tie rank."""
+    _sift_down(hs, hc, hc, size, s, c, c)
 
 
 @njit(cache=True, inline="always")
