@@ -19,26 +19,37 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import numpy as np
-from threadpoolctl import threadpool_info
+from threadpoolctl import ThreadpoolController
 
 # Rows per part below which splitting costs more than it saves.
 _MIN_ROWS = 32
 
 
 @cache
-def _pool_size() -> int:
-    """Threads for products: the cores this process may use when BLAS runs on one thread,
-    else 1 (BLAS already spreads each product)."""
-    blas = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
-    if any(n > 1 for n in blas):
-        return 1
+def _blas() -> list:
+    """The BLAS libraries loaded in this process (threadpoolctl's controllers, found once;
+    asking each its thread count then costs microseconds)."""
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+@cache
+def _cores() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, 8))
 
 
+def _pool_size() -> int:
+    """Threads for a product now: the cores this process may use while BLAS runs on one
+    thread (``OPENBLAS_NUM_THREADS=1``, or inside an ALS fit), else 1 (BLAS already
+    spreads each product). Asked at every call: the BLAS setting can change."""
+    if any(lib.get_num_threads() > 1 for lib in _blas()):
+        return 1
+    return _cores()
+
+
 @cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=_pool_size(), thread_name_prefix="jamrec-matmul")
+    return ThreadPoolExecutor(max_workers=_cores(), thread_name_prefix="jamrec-matmul")
 
 
 def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
