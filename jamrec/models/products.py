@@ -58,17 +58,12 @@ def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     parts = min(_pool_size(), max(1, a.shape[0] // _MIN_ROWS))
     if parts <= 1:
         return np.matmul(a, b, out=out)
-    bounds = np.linspace(0, a.shape[0], parts + 1).astype(int)
-    futures = [
-        _pool().submit(np.matmul, a[lo:hi], b, out=out[lo:hi])
-        for lo, hi in itertools.pairwise(bounds.tolist())
-    ]
-    for future in futures:
-        future.result()
+    size = -(-a.shape[0] // parts)  # rows per part, rounded up
+    each_chunk(a.shape[0], size, lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]))
     return out
 
 
-def each_chunk(n: int, size: int, work: Callable[[int, int], None]) -> None:
+def each_chunk(n: int, size: int, work: Callable[[int, int], object]) -> None:
     """``work(lo, hi)`` for every chunk ``[lo, hi)`` of ``size`` of ``range(n)``, on
     :func:`_pool_size` threads (``work`` releases the GIL in numpy); returns when all are
     done, raising the first error."""

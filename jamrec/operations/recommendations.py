@@ -19,7 +19,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from jamrec.evaluation.blockpass import block_pass
-from jamrec.evaluation.protocols import _on_candidates
+from jamrec.evaluation.protocols import _on_candidates, _track_ids
 from jamrec.log import log
 from jamrec.models import model_class
 from jamrec.models.base import Recommender, tie_rank
@@ -102,9 +102,7 @@ def top_n_for_all(
         if pool is None:
             block = scorer(users, buffer[: len(users)])
             read = block_pass(block, nothing[users], seen_columns[users], ranks=False, k=n)
-            cols = read.list_cols
-            best = np.where(cols >= 0, candidates[np.maximum(cols, 0)], -1)
-            best_scores = read.list_scores
+            best, best_scores = _track_ids(read.list_cols, candidates), read.list_scores
         else:
             assert pool is not None  # no scorer: re-ranking the pool
             best, best_scores = _rerank(model, users, pool[users], n, tie)
