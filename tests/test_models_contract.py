@@ -412,6 +412,69 @@ def test_fused_mbcf_step_on_two_threads_equals_one_thread():
     assert all(torch.equal(a, b) for a, b in zip(state_1, state_2, strict=True))
 
 
+def _hybrid_batches(n_users: int, n_tracks: int, steps: int, size: int):
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        users = torch.randint(n_users, (size,), generator=gen)  # repeated rows, summed
+        items = torch.randint(n_tracks, (size,), generator=gen)
+        yield users, items, (torch.rand(size, generator=gen) < 0.4).float()
+
+
+@pytest.mark.parametrize("dot", [True, False])
+def test_fused_hybrid_step_equals_forward_backward_and_step(dot, monkeypatch):
+    """LazyAdam.hybrid_step (no autograd: compiled gathers and head, BLAS products in two
+    halves) against the hybrid's forward, BCE, autograd and LazyAdam's torch path on one
+    fixed network and three fixed batches (an odd size: unequal halves)."""
+    from jamrec.models.torch.modules import HybridModule
+
+    def network() -> HybridModule:
+        gen = torch.Generator().manual_seed(0)
+        features = torch.randn(80, 5, generator=torch.Generator().manual_seed(2))
+        return HybridModule(50, 80, features, 8, 16, gen, dot=dot)
+
+    fused, reference = network(), network()
+    reference.users.sparse = reference.tracks.sparse = True
+    fused_opt = LazyAdam(fused.parameters(), lr=0.05)
+    reference_opt = LazyAdam(reference.parameters(), lr=0.05)
+    monkeypatch.setattr(LazyAdam, "_compiled", staticmethod(lambda p: False))
+    for users, items, labels in _hybrid_batches(50, 80, 3, 63):
+        loss = fused_opt.hybrid_step(fused, users, items, labels)
+        expected = torch.nn.BCEWithLogitsLoss()(reference(users, items), labels)
+        reference_opt.zero_grad()
+        expected.backward()
+        reference_opt.step()
+        assert loss == pytest.approx(expected.item(), rel=1e-5)
+    for (name, got), (_, want) in zip(
+        fused.named_parameters(), reference.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
+        assert not torch.equal(got, network().get_parameter(name)), f"{name} did not move"
+
+
+def test_fused_hybrid_step_on_two_threads_equals_one_thread():
+    """hybrid_step's two halves on two threads or one after the other: bit for bit."""
+    from jamrec.models.torch.modules import HybridModule
+
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            features = torch.randn(80, 5, generator=torch.Generator().manual_seed(2))
+            module = HybridModule(50, 80, features, 8, 16, torch.Generator().manual_seed(0), True)
+            optimizer = LazyAdam(module.parameters(), lr=0.05)
+            losses = [
+                optimizer.hybrid_step(module, users, items, labels)
+                for users, items, labels in _hybrid_batches(50, 80, 4, 64)
+            ]
+            results.append((losses, [p.detach().clone() for p in module.parameters()]))
+    finally:
+        torch.set_num_threads(threads)
+    (losses_1, params_1), (losses_2, params_2) = results
+    assert losses_1 == losses_2
+    assert all(torch.equal(a, b) for a, b in zip(params_1, params_2, strict=True))
+
+
 def test_compiled_hybrid_scoring_equals_the_torch_blocks():
     """HybridModule.score_from_parts: the compiled kernel (no gradient, CPU) against the
     torch blocks (what runs with gradients or on CUDA) on random parts."""

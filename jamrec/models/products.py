@@ -75,3 +75,17 @@ def each_chunk(n: int, size: int, work: Callable[[int, int], object]) -> None:
     futures = [_pool().submit(work, lo, hi) for lo, hi in itertools.pairwise(bounds)]
     for future in futures:
         future.result()
+
+
+def in_parallel(*works: Callable[[], object]) -> None:
+    """Run ``works`` at once on :func:`_pool_size` threads (each releases the GIL in numpy
+    or a compiled kernel), or one after the other when BLAS already spreads its products
+    or the process has one core; returns when all are done, raising the first error."""
+    if _pool_size() <= 1 or len(works) <= 1:
+        for work in works:
+            work()
+        return
+    futures = [_pool().submit(work) for work in works[1:]]
+    works[0]()
+    for future in futures:
+        future.result()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -37,8 +38,18 @@ from torch import nn
 from jamrec.errors import JamrecError
 from jamrec.models.base import TrainData
 from jamrec.models.early_stopping import EarlyStopping, EarlyStoppingConfig
-from jamrec.models.torch.kernels import dot_bce_grads, dot_bce_step, in_rows, sparse_adam_rows
-from jamrec.models.torch.modules import DotModule
+from jamrec.models.products import in_parallel
+from jamrec.models.torch.kernels import (
+    dense_adam,
+    dot_bce_grads,
+    dot_bce_step,
+    hybrid_embedding_grads,
+    hybrid_head,
+    hybrid_inputs,
+    in_rows,
+    sparse_adam_rows,
+)
+from jamrec.models.torch.modules import DotModule, HybridModule
 
 if TYPE_CHECKING:
     from torch.optim.optimizer import ParamsT
@@ -133,9 +144,7 @@ class LazyAdam(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self._state(p, p.grad.is_sparse)
-                state["step"] += 1
-                bc1, bc2 = 1 - b1 ** state["step"], 1 - b2 ** state["step"]
+                state, bc1, bc2 = self._advance(p, p.grad.is_sparse, b1, b2)
                 if p.grad.is_sparse and self._compiled(p):
                     sparse_adam_rows(  # the batch's rows, repeats summed by the kernel
                         p.detach().numpy(),
@@ -148,10 +157,25 @@ class LazyAdam(torch.optim.Optimizer):
                 elif p.grad.is_sparse:
                     self._sparse_step(p, p.grad, state["moments"], lr, b1, b2, eps, bc1, bc2)
                 else:
-                    m, v = state["exp_avg"], state["exp_avg_sq"]
-                    m.mul_(b1).add_(p.grad, alpha=1 - b1)
-                    v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                    p.sub_(lr * (m / bc1) / ((v / bc2).sqrt().add_(eps)))
+                    self._dense_step(p, p.grad, state, lr, b1, b2, eps, bc1, bc2)
+
+    @staticmethod
+    def _dense_step(
+        p: torch.Tensor,
+        grad: torch.Tensor,
+        state: dict,
+        lr: float,
+        b1: float,
+        b2: float,
+        eps: float,
+        bc1: float,
+        bc2: float,
+    ) -> None:
+        """Adam on a dense parameter (the hybrid's and two-tower's layers)."""
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.mul_(b1).add_(grad, alpha=1 - b1)
+        v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        p.sub_(lr * (m / bc1) / ((v / bc2).sqrt().add_(eps)))
 
     def _state(self, p: torch.Tensor, sparse: bool) -> dict:
         """``p``'s optimiser state, created at its first step: the step count and the
@@ -214,6 +238,126 @@ class LazyAdam(torch.optim.Optimizer):
         other.result()
         return loss
 
+    @torch.no_grad()
+    def hybrid_step(
+        self,
+        module: HybridModule,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> float:
+        """One whole step of the hybrid network (:class:`.modules.HybridModule`) on the
+        CPU: the same update as its forward pass, mean BCE, autograd's backward and
+        :meth:`step`, without autograd. Returns the batch's mean loss.
+
+        The batch is cut into two halves (always two, so the sums are the same whatever
+        runs them), each worked through on its own thread: its rows gathered and
+        concatenated in one compiled pass (:func:`.kernels.hybrid_inputs`), the first
+        layer's product (single-threaded BLAS), the head's forward and backward in one
+        pass (:func:`.kernels.hybrid_head`), the input gradient's product and the
+        embedding rows' gradients. Then the two tables' lazy updates run on two threads,
+        each beside one half of the first layer's weight gradient, and Adam moves the
+        layers. On one thread (``torch.get_num_threads() == 1``, or a BLAS that spreads
+        its own products) the same parts run one after the other, with the same bits.
+        """
+        group = self.param_groups[0]
+        lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
+        user_weight, track_weight = module.users.weight, module.tracks.weight
+        w1, bias1 = module.layer1.weight, module.layer1.bias
+        w2, bias2 = module.layer2.weight, module.layer2.bias
+        dim, (hidden, width) = module.dim, w1.shape
+        n_pairs = len(labels)
+        users_, items_ = users.contiguous().numpy(), items.contiguous().numpy()
+        labels_ = labels.contiguous().numpy()
+        x, z, dx, grads = self._hybrid_buffers(n_pairs, width, hidden, dim)
+        coef = np.empty(n_pairs, np.float32)
+        head_grads = np.zeros((2, hidden + 1), np.float32)
+        losses = [0.0, 0.0]
+        tables = (user_weight.detach().numpy(), track_weight.detach().numpy())
+        features, w1_, b1_ = module.features.numpy(), w1.detach().numpy(), bias1.detach().numpy()
+        w2_, b2_ = w2.detach()[0].numpy(), float(bias2[0])
+        half = (n_pairs + 1) // 2
+        inverse_n = 1.0 / max(n_pairs, 1)
+
+        def forward_backward(lane: int) -> None:
+            rows = slice(lane * half, min(n_pairs, (lane + 1) * half))
+            if rows.start >= rows.stop:
+                return
+            hybrid_inputs(*tables, features, users_[rows], items_[rows], x[rows])
+            np.matmul(x[rows], w1_.T, out=z[rows])
+            z[rows] += b1_
+            losses[lane] = hybrid_head(
+                z[rows], x[rows], dim, w2_, b2_, labels_[rows], module.dot, inverse_n,
+                head_grads[lane], coef[rows],
+            )  # fmt: skip
+            np.matmul(z[rows], w1_[:, : 2 * dim], out=dx[rows])
+            hybrid_embedding_grads(
+                dx[rows], x[rows], coef[rows], module.dot, grads[0, rows], grads[1, rows]
+            )
+
+        w1_grad = np.empty((hidden, width), np.float32)
+        split = hidden // 2
+        steps = {p: self._advance(p, p is user_weight or p is track_weight, b1, b2)
+                 for p in (user_weight, track_weight, w1, bias1, w2, bias2)}  # fmt: skip
+
+        def dense(p: torch.Tensor, grad: np.ndarray, rows: slice = slice(None)) -> None:
+            state, bc1, bc2 = steps[p]
+            dense_adam(
+                p.detach()[rows].view(-1).numpy(),  # views: updated in place
+                state["exp_avg"][rows].view(-1).numpy(),
+                state["exp_avg_sq"][rows].view(-1).numpy(),
+                grad.reshape(-1), lr, b1, b2, eps, bc1, bc2,
+            )  # fmt: skip
+
+        def update(lane: int) -> None:
+            # this lane's half of the first layer's units, then its table
+            units = slice(0, split) if lane == 0 else slice(split, hidden)
+            np.matmul(z[:, units].T, x, out=w1_grad[units])
+            dense(w1, w1_grad[units], units)
+            if lane == 1:
+                head_grad = head_grads[0] + head_grads[1]
+                dense(bias1, z.sum(axis=0))
+                dense(w2, head_grad[:hidden])
+                dense(bias2, head_grad[hidden:])
+            weight, index = (user_weight, users_) if lane == 0 else (track_weight, items_)
+            state, bc1, bc2 = steps[weight]
+            sparse_adam_rows(
+                tables[lane], state["moments"].numpy(), state["slots"], index, grads[lane],
+                lr, b1, b2, eps, bc1, bc2,
+            )  # fmt: skip
+
+        lanes = in_parallel if torch.get_num_threads() >= 2 else _one_after_the_other
+        lanes(lambda: forward_backward(0), lambda: forward_backward(1))
+        lanes(lambda: update(0), lambda: update(1))
+        return (losses[0] + losses[1]) * inverse_n
+
+    def _hybrid_buffers(
+        self, n_pairs: int, width: int, hidden: int, dim: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The hybrid step's scratch arrays for a batch of ``n_pairs``, kept between
+        steps (fresh ones each step cost page faults): the inputs ``x`` ``(n, width)``,
+        the pre-activations and their gradient ``z`` ``(n, hidden)``, the inputs'
+        embedding gradient ``dx`` ``(n, 2 dim)`` and each pair's two embedding rows'
+        gradients ``(2, n, dim)``."""
+        key = (n_pairs, width, hidden, dim)
+        if getattr(self, "_buffers_key", None) != key:
+            self._buffers_key = key
+            self._buffers = (
+                np.empty((n_pairs, width), np.float32),
+                np.empty((n_pairs, hidden), np.float32),
+                np.empty((n_pairs, 2 * dim), np.float32),
+                np.empty((2, n_pairs, dim), np.float32),
+            )
+        return self._buffers
+
+    def _advance(
+        self, p: torch.Tensor, sparse: bool, b1: float, b2: float
+    ) -> tuple[dict, float, float]:
+        """``p``'s state with its step counted, and that step's bias corrections."""
+        state = self._state(p, sparse)
+        state["step"] += 1
+        return state, 1 - b1 ** state["step"], 1 - b2 ** state["step"]
+
     @staticmethod
     def _compiled(p: torch.Tensor) -> bool:
         """Whether ``p``'s sparse update runs in the compiled kernel (:mod:`.kernels`): a
@@ -245,6 +389,11 @@ class LazyAdam(torch.optim.Optimizer):
         denom = v_rows.sqrt_().div_(math.sqrt(bc2)).add_(eps)
         step = m_rows.div_(denom).mul_(lr / bc1)
         p.index_copy_(0, rows, p.index_select(0, rows).sub_(step))
+
+
+def _one_after_the_other(*works: Callable[[], object]) -> None:
+    for work in works:
+        work()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -390,6 +539,15 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
             and isinstance(module, DotModule)
             and all(LazyAdam._compiled(e.weight) for e in (module.users, module.tracks))
         )
+        # the hybrid on the CPU: the step without autograd (LazyAdam.hybrid_step)
+        fused_hybrid = (
+            lazy
+            and isinstance(module, HybridModule)
+            and all(LazyAdam._compiled(e.weight) for e in (module.users, module.tracks))
+            and all(
+                p.device.type == "cpu" and p.dtype == torch.float32 for p in module.parameters()
+            )
+        )
         stopper: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(config)
         samples, seconds = 0, 0.0
         on_batch, steps, halted, stopped = data.on_batch, 0, False, False
@@ -437,6 +595,9 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
                         items[lo:hi],
                         labels[lo:hi],
                     )
+                elif fused_hybrid:
+                    assert isinstance(optimizer, LazyAdam) and isinstance(module, HybridModule)
+                    loss = optimizer.hybrid_step(module, users[lo:hi], items[lo:hi], labels[lo:hi])
                 else:
                     batch_loss = loss_fn(module(users[lo:hi], items[lo:hi]), labels[lo:hi])
                     optimizer.zero_grad(set_to_none=True)
