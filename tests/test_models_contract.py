@@ -475,6 +475,43 @@ def test_fused_hybrid_step_on_two_threads_equals_one_thread():
     assert all(torch.equal(a, b) for a, b in zip(params_1, params_2, strict=True))
 
 
+def test_lazy_adam_tables_on_two_threads_equal_one_thread():
+    """LazyAdam.step updates its compiled sparse tables at once on two threads when torch
+    may use two (the two-tower's): bit for bit the result of one after the other, on the
+    same gradients (two tables with repeated rows, one dense parameter)."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(50, 8), (80, 9)]
+    batches = []
+    for _ in range(4):
+        grads = [
+            torch.sparse_coo_tensor(
+                torch.randint(rows, (1, 64), generator=gen),
+                torch.randn(64, width, generator=gen),
+                (rows, width),
+                check_invariants=False,
+            )
+            for rows, width in shapes
+        ]
+        batches.append([*grads, torch.randn(9, 8, generator=gen)])
+    start = [torch.randn(shape, generator=gen) for shape in [*shapes, (9, 8)]]
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            params = [torch.nn.Parameter(p.clone()) for p in start]
+            optimizer = LazyAdam(params, lr=0.05)
+            for grads in batches:
+                for p, grad in zip(params, grads, strict=True):
+                    p.grad = grad
+                optimizer.step()
+            results.append([p.detach().clone() for p in params])
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+    assert all(not torch.equal(a, b) for a, b in zip(results[0], start, strict=True))
+
+
 def test_compiled_hybrid_scoring_equals_the_torch_blocks():
     """HybridModule.score_from_parts: the compiled kernel (no gradient, CPU) against the
     torch blocks (what runs with gradients or on CUDA) on random parts."""

@@ -7,6 +7,8 @@ three audio features); six tracks, two per group, are made cold (no train intera
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -111,6 +113,31 @@ def test_published_negatives_are_supported(cold_data):
     model = make("two_tower", negatives_per_positive=0, epochs=2).fit(data)
     assert model.stats["samples"] == 2 * (data.train.nnz + data.negatives.nnz)
     assert np.isfinite(model.score(ALL_USERS)).all()
+
+
+def test_history_snapshot_rewritten_in_place_equals_a_fresh_one(fitted):
+    """The snapshot's track table is reused from one refresh to the next: after the weights
+    move, the refreshed snapshot equals one built from scratch (zeros, the history tracks'
+    vectors, ``embedding_bag``)."""
+    net = copy.deepcopy(fitted.module)
+    with torch.no_grad():
+        net.refresh_history()
+        first = net._snapshot[0]
+        net.tracks.weight.add_(0.5)
+        net.layer2.bias.sub_(0.25)
+        net.refresh_history()
+        vectors, sums, counts = net._snapshot
+        tracks = torch.unique(net.history_indices)
+        expected = torch.zeros_like(vectors)
+        expected[tracks] = net._track_vectors_in_blocks(tracks)[:, : net.dim]
+        bag = torch.nn.functional.embedding_bag(
+            net.history_indices, expected, net.history_indptr[:-1], mode="sum"
+        )
+    assert vectors is first  # rewritten, not allocated anew
+    torch.testing.assert_close(vectors, expected, rtol=0, atol=0)
+    torch.testing.assert_close(sums, bag, rtol=0, atol=0)
+    assert torch.equal(counts, net.history_indptr.diff())
+    assert (sums != 0).any()
 
 
 def test_history_snapshot_scores_like_the_exact_history_without_its_gradient(fitted):

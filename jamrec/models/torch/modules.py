@@ -348,11 +348,13 @@ class TwoTowerModule(nn.Module):
         """Snapshot the history tracks' ``v_t`` and every user's history sum and count (no
         gradient; the vectors of tracks in no history stay 0, as nothing reads them)."""
         indptr, indices = self.history_indptr, self.history_indices
-        if self._history_tracks is None:
+        if self._history_tracks is None or self._snapshot is None:
             self._history_tracks = torch.unique(indices)
-        vectors = self.features.new_zeros((self.n_tracks, self.dim))
+            vectors = self.features.new_zeros((self.n_tracks, self.dim))
+        else:  # the last snapshot's table, rewritten: no 150 MB of fresh zeros each time
+            vectors = self._snapshot[0]
         tracks = self._history_tracks
-        vectors[tracks] = self._track_vectors_in_blocks(tracks)[:, : self.dim]
+        vectors.index_copy_(0, tracks, self._track_vectors_in_blocks(tracks)[:, : self.dim])
         sums = F.embedding_bag(indices, vectors, indptr[:-1], mode="sum")
         self._snapshot = (vectors, sums, indptr.diff())
 

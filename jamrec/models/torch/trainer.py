@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numba
@@ -139,6 +140,11 @@ class LazyAdam(torch.optim.Optimizer):
     # after backward, so the override is narrower than Optimizer.step's overloads.
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
+        """Adam on every parameter with a gradient. The compiled updates of the sparse
+        tables (each touches its own memory only) run last, at once on two threads when
+        torch may use two (the two-tower's user and track tables): the same bits as one
+        after the other."""
+        tables: list[Callable[[], object]] = []
         for group in self.param_groups:
             lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
             for p in group["params"]:
@@ -146,7 +152,7 @@ class LazyAdam(torch.optim.Optimizer):
                     continue
                 state, bc1, bc2 = self._advance(p, p.grad.is_sparse, b1, b2)
                 if p.grad.is_sparse and self._compiled(p):
-                    sparse_adam_rows(  # the batch's rows, repeats summed by the kernel
+                    update = (  # the batch's rows, repeats summed by the kernel
                         p.detach().numpy(),
                         state["moments"].numpy(),
                         state["slots"],
@@ -154,10 +160,13 @@ class LazyAdam(torch.optim.Optimizer):
                         p.grad._values().contiguous().numpy(),
                         lr, b1, b2, eps, bc1, bc2,
                     )  # fmt: skip
+                    tables.append(partial(sparse_adam_rows, *update))
                 elif p.grad.is_sparse:
                     self._sparse_step(p, p.grad, state["moments"], lr, b1, b2, eps, bc1, bc2)
                 else:
                     self._dense_step(p, p.grad, state, lr, b1, b2, eps, bc1, bc2)
+        lanes = in_parallel if torch.get_num_threads() >= 2 else _one_after_the_other
+        lanes(*tables)
 
     @staticmethod
     def _dense_step(
