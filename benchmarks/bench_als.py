@@ -33,9 +33,9 @@ from _measure import machine, table, write_section
 
 from jamrec.log import setup_cli_logging
 from jamrec.models import create
-from jamrec.models.als import one_blas_thread
 from jamrec.models.base import TrainData
 from jamrec.models.dataset import open_dataset
+from jamrec.models.products import one_blas_thread
 
 
 def bare(train, config, loss: bool = False) -> float:

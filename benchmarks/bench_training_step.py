@@ -74,7 +74,10 @@ def one(variant: str, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
     if variant.startswith("hybrid"):
-        return _hybrid(variant, steps, gen)
+        from jamrec.models.products import one_blas_thread
+
+        with one_blas_thread():  # as the trainer holds it for the hybrid
+            return _hybrid(variant, steps, gen)
     module = DotModule(N_USERS, N_TRACKS, DIM, gen)
     optimizer = LazyAdam(module.parameters(), lr=1e-3)
     if variant == "torch":

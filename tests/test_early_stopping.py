@@ -19,7 +19,6 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
 from jamrec.models import create
-from jamrec.models.als import one_blas_thread
 from jamrec.models.base import TrainData
 from jamrec.models.early_stopping import (
     DISABLED,
@@ -31,6 +30,7 @@ from jamrec.models.early_stopping import (
     EarlyStoppingConfig,
     paired_gain,
 )
+from jamrec.models.products import one_blas_thread
 from jamrec.models.torch.trainer import probe_points
 from tests.planted import ALL_USERS, LEARNERS, make, planted
 

@@ -475,6 +475,46 @@ def test_fused_hybrid_step_on_two_threads_equals_one_thread():
     assert all(torch.equal(a, b) for a, b in zip(params_1, params_2, strict=True))
 
 
+_BLAS_PROBE = """
+from dataclasses import replace
+from threadpoolctl import threadpool_info, threadpool_limits
+from tests.planted import make, planted
+
+def blas():
+    return sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+
+seen = []
+
+def hook(step, loss):
+    import scipy.linalg  # noqa: F401  (what a model's module may load mid-training)
+    seen.append(blas())
+    return False
+
+data = replace(planted()[0], on_batch=hook)
+with threadpool_limits(2, "blas"):
+    make("hybrid").fit(data)
+    after = blas()
+print(seen[0], seen[-1], after)
+"""
+
+
+def test_hybrid_training_holds_blas_on_one_thread():
+    """The fused hybrid's halves run on threads of their own: its training holds every
+    BLAS on one thread whatever the process had (two BLAS threads would run them in
+    turn), scipy's too though it is loaded later, and gives the setting back at the end.
+    In a fresh interpreter: the order in which the BLAS libraries load is the point."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run(
+        [sys.executable, "-c", _BLAS_PROBE],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    assert out.stdout.split("\n")[-2] == "[1] [1] [2]", out.stdout + out.stderr
+
+
 def test_lazy_adam_tables_on_two_threads_equal_one_thread():
     """LazyAdam.step updates its compiled sparse tables at once on two threads when torch
     may use two (the two-tower's): bit for bit the result of one after the other, on the

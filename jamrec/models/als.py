@@ -8,10 +8,7 @@ so every evaluated user can be full-ranked.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,38 +16,10 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from numba import njit
 from pydantic import Field
-from threadpoolctl import threadpool_limits
 
 from jamrec.models.base import BlockScorer, Recommender, TrainData
 from jamrec.models.early_stopping import EarlyStopping, EarlyStoppingConfig
-from jamrec.models.products import matmul_into
-
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_limit: threadpool_limits | None = None
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """OpenBLAS on one thread while any ALS in this process is being built or trained.
-
-    ``threadpool_limits`` is process-wide and restores what it found on exit, so two
-    threads nesting it (a local sweep trains two ALS at once) could restore the other's
-    limit too early. The first user sets the limit and the last one lifts it.
-    """
-    global _blas_users, _blas_limit
-    with _blas_lock:
-        if _blas_users == 0:
-            _blas_limit = threadpool_limits(1, "blas")
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0 and _blas_limit is not None:
-                _blas_limit.restore_original_limits()
-                _blas_limit = None
+from jamrec.models.products import matmul_into, one_blas_thread
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})

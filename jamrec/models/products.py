@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cache
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
+import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS now: see one_blas_thread)
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 # Rows per part below which splitting costs more than it saves.
 _MIN_ROWS = 32
@@ -45,6 +48,42 @@ def _pool_size() -> int:
     if any(lib.get_num_threads() > 1 for lib in _blas()):
         return 1
     return _cores()
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit: threadpool_limits | None = None
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """OpenBLAS on one thread while any user in this process needs it: an ALS being built
+    or trained (implicit wants it), the hybrid's training step (its products run on two
+    threads of their own, :meth:`.torch.trainer.LazyAdam.hybrid_step`), whatever
+    ``OPENBLAS_NUM_THREADS`` says.
+
+    A limit reaches only the libraries loaded when it is taken: scipy brings its own
+    OpenBLAS (implicit's, through ``scipy.linalg``), loaded by this module's import, so
+    that a model module imported mid-training cannot bring a BLAS on two threads, which
+    would also keep :func:`in_parallel` and :func:`matmul_into` to one thread.
+
+    ``threadpool_limits`` is process-wide and restores what it found on exit, so two
+    threads nesting it (a local sweep trains two models at once) could restore the other's
+    limit too early. The first user sets the limit and the last one lifts it.
+    """
+    global _blas_users, _blas_limit
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limit = threadpool_limits(1, "blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limit is not None:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
 
 
 @cache

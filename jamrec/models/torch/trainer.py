@@ -21,6 +21,7 @@ only close).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -39,7 +40,7 @@ from torch import nn
 from jamrec.errors import JamrecError
 from jamrec.models.base import TrainData
 from jamrec.models.early_stopping import EarlyStopping, EarlyStoppingConfig
-from jamrec.models.products import in_parallel
+from jamrec.models.products import in_parallel, one_blas_thread
 from jamrec.models.torch.kernels import (
     dense_adam,
     dot_bce_grads,
@@ -267,7 +268,8 @@ class LazyAdam(torch.optim.Optimizer):
         embedding rows' gradients. Then the two tables' lazy updates run on two threads,
         each beside one half of the first layer's weight gradient, and Adam moves the
         layers. On one thread (``torch.get_num_threads() == 1``, or a BLAS that spreads
-        its own products) the same parts run one after the other, with the same bits.
+        its own products: :func:`train` holds it on one, :func:`.products.one_blas_thread`)
+        the same parts run one after the other, with the same bits.
         """
         group = self.param_groups[0]
         lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
@@ -527,6 +529,7 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
     # the compiled kernels' threads (the negative sampler's) follow torch's
     most = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
     numba.set_num_threads(max(1, min(torch.get_num_threads(), most)))
+    resources = contextlib.ExitStack()  # released in `finally`
     try:
         module.to(device)
         embeddings = [m for m in module.modules() if isinstance(m, nn.Embedding)]
@@ -557,6 +560,10 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
                 p.device.type == "cpu" and p.dtype == torch.float32 for p in module.parameters()
             )
         )
+        if fused_hybrid:
+            # its products run on two threads of their own: BLAS on one, whatever
+            # OPENBLAS_NUM_THREADS says (two BLAS threads would run the halves in turn)
+            resources.enter_context(one_blas_thread())
         stopper: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(config)
         samples, seconds = 0, 0.0
         on_batch, steps, halted, stopped = data.on_batch, 0, False, False
@@ -648,6 +655,7 @@ def train(module: nn.Module, data: TrainData, config: TrainConfig, owner: Recomm
         after_training = getattr(module, "after_training", None)  # e.g. drop a snapshot
         if after_training is not None:
             after_training()
+        resources.close()
         torch.set_num_threads(threads)
         numba.set_num_threads(numba_threads)
 
