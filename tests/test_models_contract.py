@@ -633,13 +633,14 @@ def test_random_scores_in_one_compiled_pass_equal_the_three_numpy_passes():
 
 def test_the_truth_scored_in_chunks_on_every_core_equals_one_pass():
     """Truth.scorer computes the planted score in chunks of users on the product threads:
-    the same bits as the whole block in one pass (the formula, written out here)."""
+    the formula, written out here, to float32 rounding; the same bits into any buffer, and
+    the same values (to BLAS's rounding) for the users one by one."""
     import math
 
     from jamrec.models.dataset import Truth
 
     rng = np.random.default_rng(0)
-    n_users, n_tracks, dim, audio_dim = 70, 300, 8, 5  # several chunks of 16 users
+    n_users, n_tracks, dim, audio_dim = 70, 300, 8, 5  # several chunks of 32 users
     truth = Truth(
         rng.standard_normal((n_users, dim), dtype=np.float32),
         rng.standard_normal((n_tracks, dim), dtype=np.float32),
@@ -662,9 +663,24 @@ def test_the_truth_scored_in_chunks_on_every_core_equals_one_pass():
     one += np.float32(weight * truth.audio_scale) * bump
     one += np.float32(weight * truth.audio_offset)
     one += truth.bias[items]
-    np.testing.assert_array_equal(truth.score(users, items), one)
+    whole = truth.score(users, items)
+    np.testing.assert_allclose(whole, one, rtol=1e-5, atol=1e-5)
     buffer = np.full((64, len(items)), np.nan, np.float32)
-    np.testing.assert_array_equal(truth.scorer(items)(users, buffer[: len(users)]), one)
+    np.testing.assert_array_equal(truth.scorer(items)(users, buffer[: len(users)]), whole)
+    scorer = truth.scorer(items)
+    alone = np.stack([scorer(users[i : i + 1], buffer[:1])[0].copy() for i in range(len(users))])
+    np.testing.assert_allclose(alone, whole, rtol=1e-6, atol=1e-6)  # BLAS may differ by bits
+    pairs = truth.pair_scores(np.repeat(users, len(items)), np.tile(items, len(users)))
+    np.testing.assert_allclose(pairs.reshape(whole.shape), whole, rtol=1e-5, atol=1e-5)
+    no_audio = Truth(truth.users, truth.tracks, truth.bias, beta=1.7)
+    np.testing.assert_allclose(
+        no_audio.pair_scores(users, items[: len(users)]),
+        no_audio.score(users, items[: len(users)]).diagonal(),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    plain = truth.users[users] @ truth.tracks[items].T * np.float32(1.7) + truth.bias[items]
+    np.testing.assert_allclose(no_audio.score(users, items), plain, rtol=1e-5, atol=1e-5)
 
 
 def test_products_split_over_threads_equal_one_product():

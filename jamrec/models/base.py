@@ -213,6 +213,10 @@ class Recommender(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     pairwise: ClassVar[bool] = False
+    # score_pairs costs less per pair than scoring a block of users against the union of
+    # their sampled lists (the sampled protocol then scores pairs): pairwise models, and
+    # scores far dearer than a dot product (the oracle's audio taste).
+    pair_scoring: ClassVar[bool] = False
     # A reference point reported beside the models (the random floor, the oracle's
     # ceiling): never a champion's serving choice, never folded in.
     reference: ClassVar[bool] = False

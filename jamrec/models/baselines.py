@@ -128,6 +128,7 @@ class Oracle(Recommender):
     name = "oracle"
     Config = OracleConfig
     reference = True  # the ceiling, on generated data only, never served
+    pair_scoring = True  # the audio taste's exp per score: the sampled lists go as pairs
 
     def _fit(self, data: TrainData) -> None:
         if data.truth is None:
@@ -141,6 +142,10 @@ class Oracle(Recommender):
     def block_scorer(self, items: np.ndarray) -> BlockScorer:
         """The planted score written into ``out``, the items' side prepared once."""
         return self.truth.scorer(items)
+
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The planted score of aligned pairs, each computed on its own."""
+        return self.truth.pair_scores(users, items)
 
     def _save(self, folder: Path) -> None:
         t = self.truth
