@@ -19,7 +19,7 @@ from pydantic import Field
 
 from jamrec.models.base import BlockScorer, Recommender, TrainData
 from jamrec.models.early_stopping import EarlyStopping, EarlyStoppingConfig
-from jamrec.models.products import matmul_into, one_blas_thread
+from jamrec.models.products import matmul_into, one_blas_thread, pair_dots
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -100,6 +100,7 @@ class ALS(Recommender):
     name = "als"
     Config = ALSConfig
     config: ALSConfig
+    pair_scoring = True  # a pair is one dot product: the sampled lists go as pairs
 
     def _confidence(self, rows: sp.csr_matrix) -> sp.csr_matrix:
         # implicit treats each stored value as the confidence c itself (its solver adds
@@ -167,6 +168,13 @@ class ALS(Recommender):
         if items is not None:
             tracks = tracks[np.asarray(items, dtype=np.int64)]
         return (self.model.user_factors[users] @ tracks.T).astype(np.float32, copy=False)
+
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(P,) float32: each aligned pair's factors' dot product (:func:`pair_dots`)."""
+        factors, tracks = self.model.user_factors, self.model.item_factors
+        if factors.dtype != np.float32 or tracks.dtype != np.float32:
+            return super().score_pairs(users, items)
+        return pair_dots(factors, tracks, users, items)
 
     def block_scorer(self, items: np.ndarray) -> BlockScorer:
         """The items' factors gathered once; each block one product into ``out``, its rows

@@ -22,6 +22,7 @@ from functools import cache
 
 import numpy as np
 import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS now: see one_blas_thread)
+from numba import njit, prange
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 # Rows per part below which splitting costs more than it saves.
@@ -128,3 +129,33 @@ def in_parallel(*works: Callable[[], object]) -> None:
     works[0]()
     for future in futures:
         future.result()
+
+
+def pair_dots(
+    left: np.ndarray, right: np.ndarray, left_at: np.ndarray, right_at: np.ndarray
+) -> np.ndarray:
+    """(P,) float32: ``left[left_at[p]] . right[right_at[p]]`` for every pair ``p``, in one
+    compiled pass on every core: what a dot-product model gives a list of aligned pairs
+    (the sampled protocol's 101 tracks per held-out one) without a product of the pairs'
+    users against the union of their tracks (a 256 x 25k block for 26k pairs)."""
+    left = np.ascontiguousarray(left, dtype=np.float32)
+    right = np.ascontiguousarray(right, dtype=np.float32)
+    out = np.empty(len(left_at), np.float32)
+    if left.shape[1] != right.shape[1]:
+        raise ValueError(f"vectors of {left.shape[1]} and {right.shape[1]} dimensions")
+    _pair_dots(
+        left, right, np.asarray(left_at, dtype=np.int64), np.asarray(right_at, dtype=np.int64), out
+    )
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _pair_dots(
+    left: np.ndarray, right: np.ndarray, left_at: np.ndarray, right_at: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    for p in prange(out.shape[0]):
+        a, b = left[left_at[p]], right[right_at[p]]
+        total = np.float32(0.0)
+        for k in range(a.shape[0]):
+            total += a[k] * b[k]
+        out[p] = total

@@ -264,6 +264,53 @@ def relu_mlp_scores(
                 out[u, i] = total + bias
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
+def relu_mlp_pairs(
+    user_part: np.ndarray,
+    track_part: np.ndarray,
+    user_at: np.ndarray,
+    track_at: np.ndarray,
+    w2: np.ndarray,
+    b2: float,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """The hybrid's scores of aligned pairs, into ``out``: ``out[p] = w2 .
+    relu(user_part[user_at[p]] + track_part[track_at[p]]) + b2``, each the same sum in
+    the same order as :func:`relu_mlp_scores` gives that pair. Re-ranking a 200-deep pool
+    for every user (40M pairs at TIMJ scale) gathered a ``(65536, H)`` block of each part
+    per step in torch, about 30 s; here each pair's ``H`` terms stay in registers."""
+    hidden = user_part.shape[1]
+    zero = np.float32(0.0)
+    bias = np.float32(b2)
+    for p in prange(out.shape[0]):
+        user = user_part[user_at[p]]
+        track = track_part[track_at[p]]
+        total = zero
+        for k in range(hidden):
+            total += w2[k] * max(user[k] + track[k], zero)
+        out[p] = total + bias
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)
+def add_dot_pairs(
+    user_vectors: np.ndarray,
+    track_vectors: np.ndarray,
+    users: np.ndarray,
+    tracks: np.ndarray,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """``out[p] += user_vectors[users[p]] . track_vectors[tracks[p]]``: the hybrid's
+    dot-product path of aligned pairs."""
+    dim = user_vectors.shape[1]
+    for p in prange(out.shape[0]):
+        user = user_vectors[users[p]]
+        track = track_vectors[tracks[p]]
+        total = np.float32(0.0)
+        for k in range(dim):
+            total += user[k] * track[k]
+        out[p] += total
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def in_rows(
     indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarray

@@ -35,7 +35,7 @@ def _init_linear(linear: nn.Linear, generator: torch.Generator) -> None:
     nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
 
 
-def _compiled_scoring(*parts: torch.Tensor) -> bool:
+def compiled_scoring(*parts: torch.Tensor) -> bool:
     """Whether the hybrid's scoring can run in the compiled kernel: float32 CPU tensors
     outside autograd (scoring, probes); the torch blocks otherwise (CUDA, gradients)."""
     return not torch.is_grad_enabled() and all(
@@ -148,7 +148,7 @@ class HybridModule(nn.Module):
         n_users, hidden = user_part.shape
         n_items = track_part.shape[0]
         out = user_part.new_empty((n_users, n_items))
-        if _compiled_scoring(user_part, track_part):
+        if compiled_scoring(user_part, track_part):
             relu_mlp_scores(
                 user_part.detach().contiguous().numpy(),
                 track_part.detach().contiguous().numpy(),

@@ -18,8 +18,14 @@ from pydantic import Field
 
 from jamrec.models.base import BlockScorer, Recommender, TrainData
 from jamrec.models.dataset import standardise
-from jamrec.models.products import matmul_into
-from jamrec.models.torch.modules import DotModule, HybridModule, TwoTowerModule
+from jamrec.models.products import matmul_into, pair_dots
+from jamrec.models.torch.kernels import add_dot_pairs, relu_mlp_pairs
+from jamrec.models.torch.modules import (
+    DotModule,
+    HybridModule,
+    TwoTowerModule,
+    compiled_scoring,
+)
 from jamrec.models.torch.trainer import TrainConfig, resolve_device, train
 
 
@@ -158,6 +164,22 @@ class _TorchRecommender(Recommender, Generic[NetworkT]):
 
         return score
 
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(P,) float32 scores of aligned pairs: for the dot-product networks on the CPU,
+        the distinct users' and tracks' vectors once, then one dot product per pair
+        (:func:`jamrec.models.products.pair_dots`); elsewhere the default."""
+        module = self.module
+        device = next(module.parameters()).device
+        if device.type != "cpu" or not isinstance(module, DotModule | TwoTowerModule):
+            return super().score_pairs(users, items)
+        user_ids, user_at = np.unique(np.asarray(users, np.int64), return_inverse=True)
+        item_ids, item_at = np.unique(np.asarray(items, np.int64), return_inverse=True)
+        module.eval()
+        with torch.no_grad():
+            left = module.user_matrix(torch.as_tensor(user_ids)).numpy()
+            right = module.item_matrix(torch.as_tensor(item_ids)).numpy()
+        return pair_dots(left, right, user_at, item_at)
+
     def _save(self, folder: Path) -> None:
         torch.save(self.module.state_dict(), folder / "module.pt")
 
@@ -182,6 +204,7 @@ class MBCF(_TorchRecommender[DotModule]):
     name = "mbcf"
     Config = MBCFConfig
     config: MBCFConfig
+    pair_scoring = True  # a pair is one dot product: the sampled lists go as pairs
 
     def _build(self, features: torch.Tensor | None) -> DotModule:
         return DotModule(self.n_users, self.n_tracks, self.config.dim, self._generator())
@@ -213,7 +236,9 @@ class _Hybrid(_TorchRecommender[HybridModule]):
         """(P,) float32 logits of aligned pairs, through the split first layer.
 
         Each distinct user's and track's share of the first layer is computed once, so a
-        pair costs one ``hidden``-wide add, ReLU and dot product.
+        pair costs one ``hidden``-wide add, ReLU and dot product: on the CPU in one
+        compiled pass over the pairs (:func:`.kernels.relu_mlp_pairs`), else in torch
+        blocks of pairs.
         """
         module = self.module
         device = next(module.parameters()).device
@@ -225,6 +250,17 @@ class _Hybrid(_TorchRecommender[HybridModule]):
             u = module.user_part(torch.as_tensor(user_ids, device=device))
             t = module.track_part(torch.as_tensor(item_ids, device=device))
             w2, b2 = module.layer2.weight[0], module.layer2.bias[0]
+            if compiled_scoring(u, t):  # the CPU: each pair in registers, every core
+                relu_mlp_pairs(u.numpy(), t.numpy(), user_at, item_at, w2.numpy(), float(b2), out)
+                if module.dot:
+                    add_dot_pairs(
+                        module.users.weight.numpy(),
+                        module.tracks.weight.numpy(),
+                        np.asarray(users, np.int64),
+                        np.asarray(items, np.int64),
+                        out,
+                    )
+                return out
             for lo in range(0, len(out), _PAIR_BLOCK):
                 ua = torch.as_tensor(user_at[lo : lo + _PAIR_BLOCK], device=device)
                 ia = torch.as_tensor(item_at[lo : lo + _PAIR_BLOCK], device=device)

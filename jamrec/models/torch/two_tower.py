@@ -116,6 +116,7 @@ class TwoTower(_TorchRecommender[TwoTowerModule]):
     name = "two_tower"
     Config = TwoTowerConfig
     config: TwoTowerConfig
+    pair_scoring = True  # a pair is one dot product: the sampled lists go as pairs
 
     def _features(self, data: TrainData) -> torch.Tensor:
         features = np.asarray(data.features, dtype=np.float32)
