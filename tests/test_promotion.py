@@ -383,20 +383,32 @@ def test_a_reference_point_keeps_no_lists(warehouse):
 
 
 def test_a_re_ranker_reads_the_pool_kept_beside_its_pool_champion(warehouse, capsys):
-    """The hybrid re-ranks the best dot-product champion's top 200: computed at the first
-    promotion that needs it and kept beside that champion's model, then read back by the
-    next one on the same build, which serves the same rows."""
-    from jamrec.operations.recommendations import POOL, RERANK_DEPTH
+    """The hybrid re-ranks the best dot-product champion's top 200: kept by that
+    champion's evaluation (the same full-ranking pass), equal to the pool computed afresh,
+    read back by every promotion of a re-ranker on the same build; without the file the
+    pool is computed, kept again, and the served rows are the same."""
+    from jamrec.models.dataset import open_dataset
+    from jamrec.operations.recommendations import POOL, RERANK_DEPTH, top_n_for_all
+    from jamrec.operations.remap import saved_model
 
     _train(warehouse, "als", "--set", "als.iterations=3")
-    _train(warehouse, "hybrid", "--set", "hybrid.epochs=1")
-    (als,), (hybrid,) = _runs(warehouse, "als"), _runs(warehouse, "hybrid")
+    (als,) = _runs(warehouse, "als")
     kept = warehouse.parent / "models" / als / POOL
     assert kept.exists() and np.load(kept).shape[1] == RERANK_DEPTH
+    model = saved_model(str(warehouse.parent / "models" / als))[0]
+    fresh, _ = top_n_for_all(model, open_dataset(warehouse), RERANK_DEPTH)
+    np.testing.assert_array_equal(np.load(kept), fresh)
+    capsys.readouterr()
+    _train(warehouse, "hybrid", "--set", "hybrid.epochs=1")
+    assert "the re-rankers' pool from als, kept" in capsys.readouterr().err
+    (hybrid,) = _runs(warehouse, "hybrid")
     sql = "select user_id, rank, track_id, score from recommendations where model = 'hybrid' "
     sql += "order by all"
     first = _q(warehouse, sql)
-    capsys.readouterr()
+    kept.unlink()
     assert main(["promote", hybrid, "--note", "again", "--warehouse", str(warehouse)]) == 0
+    assert "the re-rankers' pool from als, kept" not in capsys.readouterr().err
+    assert kept.exists() and _q(warehouse, sql) == first and len(first) > 0
+    assert main(["promote", hybrid, "--note", "and again", "--warehouse", str(warehouse)]) == 0
     assert "the re-rankers' pool from als, kept" in capsys.readouterr().err
-    assert _q(warehouse, sql) == first and len(first) > 0
+    assert _q(warehouse, sql) == first

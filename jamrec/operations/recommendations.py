@@ -25,11 +25,10 @@ from jamrec.models import model_class
 from jamrec.models.base import Recommender, tie_rank
 from jamrec.models.dataset import Dataset
 from jamrec.operations.remap import Remapped, saved_model
-from jamrec.operations.runs import load_top_lists
+from jamrec.operations.runs import POOL, RERANK_DEPTH, load_top_lists, save_pool
 from jamrec.provenance import now
 from jamrec.warehouse.store import model_path, warehouse_at
 
-RERANK_DEPTH = 200
 BATCH = 1024
 
 
@@ -145,19 +144,30 @@ def compute(
         c for c in champions if _pairwise(c[0])
     ]
     todo = [c for c in champions if only is None or c[0] in only]
+    rerankers = any(_pairwise(c[0]) for c in todo)
+    passed_source = False  # whether the best dot-product champion has been met
     for model_name, run_id, build_id, path in champions:
         wanted = only is None or model_name in only
-        needed_for_pool = pools is None and model_name != "popularity"
-        if not wanted and not (needed_for_pool and any(_pairwise(c[0]) for c in todo)):
+        # The best dot-product champion (popularity aside) is the re-rankers' pool.
+        pool_source = not passed_source and model_name != "popularity"
+        pool_source = pool_source and not _pairwise(model_name)
+        passed_source = passed_source or pool_source
+        feeds = pool_source and rerankers
+        if not wanted and not feeds:
             continue
         position = todo.index((model_name, run_id, build_id, path)) + 1 if wanted else 0
         if wanted:
             log.info("recommendations %d of %d: %s", position, len(todo), model_name)
         start = time.perf_counter()
-        if wanted and not (needed_for_pool and any(_pairwise(c[0]) for c in todo)):
-            saved = _saved_lists(data, build_id, path, top_n)
+        # Kept by the run's evaluation from its full ranking (or by an earlier promotion,
+        # the pool): no second scoring pass.
+        saved = _saved_lists(data, build_id, path, top_n) if wanted else None
+        if feeds:
+            pools = _saved_pool(data, build_id, path)
+            if pools is not None:
+                log.info("recommendations: the re-rankers' pool from %s, kept", model_name)
+        if (saved is not None or not wanted) and (pools is not None or not feeds):
             if saved is not None:
-                # Kept by the run's evaluation from its full ranking: no second pass.
                 parts.append(_rows(data, run_id, model_name, *saved))
                 counts[model_name] = parts[-1].num_rows
                 log.info(
@@ -166,13 +176,7 @@ def compute(
                     run_id,
                     f"{counts[model_name]:,}",
                 )
-                continue
-        pool_source = pools is None and model_name != "popularity" and not _pairwise(model_name)
-        if pool_source and not wanted:
-            pools = _saved_pool(data, build_id, path)
-            if pools is not None:  # kept beside the model by an earlier promotion
-                log.info("recommendations: the re-rankers' pool from %s, kept", model_name)
-                continue
+            continue
         model = _model_for(data, build_id, path)
         if model.pairwise:
             if pools is None:
@@ -180,9 +184,9 @@ def compute(
                 continue
             ids, scores = top_n_for_all(model, data, top_n, pool=pools)
         else:
-            depth = RERANK_DEPTH if pools is None else top_n
-            ids, scores = top_n_for_all(model, data, depth)
-            if pool_source:
+            deep = pool_source and pools is None  # the pool comes off this pass
+            ids, scores = top_n_for_all(model, data, RERANK_DEPTH if deep else top_n)
+            if deep:
                 _keep_pool(data, build_id, path, ids)
                 pools = ids  # the best dot-product champion feeds the re-rankers
             ids, scores = ids[:, :top_n], scores[:, :top_n]
@@ -216,12 +220,10 @@ def _saved_lists(
     return lists.ids[:, :n], lists.scores[:, :n]
 
 
-POOL = "rerank_pool.npy"  # in a saved run's folder: its RERANK_DEPTH-deep lists (ids)
-
-
 def _saved_pool(data: Dataset, build_id: str, path: str | None) -> np.ndarray | None:
-    """The re-rankers' pool :func:`_keep_pool` saved beside a run's model on its own build
-    (each promotion of a re-ranker needs it), else None."""
+    """The re-rankers' pool saved beside a run's model on its own build: by its evaluation
+    (:func:`runs.save_top_lists`) or by an earlier promotion (:func:`_keep_pool`); else
+    None."""
     if path is None or build_id != data.build_id or not (Path(path) / POOL).exists():
         return None
     ids = np.load(Path(path) / POOL)
@@ -231,18 +233,14 @@ def _saved_pool(data: Dataset, build_id: str, path: str | None) -> np.ndarray | 
 
 
 def _keep_pool(data: Dataset, build_id: str, path: str | None, ids: np.ndarray) -> None:
-    """Save a champion's ``RERANK_DEPTH``-deep lists (track indexes) beside its model,
-    written whole, then renamed, for the next re-ranker's promotion on the same build; a
-    folder that cannot take them only costs that promotion the scoring pass."""
+    """Save a champion's ``RERANK_DEPTH``-deep lists (track indexes) beside its model for
+    the next re-ranker's promotion on the same build; a folder that cannot take them only
+    costs that promotion the scoring pass."""
     if path is None or build_id != data.build_id or ids.shape[1] != RERANK_DEPTH:
         return
-    part = Path(path) / (POOL + ".part")
     try:
-        with part.open("wb") as out:
-            np.save(out, ids.astype(np.int32))
-        part.replace(Path(path) / POOL)
+        save_pool(Path(path), ids)
     except OSError as exc:
-        part.unlink(missing_ok=True)
         log.warning("could not keep the re-ranking pool beside the model: %s", exc)
 
 

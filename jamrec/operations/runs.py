@@ -292,9 +292,14 @@ def evaluate(
     stage, to ``run.stages``. ``top_n``: also keep every user's top-``top_n`` list off the
     full ranking's score blocks (:class:`jamrec.evaluation.protocols.TopLists`), which
     :func:`record` saves beside the model for serving; none for a reference point
-    (random, the oracle), which is never served."""
+    (random, the oracle), which is never served. A model that can feed the re-rankers
+    (:func:`feeds_rerankers`) keeps its lists :data:`RERANK_DEPTH` deep: the re-rankers'
+    pool, should it become the best dot-product champion, comes off the same pass."""
     begun = time.perf_counter()
     top_n = 0 if run.model.reference else top_n
+    if top_n and feeds_rerankers(run.model):
+        # The same pass keeps the re-rankers' pool: serving needs no scoring pass of its own.
+        top_n = max(top_n, RERANK_DEPTH)
     result = evaluate_model(run.model, data, settings, run.timings, top_n)
     if data.protocol == "temporal":
         run.data_snapshot["n_cold_items"] = result.n_cold_items
@@ -423,16 +428,44 @@ def record(run: TrainedRun, result: EvaluationResult | None, warehouse: Path | N
 
 BEYOND_K = 10  # the list length beyond-accuracy measures
 SERVED_TOP_N = 20  # the served lists' length (recommendations), kept by the evaluation
+RERANK_DEPTH = 200  # the re-rankers' pool: the best dot-product champion's lists, this deep
 
 TOP_LISTS = "top_lists.npz"  # in a saved run's folder: its served lists on its own build
+POOL = "rerank_pool.npy"  # in a saved run's folder: its RERANK_DEPTH-deep lists (ids)
+
+
+def feeds_rerankers(model: Recommender) -> bool:
+    """Whether ``model``'s lists can be the re-rankers' pool: a model that ranks every
+    candidate (not pairwise), neither a reference point nor popularity (its pool would be
+    the same 200 tracks for everyone)."""
+    return not (model.pairwise or model.reference or model.name == "popularity")
 
 
 def save_top_lists(folder: Path, lists: TopLists) -> None:
-    """Save a run's :class:`TopLists` in its model folder (written whole, then renamed)."""
+    """Save a run's :class:`TopLists` in its model folder: the first
+    :data:`SERVED_TOP_N` of each list as the served lists and, when the lists are
+    :data:`RERANK_DEPTH` deep, their ids as the re-rankers' pool (:func:`save_pool`).
+    Each file is written whole, then renamed."""
     part = folder / (TOP_LISTS + ".part")
+    served = slice(0, min(SERVED_TOP_N, lists.ids.shape[1]))
     with part.open("wb") as out:
-        np.savez(out, ids=lists.ids.astype(np.int32), scores=lists.scores)
+        np.savez(out, ids=lists.ids[:, served].astype(np.int32), scores=lists.scores[:, served])
     part.replace(folder / TOP_LISTS)
+    if lists.ids.shape[1] >= RERANK_DEPTH:
+        save_pool(folder, lists.ids[:, :RERANK_DEPTH])
+
+
+def save_pool(folder: Path, ids: np.ndarray) -> None:
+    """Save ``RERANK_DEPTH``-deep lists (track indexes, -1 pads) as the re-rankers' pool
+    beside a run's model, written whole, then renamed."""
+    part = folder / (POOL + ".part")
+    try:
+        with part.open("wb") as out:
+            np.save(out, ids.astype(np.int32))
+        part.replace(folder / POOL)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 def load_top_lists(folder: Path) -> TopLists | None:
