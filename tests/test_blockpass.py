@@ -75,6 +75,30 @@ def test_block_pass_equals_the_separate_passes(n_rows, n, levels, k, k_sample, s
     assert not np.shares_memory(got.list_scores, scores)
 
 
+@pytest.mark.parametrize("levels", [3, 1000])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_deep_lists_from_a_floor_equal_the_separate_passes(levels, seed):
+    """Lists of 64 or more start from a floor read off the row's chunk maxima: the same
+    lists and ranks, with ties, NaN and infinities, a row of NaN, a row of one value,
+    rows with fewer chunks than the list needs and rows whose NaN chunks do not count."""
+    rng = np.random.default_rng(seed)
+    n_rows, n, k = 7, 20_000, 200
+    scores, _, _, _ = _case(rng, n_rows, n, levels)
+    scores[3, : n - 64 * 150] = np.nan  # too few chunks with a number: no floor
+    scores[4, ::64] = np.nan  # a NaN in every chunk
+    relevant = _pattern(rng, n_rows, n, 0.0005)
+    relevant[:, rng.integers(0, n)] = True
+    excluded = _pattern(rng, n_rows, n, 0.002, relevant)
+    got = block_pass(scores, sp.csr_matrix(relevant), sp.csr_matrix(excluded), k=k)
+    rows, cols = np.nonzero(relevant)
+    np.testing.assert_array_equal(
+        got.ranks, ranks_full(scores, rows, cols, exclude=np.nonzero(excluded))
+    )
+    ids, values = _masked_top(scores, relevant | excluded, k)
+    np.testing.assert_array_equal(got.list_cols, ids)
+    np.testing.assert_array_equal(got.list_scores, values)
+
+
 def test_block_pass_lists_alone_and_nothing_asked():
     rng = np.random.default_rng(3)
     scores, relevant, excluded, _ = _case(rng, 5, 300, 3)
@@ -100,3 +124,36 @@ def test_block_pass_does_not_write_the_block():
         k_sample=5,
     )
     np.testing.assert_array_equal(scores, before)
+
+
+@pytest.mark.parametrize("levels", [3, 50, 1000])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_shared_row_read_without_its_block_equals_the_block_pass(levels, seed):
+    """A model that scores every user alike (popularity): ranks and both lists read off
+    the row's order equal the block pass over the block of that row repeated, ties
+    included; a row with a NaN or an infinity, or too few unmasked columns for a list,
+    is left to the block pass (None)."""
+    from jamrec.evaluation.blockpass import shared_row_pass
+
+    rng = np.random.default_rng(seed)
+    n_rows, n = 9, 900
+    row = rng.integers(-levels, levels, n).astype(np.float32)
+    if levels > 100:
+        row = rng.standard_normal(n).astype(np.float32)
+    row[rng.integers(0, n, 5)] = -0.0  # -0.0 and 0.0 tie
+    row[rng.integers(0, n, 5)] = 0.0
+    block = np.broadcast_to(row, (n_rows, n)).copy()
+    _, relevant, excluded, seen = _case(rng, n_rows, n, levels)
+    args = (sp.csr_matrix(relevant), sp.csr_matrix(excluded))
+    sample_rows = np.flatnonzero(rng.random(n_rows) < 0.5)
+    options = {"k": 40, "sample_rows": sample_rows, "seen": sp.csr_matrix(seen), "k_sample": 10}
+    got = shared_row_pass(row, *args, **options)
+    want = block_pass(block, *args, **options)
+    assert got is not None
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = row.copy()
+        broken[7] = bad
+        assert shared_row_pass(broken, *args, **options) is None
+    assert shared_row_pass(row, *args, k=n) is None  # some row masks columns

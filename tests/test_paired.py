@@ -51,8 +51,11 @@ def _spy(monkeypatch) -> dict[str, list]:
     return seen
 
 
-def _evaluate_run(model_seed: int, data, evaluation_seed: int, monkeypatch):
-    """A Random model trained with ``model_seed``, evaluated like ``jamrec train`` does."""
+def _evaluate_run(model_seed: int, data, evaluation_seed: int, monkeypatch, memo=False):
+    """A Random model trained with ``model_seed``, evaluated like ``jamrec train`` does;
+    the sampled lists drawn afresh unless ``memo`` (what an earlier model kept)."""
+    if not memo:
+        data.memo.clear()
     seen = _spy(monkeypatch)
     run = runs.TrainedRun("r", Random(Random.Config(seed=model_seed)), "b", model_seed, None)
     run.model.fit(TrainData.from_dataset(data))
@@ -95,6 +98,10 @@ def test_two_training_seeds_get_the_same_users_negatives_and_resamples(data, mon
     np.testing.assert_array_equal(sample["full"], first_sample["full"])
     assert not np.array_equal(seen_other["negatives"][0][1], seen_first["negatives"][0][1])
     assert seen_other["bootstrap"][0][0] != seen_first["bootstrap"][0][0]
+    # A later model on the same Dataset reads the lists the first one drew: no new draw,
+    # the same results as drawing them again.
+    kept, seen_kept = _evaluate_run(0, data, evaluation_seed=8, monkeypatch=monkeypatch, memo=True)
+    assert seen_kept["negatives"] == [] and kept.rows == other.rows
 
 
 def test_the_training_seed_never_reaches_the_evaluation(data):

@@ -14,6 +14,7 @@ from jamrec.models.dataset import open_dataset
     ("name", "config"),
     [
         ("popularity", {}),
+        ("random", {}),
         ("als", {"iterations": 2}),
         ("hybrid", {"epochs": 1, "threads": 1}),
         ("oracle", {}),  # its own compiled pairs (the planted score), not the default
@@ -53,7 +54,7 @@ def test_the_hybrids_compiled_pairs_equal_its_torch_blocks(tiny_warehouse, monke
     np.testing.assert_allclose(compiled, blocks, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["als", "mbcf", "oracle"])
+@pytest.mark.parametrize("name", ["als", "mbcf", "oracle", "popularity", "random"])
 def test_sampled_lists_scored_as_pairs_equal_blocks(tiny_warehouse, monkeypatch, name):
     """Models with ``pair_scoring`` score the sampled protocol's lists as pairs: the same
     per-user metrics as the block of each batch's users against the union of their lists
@@ -71,3 +72,22 @@ def test_sampled_lists_scored_as_pairs_equal_blocks(tiny_warehouse, monkeypatch,
     for a, b in zip(pairs.per_user, blocks.per_user, strict=True):
         np.testing.assert_array_equal(a.users, b.users)
         np.testing.assert_array_equal(a.metrics.values, b.metrics.values)
+
+
+def test_popularitys_full_ranking_off_one_row_equals_scoring_blocks(tiny_warehouse, monkeypatch):
+    """Popularity scores everyone alike: its full ranking orders one row
+    (``shared_scores``); the same metrics, per-user results and kept lists as scoring a
+    block per batch."""
+    from jamrec.evaluation.protocols import evaluate
+    from jamrec.models.baselines import Popularity
+
+    data = open_dataset(tiny_warehouse)
+    model = create("popularity").fit(TrainData.from_dataset(data))
+    shared = evaluate(model, data, n_boot=10, top_n=20, beyond_k=10)
+    monkeypatch.setattr(Popularity, "shared_scores", False)
+    blocks = evaluate(model, data, n_boot=10, top_n=20, beyond_k=10)
+    assert shared.rows == blocks.rows
+    for a, b in zip(shared.per_user, blocks.per_user, strict=True):
+        np.testing.assert_array_equal(a.metrics.values, b.metrics.values)
+    np.testing.assert_array_equal(shared.top_lists.ids, blocks.top_lists.ids)
+    np.testing.assert_array_equal(shared.beyond_lists[1], blocks.beyond_lists[1])

@@ -26,6 +26,9 @@ from numba import njit, prange
 from jamrec.models.topk import _CHUNK, _after, _none_at_least, _sift_down
 
 _NEG_INF = float("-inf")
+# Lists at least this long start from a floor (:func:`_list_floor`): the re-rankers'
+# 200-deep pool, whose heap otherwise takes in thousands of entries before it settles.
+_FLOOR_FROM_K = 64
 
 
 @njit(cache=True, inline="always")
@@ -44,6 +47,15 @@ def _above(values: np.ndarray, v: float) -> int:  # pragma: no cover - compiled
     for q in range(values.shape[0]):
         count += not (values[q] <= v)
     return count
+
+
+@njit(cache=True, inline="always")
+def _none_above(values: np.ndarray, threshold: float) -> bool:  # pragma: no cover
+    """Whether no entry of ``values`` is ``> threshold`` (NaN never is), vectorised."""
+    count = 0
+    for q in range(values.shape[0]):
+        count += values[q] > threshold
+    return count == 0
 
 
 @njit(cache=True, inline="always")
@@ -102,9 +114,11 @@ def _heap_chunk(
     if j >= hi:
         return
     worst = hs[0]
-    # Nothing in the chunk reaches the worst kept: one vectorised count. Masked columns are
-    # -inf, below any worst but -inf itself; and every number beats a NaN worst.
-    if worst == worst and worst > _NEG_INF and _none_at_least(x[j:hi], worst):
+    # Nothing in the chunk beats the worst kept: one vectorised count. The chunk's columns
+    # come after every kept one, so a score equal to the worst ranks after it (a row of
+    # ties, e.g. item-kNN's zeros, is skipped too). Masked columns are -inf, below any
+    # worst but -inf itself; and every number beats a NaN worst.
+    if worst == worst and worst > _NEG_INF and _none_above(x[j:hi], worst):
         return
     for q in range(j, hi):
         s = x[q]
@@ -115,6 +129,74 @@ def _heap_chunk(
         if _after(hs[0], hc[0], s, q):
             _sift(hs, hc, k, s, q)
             worst = hs[0]
+
+
+@njit(cache=True, inline="always")
+def _list_floor(x: np.ndarray, need: int, maxima: np.ndarray) -> float:  # pragma: no cover
+    """A score that at least ``need`` entries of ``x`` reach, or ``-inf``: the ``need``-th
+    largest of its chunks' maxima (each chunk's maximum is a distinct entry of the row).
+
+    The maxima are taken over order-preserving integer keys of the floats (a float's bits,
+    the negative ones' magnitude bits flipped), which the compiler vectorises where a
+    float maximum is not; a chunk whose maximum is a NaN is not counted. The pass reads
+    the row from memory once, so the list's pass after it reads it from the cache."""
+    n = x.shape[0]
+    full = n // _CHUNK
+    if need <= 0 or full < need:
+        return _NEG_INF
+    keys = x.view(np.int32)
+    nan_key = np.int32(0x7F800000)  # +inf's key: a larger one is a NaN
+    for m in range(full):
+        chunk = keys[m * _CHUNK : (m + 1) * _CHUNK]
+        best = np.int32(-0x80000000)
+        for q in range(_CHUNK):
+            b = chunk[q]
+            best = max(best, b ^ ((b >> 31) & 0x7FFFFFFF))
+        maxima[m] = best if best <= nan_key else np.int32(-0x80000000)
+    floor_key = np.partition(maxima[:full], full - need)[full - need]
+    if floor_key == np.int32(-0x80000000):
+        return _NEG_INF
+    bits = np.empty(1, np.int32)
+    bits[0] = floor_key ^ ((floor_key >> 31) & 0x7FFFFFFF)
+    return bits.view(np.float32)[0]
+
+
+@njit(cache=True, inline="always")
+def _heap_floor(
+    x: np.ndarray,
+    lo: int,
+    hi: int,
+    floor: float,
+    hs: np.ndarray,
+    hc: np.ndarray,
+    size: np.ndarray,
+    k: int,
+    mask_a: np.ndarray,
+    at_a: np.ndarray,
+    mask_b: np.ndarray,
+    at_b: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """:func:`_heap_chunk` for a row whose best ``k`` unmasked entries all reach ``floor``
+    (:func:`_list_floor`): only unmasked entries ``>= floor`` are offered, filling
+    included, so a chunk below the floor costs one vectorised count."""
+    if size[0] == k:
+        if _none_above(x[lo:hi], hs[0]):  # as in _heap_chunk: ties with the worst go after
+            return
+    elif _none_at_least(x[lo:hi], floor):
+        return
+    for q in range(lo, hi):
+        s = x[q]
+        if not (s >= floor):  # below the floor, or NaN
+            continue
+        if size[0] == k and not (s > hs[0]):
+            continue
+        if _masked(mask_a, at_a, q) or _masked(mask_b, at_b, q):
+            continue
+        if size[0] < k:
+            _push(hs, hc, size[0], s, q)
+            size[0] += 1
+        elif _after(hs[0], hc[0], s, q):
+            _sift(hs, hc, k, s, q)
 
 
 @njit(cache=True, inline="always")
@@ -164,6 +246,10 @@ def _pass(
         ss, sc, s_size = np.empty(ks, np.float32), np.empty(ks, np.int64), np.zeros(1, np.int64)
         at_s, at_none = np.zeros(1, np.int64), np.zeros(1, np.int64)
         none = seen[:0]
+        floor = _NEG_INF
+        if k >= _FLOOR_FROM_K:
+            maxima = np.empty(n // _CHUNK, np.int32)
+            floor = _list_floor(x, k + rel.shape[0] + exc.shape[0], maxima)
         for lo in range(0, n, _CHUNK):
             hi = min(lo + _CHUNK, n)
             chunk = x[lo:hi]
@@ -179,7 +265,9 @@ def _pass(
                     count[i] += _above(chunk, value)
                 else:
                     count[i] += _not_below(x[lo:c], value) + _above(x[c + 1 : hi], value)
-            if k > 0:
+            if k > 0 and floor > _NEG_INF:
+                _heap_floor(x, lo, hi, floor, hs, hc, size, k, rel, at_a, exc, at_b)
+            elif k > 0:
                 _heap_chunk(x, lo, hi, hs, hc, size, k, rel, at_a, exc, at_b)
             if sampled:
                 _heap_chunk(x, lo, hi, ss, sc, s_size, ks, seen, at_s, none, at_none)
@@ -289,3 +377,136 @@ def block_pass(
     for cols, values in ((out.list_cols, out.list_scores), (out.sample_cols, out.sample_scores)):
         cols[np.isneginf(values)] = -1
     return out
+
+
+def shared_row_pass(
+    row: np.ndarray,
+    relevant: sp.csr_matrix,
+    excluded: sp.csr_matrix,
+    ranks: bool = True,
+    k: int = 0,
+    sample_rows: np.ndarray | None = None,
+    seen: sp.csr_matrix | None = None,
+    k_sample: int = 0,
+) -> BlockResult | None:
+    """:func:`block_pass` of a block whose every row is ``row`` (a model that scores every
+    user alike: popularity), without the block: the columns are put in ranking order once
+    (score, then column), a held-out column's rank is its place in that order less the
+    row's excluded columns ahead of it, and a list is the order's first columns that the
+    row does not mask. A row costs its own columns, not the catalogue's 255k.
+
+    None when the shortcut does not apply (a score that is not a finite number, or a row
+    with fewer unmasked columns than a list needs): the caller scores the block."""
+    row = np.asarray(row, dtype=np.float32)
+    n_rows, n = relevant.shape
+    if n_rows == 0 or n == 0 or not np.isfinite(row).all() or len(row) != n:
+        return None
+    rel_ptr, rel_cols = _sorted_csr(relevant, n_rows)
+    exc_ptr, exc_cols = _sorted_csr(excluded, n_rows)
+    k = max(0, min(int(k), n))
+    sample_rows = np.zeros(0, np.int64) if sample_rows is None else np.asarray(sample_rows)
+    k_sample = max(0, min(int(k_sample), n))
+    if seen is None:
+        seen_ptr, seen_cols = np.zeros(n_rows + 1, np.int64), np.zeros(0, np.int64)
+    else:
+        seen_ptr, seen_cols = _sorted_csr(seen, n_rows)
+    masked = np.diff(rel_ptr) + np.diff(exc_ptr)
+    if k and (n - masked).min() < k:
+        return None
+    if k_sample and len(sample_rows) and (n - np.diff(seen_ptr)[sample_rows]).min() < k_sample:
+        return None
+    order = np.lexsort((np.arange(n), -row))  # higher score first, then the column
+    place = np.empty(n, np.int64)
+    place[order] = np.arange(n)
+    row_of = np.full(n_rows, -1, np.int64)
+    row_of[sample_rows] = np.arange(len(sample_rows))
+    out = BlockResult(
+        np.zeros(len(rel_cols) if ranks else 0, np.int64),
+        np.full((n_rows, k), -1, np.int64),
+        np.full((n_rows, k), -np.inf, np.float32),
+        np.full((len(sample_rows), k_sample), -1, np.int64),
+        np.full((len(sample_rows), k_sample), -np.inf, np.float32),
+    )
+    _shared_pass(
+        row,
+        order,
+        place,
+        rel_ptr,
+        rel_cols,
+        exc_ptr,
+        exc_cols,
+        out.ranks,
+        ranks,
+        out.list_cols,
+        out.list_scores,
+        row_of,
+        seen_ptr,
+        seen_cols,
+        out.sample_cols,
+        out.sample_scores,
+    )
+    return out
+
+
+@njit(cache=True, inline="always")
+def _in_sorted(cols: np.ndarray, c: int) -> bool:  # pragma: no cover - compiled
+    at = np.searchsorted(cols, c)
+    return at < cols.shape[0] and cols[at] == c
+
+
+@njit(cache=True, inline="always")
+def _first_unmasked(
+    row: np.ndarray,
+    order: np.ndarray,
+    mask_a: np.ndarray,
+    mask_b: np.ndarray,
+    out_cols: np.ndarray,
+    out_scores: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """The order's first ``len(out_cols)`` columns in neither sorted mask."""
+    m = 0
+    for c in order:
+        if m == out_cols.shape[0]:
+            break
+        if _in_sorted(mask_a, c) or _in_sorted(mask_b, c):
+            continue
+        out_cols[m], out_scores[m] = c, row[c]
+        m += 1
+
+
+@njit(parallel=True, cache=True)
+def _shared_pass(
+    row: np.ndarray,
+    order: np.ndarray,
+    place: np.ndarray,
+    rel_ptr: np.ndarray,
+    rel_cols: np.ndarray,
+    exc_ptr: np.ndarray,
+    exc_cols: np.ndarray,
+    ranks: np.ndarray,
+    with_ranks: bool,
+    list_cols: np.ndarray,
+    list_scores: np.ndarray,
+    sample_row: np.ndarray,
+    seen_ptr: np.ndarray,
+    seen_cols: np.ndarray,
+    sample_cols: np.ndarray,
+    sample_scores: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    n_rows = rel_ptr.shape[0] - 1
+    for r in prange(n_rows):
+        rel = rel_cols[rel_ptr[r] : rel_ptr[r + 1]]
+        exc = exc_cols[exc_ptr[r] : exc_ptr[r + 1]]
+        if with_ranks:
+            for i in range(rel.shape[0]):
+                p = place[rel[i]]
+                ahead = p
+                for e in exc:
+                    ahead -= place[e] < p
+                ranks[rel_ptr[r] + i] = 1 + ahead
+        if list_cols.shape[1] > 0:
+            _first_unmasked(row, order, rel, exc, list_cols[r], list_scores[r])
+        if sample_cols.shape[1] > 0 and sample_row[r] >= 0:
+            seen = seen_cols[seen_ptr[r] : seen_ptr[r + 1]]
+            s = sample_row[r]
+            _first_unmasked(row, order, seen, seen[:0], sample_cols[s], sample_scores[s])

@@ -217,6 +217,9 @@ class Recommender(ABC):
     # their sampled lists (the sampled protocol then scores pairs): pairwise models, and
     # scores far dearer than a dot product (the oracle's audio taste).
     pair_scoring: ClassVar[bool] = False
+    # Every user gets the same scores (popularity): the full ranking orders one row once
+    # (blockpass.shared_row_pass) instead of scoring and reading a block per batch.
+    shared_scores: ClassVar[bool] = False
     # A reference point reported beside the models (the random floor, the oracle's
     # ceiling): never a champion's serving choice, never folded in.
     reference: ClassVar[bool] = False

@@ -17,10 +17,15 @@ class Popularity(Recommender):
     """Ranks tracks by how many users have them in train (the same list for everyone)."""
 
     name = "popularity"
+    pair_scoring = True  # a pair is one lookup: the sampled lists go as pairs
+    shared_scores = True  # the same list for everyone: the full ranking orders one row
 
     def _fit(self, data: TrainData) -> None:
         self.counts = np.asarray(data.train.getnnz(axis=0), dtype=np.float32)
         data.step(0, None, self)
+
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.counts[np.asarray(items, dtype=np.int64)]
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         counts = self.counts if items is None else self.counts[np.asarray(items)]
@@ -71,6 +76,7 @@ class Random(Recommender):
 
     name = "random"
     reference = True  # the floor every model is read against, never served
+    pair_scoring = True  # a pair is one product: the sampled lists go as pairs
 
     def _fit(self, data: TrainData) -> None:
         self.track_values = np.random.default_rng([self.config.seed, 0x7A4]).integers(
@@ -86,6 +92,13 @@ class Random(Recommender):
         users = np.atleast_1d(np.asarray(users, dtype=np.int64))
         n_items = self.n_tracks if items is None else len(items)
         return self._scores(users, items, np.empty((len(users), n_items), np.float32))
+
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The same words as :meth:`score`, one per aligned pair."""
+        values = self.track_values[np.asarray(items, dtype=np.int64)].astype(np.uint64)
+        multipliers = self._multipliers(np.asarray(users, dtype=np.int64)).astype(np.uint64)
+        words = ((values * multipliers) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        return ((words >> np.uint32(9)) | np.uint32(0x3F800000)).view(np.float32)
 
     def block_scorer(self, items: np.ndarray) -> BlockScorer:
         values = self.track_values[np.asarray(items)]  # gathered once

@@ -230,6 +230,10 @@ class Dataset:
     inputs_fingerprint: str | None = None
     protocol: str = "leave_k_out"  # which split protocol train/val/test come from
     _user_index: dict[str, int] | None = field(default=None, repr=False)
+    # What the evaluation derives from the data alone, the same for every model evaluated
+    # on this Dataset (the sampled protocol's lists): computed for the first, kept. Not an
+    # init field, so dataclasses.replace (a changed copy) starts with an empty one.
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_users(self) -> int:

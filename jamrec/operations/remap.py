@@ -29,6 +29,7 @@ class Remapped(Recommender):
         self.name = f"{inner.name} (re-scored)"  # type: ignore[misc]
         self.pairwise = inner.pairwise  # type: ignore[misc]
         self.pair_scoring = inner.pair_scoring  # type: ignore[misc]
+        self.shared_scores = inner.shared_scores  # type: ignore[misc]
         self.inner = inner
         self.n_users, self.n_tracks = data.n_users, data.n_tracks
         self.user_map = _positions(inner_users, data.users)
