@@ -30,7 +30,6 @@ from jamrec.provenance import now
 from jamrec.warehouse.store import model_path, warehouse_at
 
 BATCH = 1024
-RERANK_BATCH = 16384  # users per score_pairs call when re-ranking pools (3.3M pairs)
 
 
 Champion = tuple[str, str, str, str | None]  # (model, run_id, build_id, model_path)
@@ -97,11 +96,8 @@ def top_n_for_all(
         # block read once with the positives masked as they are met (block_pass)
         scorer = model.block_scorer(candidates)
         buffer = np.empty((min(BATCH, data.n_users), len(candidates)), np.float32)
-    # A re-ranker's call costs the distinct tracks of the batch's pools (its first layer's
-    # track part) besides the pairs: bigger batches of pools share more of them.
-    step = BATCH if pool is None else RERANK_BATCH
-    for start in range(0, data.n_users, step):
-        users = np.arange(start, min(start + step, data.n_users))
+    for start in range(0, data.n_users, BATCH):
+        users = np.arange(start, min(start + BATCH, data.n_users))
         if pool is None:
             block = scorer(users, buffer[: len(users)])
             read = block_pass(block, nothing[users], seen_columns[users], ranks=False, k=n)
