@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             took = (
                 "the time depends on the dump's size"
                 if args.timj is not None
-                else "about 40 minutes at full scale on 2 cores, 7-10 of them training the hybrid"
+                else "35-55 minutes at full scale on 2 cores, 7-11 of them training the hybrid"
                 if args.scale == "full"
                 else "a minute or two"
             )
