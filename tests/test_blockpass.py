@@ -77,14 +77,14 @@ def test_block_pass_equals_the_separate_passes(n_rows, n, levels, k, k_sample, s
 
 @pytest.mark.parametrize("levels", [3, 1000])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_deep_lists_from_a_floor_equal_the_separate_passes(levels, seed):
-    """Lists of 64 or more start from a floor read off the row's chunk maxima: the same
-    lists and ranks, with ties, NaN and infinities, a row of NaN, a row of one value,
-    rows with fewer chunks than the list needs and rows whose NaN chunks do not count."""
+def test_deep_lists_equal_the_separate_passes(levels, seed):
+    """200-deep lists (the re-rankers' pool) over 20,000 columns, where a chunk that only
+    ties the worst kept entry is skipped: the same lists and ranks, with ties, NaN and
+    infinities, a row of NaN, a row of one value, rows with NaN in every chunk."""
     rng = np.random.default_rng(seed)
     n_rows, n, k = 7, 20_000, 200
     scores, _, _, _ = _case(rng, n_rows, n, levels)
-    scores[3, : n - 64 * 150] = np.nan  # too few chunks with a number: no floor
+    scores[3, : n - 64 * 150] = np.nan  # mostly NaN
     scores[4, ::64] = np.nan  # a NaN in every chunk
     relevant = _pattern(rng, n_rows, n, 0.0005)
     relevant[:, rng.integers(0, n)] = True

@@ -23,12 +23,9 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from jamrec.models.topk import _CHUNK, _after, _none_at_least, _sift_down
+from jamrec.models.topk import _CHUNK, _after, _sift_down
 
 _NEG_INF = float("-inf")
-# Lists at least this long start from a floor (:func:`_list_floor`): the re-rankers'
-# 200-deep pool, whose heap otherwise takes in thousands of entries before it settles.
-_FLOOR_FROM_K = 64
 
 
 @njit(cache=True, inline="always")
@@ -132,74 +129,6 @@ def _heap_chunk(
 
 
 @njit(cache=True, inline="always")
-def _list_floor(x: np.ndarray, need: int, maxima: np.ndarray) -> float:  # pragma: no cover
-    """A score that at least ``need`` entries of ``x`` reach, or ``-inf``: the ``need``-th
-    largest of its chunks' maxima (each chunk's maximum is a distinct entry of the row).
-
-    The maxima are taken over order-preserving integer keys of the floats (a float's bits,
-    the negative ones' magnitude bits flipped), which the compiler vectorises where a
-    float maximum is not; a chunk whose maximum is a NaN is not counted. The pass reads
-    the row from memory once, so the list's pass after it reads it from the cache."""
-    n = x.shape[0]
-    full = n // _CHUNK
-    if need <= 0 or full < need:
-        return _NEG_INF
-    keys = x.view(np.int32)
-    nan_key = np.int32(0x7F800000)  # +inf's key: a larger one is a NaN
-    for m in range(full):
-        chunk = keys[m * _CHUNK : (m + 1) * _CHUNK]
-        best = np.int32(-0x80000000)
-        for q in range(_CHUNK):
-            b = chunk[q]
-            best = max(best, b ^ ((b >> 31) & 0x7FFFFFFF))
-        maxima[m] = best if best <= nan_key else np.int32(-0x80000000)
-    floor_key = np.partition(maxima[:full], full - need)[full - need]
-    if floor_key == np.int32(-0x80000000):
-        return _NEG_INF
-    bits = np.empty(1, np.int32)
-    bits[0] = floor_key ^ ((floor_key >> 31) & 0x7FFFFFFF)
-    return bits.view(np.float32)[0]
-
-
-@njit(cache=True, inline="always")
-def _heap_floor(
-    x: np.ndarray,
-    lo: int,
-    hi: int,
-    floor: float,
-    hs: np.ndarray,
-    hc: np.ndarray,
-    size: np.ndarray,
-    k: int,
-    mask_a: np.ndarray,
-    at_a: np.ndarray,
-    mask_b: np.ndarray,
-    at_b: np.ndarray,
-) -> None:  # pragma: no cover - compiled
-    """:func:`_heap_chunk` for a row whose best ``k`` unmasked entries all reach ``floor``
-    (:func:`_list_floor`): only unmasked entries ``>= floor`` are offered, filling
-    included, so a chunk below the floor costs one vectorised count."""
-    if size[0] == k:
-        if _none_above(x[lo:hi], hs[0]):  # as in _heap_chunk: ties with the worst go after
-            return
-    elif _none_at_least(x[lo:hi], floor):
-        return
-    for q in range(lo, hi):
-        s = x[q]
-        if not (s >= floor):  # below the floor, or NaN
-            continue
-        if size[0] == k and not (s > hs[0]):
-            continue
-        if _masked(mask_a, at_a, q) or _masked(mask_b, at_b, q):
-            continue
-        if size[0] < k:
-            _push(hs, hc, size[0], s, q)
-            size[0] += 1
-        elif _after(hs[0], hc[0], s, q):
-            _sift(hs, hc, k, s, q)
-
-
-@njit(cache=True, inline="always")
 def _pop_all(
     hs: np.ndarray, hc: np.ndarray, size: int, out_cols: np.ndarray, out_scores: np.ndarray
 ) -> None:  # pragma: no cover - compiled
@@ -246,10 +175,6 @@ def _pass(
         ss, sc, s_size = np.empty(ks, np.float32), np.empty(ks, np.int64), np.zeros(1, np.int64)
         at_s, at_none = np.zeros(1, np.int64), np.zeros(1, np.int64)
         none = seen[:0]
-        floor = _NEG_INF
-        if k >= _FLOOR_FROM_K:
-            maxima = np.empty(n // _CHUNK, np.int32)
-            floor = _list_floor(x, k + rel.shape[0] + exc.shape[0], maxima)
         for lo in range(0, n, _CHUNK):
             hi = min(lo + _CHUNK, n)
             chunk = x[lo:hi]
@@ -265,9 +190,7 @@ def _pass(
                     count[i] += _above(chunk, value)
                 else:
                     count[i] += _not_below(x[lo:c], value) + _above(x[c + 1 : hi], value)
-            if k > 0 and floor > _NEG_INF:
-                _heap_floor(x, lo, hi, floor, hs, hc, size, k, rel, at_a, exc, at_b)
-            elif k > 0:
+            if k > 0:
                 _heap_chunk(x, lo, hi, hs, hc, size, k, rel, at_a, exc, at_b)
             if sampled:
                 _heap_chunk(x, lo, hi, ss, sc, s_size, ks, seen, at_s, none, at_none)
