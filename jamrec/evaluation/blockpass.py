@@ -239,6 +239,53 @@ def _sorted_csr(matrix: sp.csr_matrix, n_rows: int) -> tuple[np.ndarray, np.ndar
     return matrix.indptr.astype(np.int64), matrix.indices.astype(np.int64)
 
 
+class _Patterns(NamedTuple):
+    """A block's patterns as the compiled passes read them (sorted CSR arrays)."""
+
+    rel_ptr: np.ndarray
+    rel_cols: np.ndarray
+    exc_ptr: np.ndarray
+    exc_cols: np.ndarray
+    sample_row: np.ndarray  # (rows,) each row's place among the sample rows, or -1
+    seen_ptr: np.ndarray
+    seen_cols: np.ndarray
+
+
+def _prepare(
+    n_rows: int,
+    n: int,
+    relevant: sp.csr_matrix,
+    excluded: sp.csr_matrix,
+    ranks: bool,
+    k: int,
+    sample_rows: np.ndarray | None,
+    seen: sp.csr_matrix | None,
+    k_sample: int,
+) -> tuple[_Patterns, BlockResult]:
+    """The patterns and the empty result of a pass over ``n_rows`` x ``n`` (the lists'
+    lengths cut to ``n``), shared by :func:`block_pass` and :func:`shared_row_pass`."""
+    rel_ptr, rel_cols = _sorted_csr(relevant, n_rows)
+    exc_ptr, exc_cols = _sorted_csr(excluded, n_rows)
+    k = max(0, min(int(k), n))
+    sample_rows = np.zeros(0, np.int64) if sample_rows is None else np.asarray(sample_rows)
+    k_sample = max(0, min(int(k_sample), n))
+    row_of = np.full(n_rows, -1, np.int64)
+    row_of[sample_rows] = np.arange(len(sample_rows))
+    if seen is None:
+        seen_ptr, seen_cols = np.zeros(n_rows + 1, np.int64), np.zeros(0, np.int64)
+    else:
+        seen_ptr, seen_cols = _sorted_csr(seen, n_rows)
+    out = BlockResult(
+        np.zeros(len(rel_cols) if ranks else 0, np.int64),
+        np.full((n_rows, k), -1, np.int64),
+        np.full((n_rows, k), -np.inf, np.float32),
+        np.full((len(sample_rows), k_sample), -1, np.int64),
+        np.full((len(sample_rows), k_sample), -np.inf, np.float32),
+    )
+    patterns = _Patterns(rel_ptr, rel_cols, exc_ptr, exc_cols, row_of, seen_ptr, seen_cols)
+    return patterns, out
+
+
 def block_pass(
     scores: np.ndarray,
     relevant: sp.csr_matrix,
@@ -262,38 +309,21 @@ def block_pass(
     """
     scores = np.ascontiguousarray(scores, dtype=np.float32)
     n_rows, n = scores.shape
-    rel_ptr, rel_cols = _sorted_csr(relevant, n_rows)
-    exc_ptr, exc_cols = _sorted_csr(excluded, n_rows)
-    k = max(0, min(int(k), n))
-    sample_rows = np.zeros(0, np.int64) if sample_rows is None else np.asarray(sample_rows)
-    k_sample = max(0, min(int(k_sample), n))
-    row_of = np.full(n_rows, -1, np.int64)
-    row_of[sample_rows] = np.arange(len(sample_rows))
-    if seen is None:
-        seen_ptr, seen_cols = np.zeros(n_rows + 1, np.int64), np.zeros(0, np.int64)
-    else:
-        seen_ptr, seen_cols = _sorted_csr(seen, n_rows)
-    out = BlockResult(
-        np.zeros(len(rel_cols) if ranks else 0, np.int64),
-        np.full((n_rows, k), -1, np.int64),
-        np.full((n_rows, k), -np.inf, np.float32),
-        np.full((len(sample_rows), k_sample), -1, np.int64),
-        np.full((len(sample_rows), k_sample), -np.inf, np.float32),
-    )
+    p, out = _prepare(n_rows, n, relevant, excluded, ranks, k, sample_rows, seen, k_sample)
     if n_rows and n:
         _pass(
             scores,
-            rel_ptr,
-            rel_cols,
-            exc_ptr,
-            exc_cols,
+            p.rel_ptr,
+            p.rel_cols,
+            p.exc_ptr,
+            p.exc_cols,
             out.ranks,
             ranks,
             out.list_cols,
             out.list_scores,
-            row_of,
-            seen_ptr,
-            seen_cols,
+            p.sample_row,
+            p.seen_ptr,
+            p.seen_cols,
             out.sample_cols,
             out.sample_scores,
         )
@@ -324,47 +354,31 @@ def shared_row_pass(
     n_rows, n = relevant.shape
     if n_rows == 0 or n == 0 or not np.isfinite(row).all() or len(row) != n:
         return None
-    rel_ptr, rel_cols = _sorted_csr(relevant, n_rows)
-    exc_ptr, exc_cols = _sorted_csr(excluded, n_rows)
-    k = max(0, min(int(k), n))
-    sample_rows = np.zeros(0, np.int64) if sample_rows is None else np.asarray(sample_rows)
-    k_sample = max(0, min(int(k_sample), n))
-    if seen is None:
-        seen_ptr, seen_cols = np.zeros(n_rows + 1, np.int64), np.zeros(0, np.int64)
-    else:
-        seen_ptr, seen_cols = _sorted_csr(seen, n_rows)
-    masked = np.diff(rel_ptr) + np.diff(exc_ptr)
-    if k and (n - masked).min() < k:
+    p, out = _prepare(n_rows, n, relevant, excluded, ranks, k, sample_rows, seen, k_sample)
+    k, k_sample = out.list_cols.shape[1], out.sample_cols.shape[1]
+    if k and (n - np.diff(p.rel_ptr) - np.diff(p.exc_ptr)).min() < k:
         return None
-    if k_sample and len(sample_rows) and (n - np.diff(seen_ptr)[sample_rows]).min() < k_sample:
+    in_sample = p.sample_row >= 0
+    if k_sample and in_sample.any() and (n - np.diff(p.seen_ptr)[in_sample]).min() < k_sample:
         return None
     order = np.lexsort((np.arange(n), -row))  # higher score first, then the column
     place = np.empty(n, np.int64)
     place[order] = np.arange(n)
-    row_of = np.full(n_rows, -1, np.int64)
-    row_of[sample_rows] = np.arange(len(sample_rows))
-    out = BlockResult(
-        np.zeros(len(rel_cols) if ranks else 0, np.int64),
-        np.full((n_rows, k), -1, np.int64),
-        np.full((n_rows, k), -np.inf, np.float32),
-        np.full((len(sample_rows), k_sample), -1, np.int64),
-        np.full((len(sample_rows), k_sample), -np.inf, np.float32),
-    )
     _shared_pass(
         row,
         order,
         place,
-        rel_ptr,
-        rel_cols,
-        exc_ptr,
-        exc_cols,
+        p.rel_ptr,
+        p.rel_cols,
+        p.exc_ptr,
+        p.exc_cols,
         out.ranks,
         ranks,
         out.list_cols,
         out.list_scores,
-        row_of,
-        seen_ptr,
-        seen_cols,
+        p.sample_row,
+        p.seen_ptr,
+        p.seen_cols,
         out.sample_cols,
         out.sample_scores,
     )
