@@ -44,7 +44,7 @@ def test_the_tiny_warehouse_passes_every_suite(tiny_warehouse, tmp_path):
     from great_expectations.execution_engine.pandas_batch_data import PandasBatchData
 
     gc.collect()
-    assert not [o for o in gc.get_objects() if isinstance(o, PandasBatchData)]
+    assert not [o for o in gc.get_objects() if type(o) is PandasBatchData]
 
 
 BREAKAGES = [
